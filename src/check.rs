@@ -1,0 +1,377 @@
+//! Checks across steps: unique ids, outputs of kinds, and every template reference resolved
+//! statically (inputs, environment vars, earlier steps' outputs) before anything runs.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use indexmap::IndexMap;
+
+use crate::diag::{Problem, Source, did_you_mean};
+use crate::load::de_problem;
+use crate::load::yaml::{ByteSpan, Node, NodeKind};
+use crate::model::{Environments, InputSpec, OnFailure, RunbookDoc, Step};
+use crate::steps::{CheckCx, OutputSpec, Secrecy};
+use crate::template;
+
+/// Inputs: a default must be one of the choices.
+pub fn inputs(doc: &RunbookDoc, node: &Node, source: &Arc<Source>, problems: &mut Vec<Problem>) {
+    for (name, spec) in &doc.inputs {
+        if let (Some(choices), Some(default)) = (&spec.choices, &spec.default)
+            && !choices.contains(default)
+        {
+            let span = node
+                .get("inputs")
+                .and_then(|n| n.get(name))
+                .and_then(|n| n.get("default"))
+                .map_or(0..0, |n| n.span.clone());
+            problems.push(
+                Problem::error(
+                    "runbook::bad-default",
+                    format!("the default of input `{name}` is not one of its choices"),
+                )
+                .at(source, span)
+                .help(format!("choose one of: {}", choices.join(", "))),
+            );
+        }
+        if spec.secret && spec.default.is_some() {
+            let span = node
+                .get("inputs")
+                .and_then(|n| n.get(name))
+                .map_or(0..0, |n| n.span.clone());
+            problems.push(
+                Problem::error(
+                    "runbook::secret-default",
+                    format!("secret input `{name}` has a default written in the runbook"),
+                )
+                .at(source, span)
+                .help("a secret must not live in a reviewed file; remove the default"),
+            );
+        }
+    }
+}
+
+/// What the checker knows about a step that ran before the one being checked.
+struct Known {
+    index: usize,
+    rollback: bool,
+    outputs: Vec<OutputSpec>,
+}
+
+pub fn steps(
+    steps: &mut [Step],
+    rollback: &mut [Step],
+    inputs: Option<&IndexMap<String, InputSpec>>,
+    envs: &Environments,
+    source: &Arc<Source>,
+    problems: &mut Vec<Problem>,
+) {
+    // Unique ids across main and rollback steps.
+    let mut first: HashMap<String, ByteSpan> = HashMap::new();
+    for s in steps.iter().chain(rollback.iter()) {
+        let span = s.span_of("id");
+        if first.contains_key(s.id()) {
+            problems.push(
+                Problem::error(
+                    "runbook::duplicate-id",
+                    format!("duplicate step id `{}`", s.id()),
+                )
+                .at(source, span)
+                .label("used again here")
+                .help("every step needs its own id; outputs are read as `steps.<id>.<output>`"),
+            );
+        } else {
+            first.insert(s.id().to_string(), span);
+        }
+    }
+
+    // Where each id is, so a reference to a later step is told apart from an unknown one.
+    let positions: HashMap<String, (usize, bool)> = steps
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.id().to_string(), (i, false)))
+        .chain(
+            rollback
+                .iter()
+                .enumerate()
+                .map(|(i, s)| (s.id().to_string(), (i, true))),
+        )
+        .collect();
+    let mut known: HashMap<String, Known> = HashMap::new();
+    let rollback_ids: Vec<String> = rollback.iter().map(|s| s.id().to_string()).collect();
+    let no_inputs = IndexMap::new();
+    let inputs = inputs.unwrap_or(&no_inputs);
+
+    for (is_rollback, list) in [(false, &mut *steps), (true, &mut *rollback)] {
+        for (index, step) in list.iter_mut().enumerate() {
+            let scope = Scope {
+                index,
+                rollback: is_rollback,
+                known: &known,
+                positions: &positions,
+                inputs,
+                envs,
+            };
+            check_templates(step, &scope, source, problems);
+            // The kind's own checks, knowing which references hold secrets.
+            let secret_refs = |path: &str| scope.is_secret(path);
+            let mut cx = CheckCx {
+                problems: Vec::new(),
+                environments: &envs.list,
+                params: &step.params,
+                secret_refs: &secret_refs,
+            };
+            match step.kind.check(&step.params, &mut cx) {
+                Ok(outputs) => step.outputs = outputs,
+                Err(e) => problems.push(de_problem(e, source)),
+            }
+            problems.extend(cx.problems.into_iter().map(|p| p.in_file(source)));
+            if let Some(OnFailure::Rollback(target)) = &step.common.on_failure
+                && !rollback_ids.contains(target)
+            {
+                let help = did_you_mean(target, rollback_ids.iter().map(String::as_str)).unwrap_or_else(|| {
+                    if rollback_ids.is_empty() {
+                        "add the compensation steps under `rollback:`, or write `abort` or `continue`".into()
+                    } else {
+                        format!("rollback steps are: {}", rollback_ids.join(", "))
+                    }
+                });
+                problems.push(
+                    Problem::error(
+                        "runbook::unknown-rollback",
+                        format!("`on_failure: {target}` names no rollback step"),
+                    )
+                    .at(source, step.span_of("on_failure"))
+                    .label("not a rollback step")
+                    .help(help),
+                );
+            }
+            if let Some(retry) = &step.common.retry
+                && retry.attempts == 0
+            {
+                problems.push(
+                    Problem::error(
+                        "runbook::bad-retry",
+                        "`retry.attempts` counts every attempt and must be at least 1",
+                    )
+                    .at(source, step.span_of("retry")),
+                );
+            }
+            known.insert(
+                step.id().to_string(),
+                Known {
+                    index,
+                    rollback: is_rollback,
+                    outputs: step.outputs.clone(),
+                },
+            );
+        }
+    }
+}
+
+struct Scope<'a> {
+    index: usize,
+    rollback: bool,
+    known: &'a HashMap<String, Known>,
+    positions: &'a HashMap<String, (usize, bool)>,
+    inputs: &'a IndexMap<String, InputSpec>,
+    envs: &'a Environments,
+}
+
+impl Scope<'_> {
+    fn is_secret(&self, path: &str) -> bool {
+        let parts: Vec<&str> = path.split('.').collect();
+        match parts.as_slice() {
+            ["inputs", name, ..] => self.inputs.get(*name).is_some_and(|i| i.secret),
+            ["steps", id, rest @ ..] => self.known.get(*id).is_some_and(|k| {
+                k.outputs.iter().any(|o| {
+                    o.secrecy != Secrecy::Public && rest.first().is_none_or(|n| *n == o.name)
+                })
+            }),
+            _ => false,
+        }
+    }
+
+    /// Why a dotted reference cannot be resolved, if it cannot.
+    fn resolve(&self, path: &str) -> Option<(String, Option<String>)> {
+        let parts: Vec<&str> = path.split('.').collect();
+        match parts.as_slice() {
+            ["inputs"] | ["env"] | ["steps"] => None,
+            ["inputs", name, ..] => (!self.inputs.contains_key(*name)).then(|| {
+                let help = did_you_mean(name, self.inputs.keys().map(String::as_str))
+                    .unwrap_or_else(|| {
+                        format!(
+                            "declare it under `inputs:` (declared: {})",
+                            list_or_none(self.inputs.keys().map(String::as_str))
+                        )
+                    });
+                (format!("undefined input `{name}`"), Some(help))
+            }),
+            ["env", var, ..] => {
+                for env in &self.envs.list {
+                    let vars = env.template_vars();
+                    if !vars.contains_key(*var) {
+                        let help = did_you_mean(var, vars.keys().map(String::as_str))
+                            .unwrap_or_else(|| {
+                                format!(
+                                    "add `{var}` under `environments.{}.vars` in environments.yaml",
+                                    env.name
+                                )
+                            });
+                        return Some((
+                            format!("environment `{}` has no var `{var}`", env.name),
+                            Some(help),
+                        ));
+                    }
+                }
+                None
+            }
+            ["steps", id, rest @ ..] => {
+                let Some(k) = self.known.get(*id) else {
+                    return Some(match self.positions.get(*id) {
+                        Some((i, rb)) => {
+                            let place = if *rb {
+                                "a rollback step"
+                            } else {
+                                "a later step"
+                            };
+                            (
+                                format!(
+                                    "step `{id}` is {place} (#{}); its outputs do not exist yet here",
+                                    i + 1
+                                ),
+                                Some("a step can only read the outputs of steps before it".into()),
+                            )
+                        }
+                        None => {
+                            let ids = self.known.keys().map(String::as_str);
+                            let help = did_you_mean(id, ids)
+                                .unwrap_or_else(|| "no step has this id".into());
+                            (format!("undefined step `{id}`"), Some(help))
+                        }
+                    });
+                };
+                // Rollback steps may read main steps and earlier rollback steps.
+                if k.rollback && !self.rollback
+                    || (k.rollback == self.rollback && k.index >= self.index)
+                {
+                    return Some((format!("step `{id}` has not run yet here"), None));
+                }
+                match rest.first() {
+                    None => None,
+                    Some(out) if k.outputs.iter().any(|o| o.name == *out) => None,
+                    Some(out) => {
+                        let names: Vec<&str> = k.outputs.iter().map(|o| o.name.as_str()).collect();
+                        let help = did_you_mean(out, names.iter().copied()).unwrap_or_else(|| {
+                            format!("its outputs are: {}", list_or_none(names.iter().copied()))
+                        });
+                        Some((format!("step `{id}` has no output `{out}`"), Some(help)))
+                    }
+                }
+            }
+            [root, ..] => Some((
+                format!("unknown name `{root}`"),
+                Some(
+                    "templates can read `inputs.<name>`, `env.<var>` and `steps.<id>.<output>`"
+                        .into(),
+                ),
+            )),
+            [] => None,
+        }
+    }
+}
+
+fn list_or_none<'a>(it: impl Iterator<Item = &'a str>) -> String {
+    let v: Vec<&str> = it.collect();
+    if v.is_empty() {
+        "none".into()
+    } else {
+        v.join(", ")
+    }
+}
+
+/// Check every template of a step: syntax and references.
+fn check_templates(
+    step: &Step,
+    scope: &Scope<'_>,
+    source: &Arc<Source>,
+    problems: &mut Vec<Problem>,
+) {
+    let mut scalars: Vec<(&Node, &str, bool)> = Vec::new();
+    for field in ["title", "confirm"] {
+        if let Some(n) = step.node.get(field)
+            && let Some(s) = n.as_str()
+        {
+            scalars.push((n, s, false));
+        }
+    }
+    if let Some(n) = step.node.get("when")
+        && let Some(s) = n.as_str()
+    {
+        scalars.push((n, s, true));
+    }
+    step.params
+        .walk_scalars(&mut |n, s| scalars.push((n, s, false)));
+
+    for (node, text, is_expr) in scalars {
+        if !is_expr && !template::is_template(text) {
+            continue;
+        }
+        let refs = if is_expr {
+            template::expression_references(text)
+        } else {
+            template::references(text)
+        };
+        match refs {
+            Err(e) => {
+                let span = e
+                    .range
+                    .map_or(node.span.clone(), |r| locate(node, source, r));
+                problems.push(
+                    Problem::error("runbook::template", e.message)
+                        .at(source, span)
+                        .label("here"),
+                );
+            }
+            Ok(refs) => {
+                for r in refs {
+                    if let Some((message, help)) = scope.resolve(&r) {
+                        let span = text
+                            .find(&r)
+                            .map_or(node.span.clone(), |i| locate(node, source, i..i + r.len()));
+                        let mut p = Problem::error("runbook::undefined-reference", message)
+                            .at(source, span)
+                            .label("referenced here");
+                        p.help = help;
+                        problems.push(p);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The source span of `range` within a scalar's value: exact when the scalar is written on one
+/// line without escapes, the whole scalar otherwise.
+fn locate(node: &Node, source: &Source, range: std::ops::Range<usize>) -> ByteSpan {
+    let NodeKind::Scalar { value, .. } = &node.kind else {
+        return node.span.clone();
+    };
+    let raw = source.text.get(node.span.clone()).unwrap_or_default();
+    for skip in [0usize, 1] {
+        if raw
+            .get(skip..)
+            .is_some_and(|r| r.starts_with(value.as_str()))
+        {
+            let start = node.span.start + skip + range.start;
+            return start..start + range.len();
+        }
+    }
+    // Block scalars: find the referenced text in the raw source of the scalar.
+    if let Some(needle) = value.get(range.clone())
+        && let Some(i) = raw.find(needle)
+    {
+        let start = node.span.start + i;
+        return start..start + needle.len();
+    }
+    node.span.clone()
+}

@@ -1,0 +1,874 @@
+//! The command line: parses arguments, picks terminal or plain output, and turns outcomes into
+//! the documented exit codes. Only this module prints diagnostics or decides colour and TTY.
+
+pub mod prompt;
+pub mod ui;
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+
+use clap::{Parser, Subcommand, ValueEnum};
+use indexmap::IndexMap;
+
+use crate::diag::{self, Problem};
+use crate::engine::event::{Bus, Sink};
+use crate::engine::{Engine, InputValue, Interrupt, RunOptions};
+use crate::load::{self, Catalog};
+use crate::model::{Environment, Runbook};
+use crate::secret::Redactor;
+use crate::steps::Prompter;
+use crate::{journal, plan, schema};
+
+/// Exit codes, as documented in `--help` and the README.
+pub mod exit {
+    pub const DONE: i32 = 0;
+    pub const STEP_FAILED: i32 = 1;
+    pub const INVALID: i32 = 2;
+    pub const DECLINED: i32 = 3;
+    pub const INTERRUPTED: i32 = 130;
+}
+
+const AFTER_HELP: &str = "\
+Examples:
+  runbook list
+  runbook plan db-password --env staging
+  runbook run db-password --env sandbox
+  runbook run r2-credentials --env production --input reason=scheduled
+  runbook check                      # validate every runbook (CI, editors)
+
+Exit codes:
+  0    done
+  1    a step failed (after its rollback, if any)
+  2    invalid runbook, environment or input; nothing ran
+  3    declined by the operator at a gate; nothing after it ran
+  130  interrupted (Ctrl-C)";
+
+#[derive(Parser, Debug)]
+#[command(name = "runbook", version, about = "Run operational runbooks written as versioned YAML", after_help = AFTER_HELP)]
+pub struct Cli {
+    /// Directory holding the runbooks and environments.yaml.
+    #[arg(long, global = true, default_value = "runbooks", env = "RUNBOOK_DIR")]
+    pub dir: PathBuf,
+    /// When to use colour (NO_COLOR is honoured by `auto`).
+    #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto)]
+    pub color: ColorChoice,
+    /// Where run journals are kept (default: $XDG_STATE_HOME/runbook).
+    #[arg(long, global = true, env = "RUNBOOK_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ColorChoice {
+    Auto,
+    Always,
+    Never,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    Human,
+    Json,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum CheckFormat {
+    Human,
+    Json,
+    Github,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum SchemaName {
+    Runbook,
+    Environments,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// List the runbooks: name, summary, rotation, impact.
+    List,
+    /// Show one runbook: its inputs and steps.
+    Show { name: String },
+    /// Show what a run would do, every step rendered, secrets masked. No network, no change.
+    Plan {
+        name: String,
+        /// The environment (from environments.yaml).
+        #[arg(long)]
+        env: Option<String>,
+        /// An input value, `name=value` (repeatable).
+        #[arg(long = "input", short = 'i', value_name = "NAME=VALUE")]
+        inputs: Vec<String>,
+        #[arg(long, value_enum, default_value_t = Output::Human)]
+        output: Output,
+    },
+    /// Run a runbook against an environment.
+    Run {
+        name: String,
+        /// The environment (from environments.yaml); asked for on a terminal when absent.
+        #[arg(long)]
+        env: Option<String>,
+        /// An input value, `name=value` (repeatable). Secret inputs are better typed at the
+        /// prompt or passed as RUNBOOK_INPUT_<NAME>: command lines are visible to other users.
+        #[arg(long = "input", short = 'i', value_name = "NAME=VALUE")]
+        inputs: Vec<String>,
+        /// Approve every gate without asking (needed to run gated steps without a terminal).
+        #[arg(long, short = 'y')]
+        yes: bool,
+        /// With --yes on a protected environment: its name, to show the approval was meant.
+        #[arg(long, value_name = "ENV")]
+        confirm_env: Option<String>,
+        /// Show the plan and stop (same as `runbook plan`).
+        #[arg(long)]
+        dry_run: bool,
+        #[arg(long, value_enum, default_value_t = Output::Human)]
+        output: Output,
+    },
+    /// Validate runbooks and environments; every problem with file:line:col. Exit 2 on errors.
+    Check {
+        /// Files or directories (default: the runbooks directory).
+        paths: Vec<PathBuf>,
+        #[arg(long, value_enum, default_value_t = CheckFormat::Human)]
+        format: CheckFormat,
+    },
+    /// Print a JSON Schema (for editors: yaml-language-server).
+    Schema {
+        #[arg(value_enum, default_value_t = SchemaName::Runbook)]
+        which: SchemaName,
+    },
+}
+
+/// Parse arguments, run the command, return the exit code.
+pub fn main() -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                exit::INVALID
+            } else {
+                exit::DONE
+            };
+        }
+    };
+    let color = match cli.color {
+        ColorChoice::Always => true,
+        ColorChoice::Never => false,
+        ColorChoice::Auto => {
+            std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+                && std::io::stderr().is_terminal()
+        }
+    };
+    console::set_colors_enabled(color);
+    console::set_colors_enabled_stderr(color);
+    let cx = Ctx {
+        dir: cli.dir.clone(),
+        color,
+        state_dir: cli.state_dir.clone(),
+    };
+    match cli.command {
+        Command::List => cx.list(),
+        Command::Show { name } => cx.show(&name),
+        Command::Plan {
+            name,
+            env,
+            inputs,
+            output,
+        } => cx.plan(&name, env.as_deref(), &inputs, output),
+        Command::Run {
+            name,
+            env,
+            inputs,
+            yes,
+            confirm_env,
+            dry_run,
+            output,
+        } => {
+            if dry_run {
+                return cx.plan(&name, env.as_deref(), &inputs, output);
+            }
+            cx.run(
+                &name,
+                env.as_deref(),
+                &inputs,
+                yes,
+                confirm_env.as_deref(),
+                output,
+            )
+        }
+        Command::Check { paths, format } => cx.check(&paths, format),
+        Command::Schema { which } => {
+            let s = match which {
+                SchemaName::Runbook => schema::runbook(),
+                SchemaName::Environments => schema::environments(),
+            };
+            println!("{s}");
+            exit::DONE
+        }
+    }
+}
+
+struct Ctx {
+    dir: PathBuf,
+    color: bool,
+    state_dir: Option<PathBuf>,
+}
+
+impl Ctx {
+    fn report(&self, problems: &[Problem]) {
+        let width = console::Term::stderr()
+            .size_checked()
+            .map_or(100, |(_, w)| usize::from(w).clamp(60, 120));
+        eprint!("{}", diag::render(problems, self.color, width));
+    }
+
+    /// Load the catalog; print its errors and return None when the wanted runbook is unusable.
+    fn catalog(&self) -> Result<Catalog, i32> {
+        load::load_dir(&self.dir).map_err(|p| {
+            self.report(&[p]);
+            exit::INVALID
+        })
+    }
+
+    /// The runbook `name`, or a diagnostic (its own problems, or "no such runbook").
+    fn runbook<'a>(&self, catalog: &'a Catalog, name: &str) -> Result<&'a Runbook, i32> {
+        if let Some(rb) = catalog.find(name) {
+            let warnings: Vec<Problem> = catalog
+                .problems
+                .iter()
+                .filter(|p| !p.is_error() && same_file(p, &rb.source.path))
+                .cloned()
+                .collect();
+            self.report(&warnings);
+            return Ok(rb);
+        }
+        // The file may exist but be invalid: show its problems.
+        let file = catalog.dir.join(format!("{name}.yaml"));
+        let own: Vec<Problem> = catalog
+            .problems
+            .iter()
+            .filter(|p| same_file(p, &file))
+            .cloned()
+            .collect();
+        if !own.is_empty() {
+            self.report(&own);
+            eprintln!("runbook `{name}` is invalid; nothing ran.");
+            return Err(exit::INVALID);
+        }
+        let names: Vec<&str> = catalog.runbooks.iter().map(Runbook::name).collect();
+        let mut p = Problem::error(
+            "runbook::no-such-runbook",
+            format!("no runbook named `{name}` in {}", self.dir.display()),
+        );
+        p.help = Some(
+            diag::did_you_mean(name, names.iter().copied()).unwrap_or_else(|| {
+                if names.is_empty() {
+                    "this directory has no runbooks".into()
+                } else {
+                    format!("runbooks: {}", names.join(", "))
+                }
+            }),
+        );
+        self.report(&[p]);
+        Err(exit::INVALID)
+    }
+
+    fn environment<'a>(
+        &self,
+        catalog: &'a Catalog,
+        name: Option<&str>,
+        interactive: bool,
+    ) -> Result<&'a Environment, i32> {
+        let envs = &catalog.environments;
+        let env_problems: Vec<Problem> = catalog
+            .problems
+            .iter()
+            .filter(|p| p.is_error() && same_file(p, &catalog.dir.join(load::ENVIRONMENTS_FILE)))
+            .cloned()
+            .collect();
+        if !env_problems.is_empty() {
+            self.report(&env_problems);
+            return Err(exit::INVALID);
+        }
+        let names: Vec<&str> = envs.names().collect();
+        let name = match name {
+            Some(n) => n.to_string(),
+            None if names.len() == 1 => names[0].to_string(),
+            None if interactive && !names.is_empty() => {
+                let choices: Vec<String> = names.iter().map(|s| s.to_string()).collect();
+                match prompt::TerminalPrompter::new().ask(
+                    "Environment",
+                    Some(&choices),
+                    None,
+                    false,
+                ) {
+                    Ok(n) => n,
+                    Err(_) => return Err(exit::INTERRUPTED),
+                }
+            }
+            None => {
+                let p =
+                    Problem::error("runbook::missing-env", "no environment given").help(format!(
+                        "pass --env with one of: {}",
+                        if names.is_empty() {
+                            "none defined".into()
+                        } else {
+                            names.join(", ")
+                        }
+                    ));
+                self.report(&[p]);
+                return Err(exit::INVALID);
+            }
+        };
+        envs.get(&name).ok_or_else(|| {
+            let mut p = Problem::error("runbook::unknown-env", format!("no environment `{name}`"));
+            p.help = Some(
+                diag::did_you_mean(&name, names.iter().copied()).unwrap_or_else(|| {
+                    format!(
+                        "environments in {}: {}",
+                        load::ENVIRONMENTS_FILE,
+                        if names.is_empty() {
+                            "none".into()
+                        } else {
+                            names.join(", ")
+                        }
+                    )
+                }),
+            );
+            self.report(&[p]);
+            exit::INVALID
+        })
+    }
+
+    fn list(&self) -> i32 {
+        let catalog = match self.catalog() {
+            Ok(c) => c,
+            Err(code) => return code,
+        };
+        let w = catalog
+            .runbooks
+            .iter()
+            .map(|r| r.name().len())
+            .max()
+            .unwrap_or(4)
+            .max(4);
+        println!(
+            "{:w$}  {:<16}  {:<28}  SUMMARY",
+            "NAME", "ROTATION", "IMPACT"
+        );
+        for rb in &catalog.runbooks {
+            let d = &rb.doc;
+            println!(
+                "{:w$}  {:<16}  {:<28}  {}",
+                d.name,
+                d.rotation.as_deref().unwrap_or("-"),
+                d.impact.as_deref().unwrap_or("-"),
+                d.summary
+            );
+        }
+        let errors = catalog.problems.iter().filter(|p| p.is_error()).count();
+        if errors > 0 {
+            eprintln!(
+                "\n{errors} problem(s) in {}: run `runbook check` to see them.",
+                self.dir.display()
+            );
+        }
+        exit::DONE
+    }
+
+    fn show(&self, name: &str) -> i32 {
+        let catalog = match self.catalog() {
+            Ok(c) => c,
+            Err(code) => return code,
+        };
+        let rb = match self.runbook(&catalog, name) {
+            Ok(r) => r,
+            Err(code) => return code,
+        };
+        let d = &rb.doc;
+        println!("{} — {}", d.name, d.summary);
+        if let Some(r) = &d.rotation {
+            println!("rotation: {r}");
+        }
+        if let Some(i) = &d.impact {
+            println!("impact:   {i}");
+        }
+        println!("file:     {}", diag::display_path(&rb.source.path));
+        if let Some(desc) = &d.description {
+            println!();
+            print!("{}", prompt::render_markdown(desc));
+        }
+        if !d.inputs.is_empty() {
+            println!("\ninputs:");
+            for (n, i) in &d.inputs {
+                let mut extra = Vec::new();
+                if let Some(c) = &i.choices {
+                    extra.push(format!("one of {}", c.join("|")));
+                }
+                if let Some(def) = &i.default {
+                    extra.push(format!("default {def}"));
+                }
+                if i.secret {
+                    extra.push("secret".into());
+                }
+                let extra = if extra.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", extra.join(", "))
+                };
+                println!("  {n}: {}{extra}", i.description);
+            }
+        }
+        for (label, list) in [("steps", &rb.steps), ("rollback", &rb.rollback)] {
+            if list.is_empty() {
+                continue;
+            }
+            println!("\n{label}:");
+            for (i, s) in list.iter().enumerate() {
+                let gate = if s.common.confirm.is_some() {
+                    "  [gate]"
+                } else {
+                    ""
+                };
+                let title = s
+                    .common
+                    .title
+                    .as_deref()
+                    .map(|t| format!(" — {t}"))
+                    .unwrap_or_default();
+                println!(
+                    "  {:>2}. {} [{}]{title}{gate}",
+                    i + 1,
+                    s.id(),
+                    s.kind.name()
+                );
+            }
+        }
+        exit::DONE
+    }
+
+    fn plan(&self, name: &str, env: Option<&str>, inputs: &[String], output: Output) -> i32 {
+        let catalog = match self.catalog() {
+            Ok(c) => c,
+            Err(code) => return code,
+        };
+        let rb = match self.runbook(&catalog, name) {
+            Ok(r) => r,
+            Err(code) => return code,
+        };
+        let env = match self.environment(&catalog, env, false) {
+            Ok(e) => e,
+            Err(code) => return code,
+        };
+        let given = match parse_inputs(rb, inputs) {
+            Ok(g) => g,
+            Err(p) => {
+                self.report(&[p]);
+                return exit::INVALID;
+            }
+        };
+        let mut values = IndexMap::new();
+        for (name, spec) in &rb.doc.inputs {
+            if let Some(v) = given
+                .get(name)
+                .cloned()
+                .or_else(|| input_from_env(name))
+                .or_else(|| spec.default.clone())
+            {
+                values.insert(
+                    name.clone(),
+                    InputValue {
+                        value: v,
+                        secret: spec.secret,
+                    },
+                );
+            }
+        }
+        let plan = plan::plan(rb, env, &values);
+        match output {
+            Output::Human => print!("{}", plan.render_text()),
+            Output::Json => println!(
+                "{}",
+                serde_json::to_string_pretty(&plan).unwrap_or_default()
+            ),
+        }
+        exit::DONE
+    }
+
+    fn run(
+        &self,
+        name: &str,
+        env: Option<&str>,
+        inputs: &[String],
+        yes: bool,
+        confirm_env: Option<&str>,
+        output: Output,
+    ) -> i32 {
+        let interactive = prompt::is_interactive() && output == Output::Human;
+        let catalog = match self.catalog() {
+            Ok(c) => c,
+            Err(code) => return code,
+        };
+        let rb = match self.runbook(&catalog, name) {
+            Ok(r) => r,
+            Err(code) => return code,
+        };
+        let env = match self.environment(&catalog, env, interactive) {
+            Ok(e) => e,
+            Err(code) => return code,
+        };
+        let terminal = prompt::TerminalPrompter::new();
+        let prompter: &dyn Prompter = if interactive {
+            &terminal
+        } else {
+            &prompt::NoPrompter
+        };
+        let values = match resolve_inputs(rb, inputs, prompter) {
+            Ok(v) => v,
+            Err(Some(p)) => {
+                self.report(&[p]);
+                return exit::INVALID;
+            }
+            Err(None) => return exit::INTERRUPTED,
+        };
+        let plan = plan::plan(rb, env, &values);
+        if !interactive && plan.needs_operator() && !yes {
+            let p = Problem::error(
+                "runbook::needs-terminal",
+                format!("`{name}` has {} gate(s) or manual step(s) and there is no terminal to ask on", plan.gates()),
+            )
+            .help("run it in a terminal, or pass --yes to approve every gate (see `runbook plan` first)");
+            self.report(&[p]);
+            return exit::INVALID;
+        }
+        if yes && !interactive && env.doc.protected && confirm_env != Some(env.name.as_str()) {
+            let p = Problem::error(
+                "runbook::protected-env",
+                format!("`{}` is a protected environment", env.name),
+            )
+            .help(format!(
+                "to approve without a terminal, also pass --confirm-env {}",
+                env.name
+            ));
+            self.report(&[p]);
+            return exit::INVALID;
+        }
+        if interactive {
+            eprint!("{}", plan.render_text());
+        }
+
+        let run_id = journal::new_run_id();
+        let redactor = Redactor::new();
+        for v in values.values().filter(|v| v.secret) {
+            redactor.add(&v.value);
+        }
+        let mut sinks: Vec<Box<dyn Sink>> = Vec::new();
+        match output {
+            Output::Json => sinks.push(Box::new(ui::JsonSink::new(std::io::stdout()))),
+            Output::Human if std::io::stderr().is_terminal() => {
+                sinks.push(Box::new(ui::TerminalSink::new()))
+            }
+            Output::Human => sinks.push(Box::new(ui::PlainSink::new(std::io::stderr()))),
+        }
+        let state_dir = journal::state_dir(self.state_dir.as_deref());
+        match journal::JournalSink::create(&state_dir, &run_id) {
+            Ok(j) => sinks.push(Box::new(j)),
+            Err(e) => {
+                let p = Problem::error(
+                    "runbook::journal",
+                    format!(
+                        "cannot write the run journal in {}: {e}",
+                        state_dir.display()
+                    ),
+                )
+                .help("pass --state-dir to a writable directory");
+                self.report(&[p]);
+                return exit::INVALID;
+            }
+        }
+        let bus = Bus::new(redactor, sinks);
+        let runtime = match tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+        {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("error: cannot start the async runtime: {e}");
+                return exit::STEP_FAILED;
+            }
+        };
+        let interrupt = Interrupt::default();
+        let engine = Engine {
+            runbook: rb,
+            env,
+            inputs: values,
+            prompter,
+            bus,
+            interrupt: interrupt.clone(),
+            options: RunOptions {
+                run_id,
+                assume_yes: yes,
+            },
+        };
+        let result = runtime.block_on(async move {
+            let signals = interrupt.clone();
+            tokio::spawn(async move {
+                while tokio::signal::ctrl_c().await.is_ok() {
+                    if signals.raise() == 1 {
+                        eprintln!(
+                            "\nstopping after the current step; press Ctrl-C again to abort it"
+                        );
+                    }
+                }
+            });
+            engine.run().await
+        });
+        // Don't wait for background tasks (the signal listener) at exit.
+        runtime.shutdown_background();
+        result.status.exit_code()
+    }
+
+    fn check(&self, paths: &[PathBuf], format: CheckFormat) -> i32 {
+        let paths = if paths.is_empty() {
+            vec![self.dir.clone()]
+        } else {
+            paths.to_vec()
+        };
+        let mut problems = Vec::new();
+        let mut files = 0usize;
+        for path in &paths {
+            if path.is_dir() {
+                match load::load_dir(path) {
+                    Ok(c) => {
+                        files += c.runbooks.len() + usize::from(c.environments.source.is_some());
+                        // Count the invalid runbooks too.
+                        files += count_invalid(&c);
+                        problems.extend(c.problems);
+                    }
+                    Err(p) => problems.push(p),
+                }
+            } else {
+                files += 1;
+                let dir = path
+                    .parent()
+                    .filter(|p| !p.as_os_str().is_empty())
+                    .unwrap_or(Path::new("."));
+                if path
+                    .file_name()
+                    .is_some_and(|n| n == load::ENVIRONMENTS_FILE)
+                {
+                    load::load_environments_in(dir, &mut problems);
+                } else {
+                    let envs = load::load_environments_in(dir, &mut problems);
+                    load::load_runbook_file(path, &envs, &mut problems);
+                }
+            }
+        }
+        let errors = problems.iter().filter(|p| p.is_error()).count();
+        let warnings = problems.len() - errors;
+        match format {
+            CheckFormat::Human => {
+                self.report(&problems);
+                if errors == 0 {
+                    eprintln!(
+                        "checked {files} file(s): ok{}",
+                        if warnings > 0 {
+                            format!(", {warnings} warning(s)")
+                        } else {
+                            String::new()
+                        }
+                    );
+                } else {
+                    eprintln!("checked {files} file(s): {errors} error(s), {warnings} warning(s)");
+                }
+            }
+            CheckFormat::Json => {
+                for p in &problems {
+                    println!("{}", problem_json(p));
+                }
+            }
+            CheckFormat::Github => {
+                for p in &problems {
+                    let level = if p.is_error() { "error" } else { "warning" };
+                    let msg = gh_escape(&match &p.help {
+                        Some(h) => format!("{} ({})", p.message, h),
+                        None => p.message.clone(),
+                    });
+                    match p.location() {
+                        Some((file, line, col)) => println!(
+                            "::{level} file={file},line={line},col={col},title={}::{msg}",
+                            p.code
+                        ),
+                        None => println!("::{level} title={}::{msg}", p.code),
+                    }
+                }
+            }
+        }
+        if errors > 0 {
+            exit::INVALID
+        } else {
+            exit::DONE
+        }
+    }
+}
+
+fn count_invalid(c: &Catalog) -> usize {
+    let mut files: Vec<&Path> = c
+        .problems
+        .iter()
+        .filter_map(|p| p.source.as_ref().map(|s| s.path.as_path()))
+        .collect();
+    files.sort();
+    files.dedup();
+    files
+        .iter()
+        .filter(|f| f.file_name().is_some_and(|n| n != load::ENVIRONMENTS_FILE))
+        .filter(|f| !c.runbooks.iter().any(|r| r.source.path == **f))
+        .count()
+}
+
+fn same_file(p: &Problem, path: &Path) -> bool {
+    p.source.as_ref().is_some_and(|s| s.path == path)
+}
+
+fn gh_escape(s: &str) -> String {
+    s.replace('%', "%25")
+        .replace('\r', "%0D")
+        .replace('\n', "%0A")
+}
+
+fn problem_json(p: &Problem) -> String {
+    let (file, line, col) = p
+        .location()
+        .map_or((None, None, None), |(f, l, c)| (Some(f), Some(l), Some(c)));
+    serde_json::json!({
+        "severity": p.severity,
+        "code": p.code,
+        "message": p.message,
+        "help": p.help,
+        "file": file,
+        "line": line,
+        "col": col,
+    })
+    .to_string()
+}
+
+/// `--input name=value` pairs, checked against the runbook's inputs.
+fn parse_inputs(rb: &Runbook, raw: &[String]) -> Result<IndexMap<String, String>, Problem> {
+    let mut out = IndexMap::new();
+    for item in raw {
+        let Some((k, v)) = item.split_once('=') else {
+            return Err(Problem::error(
+                "runbook::bad-input",
+                format!("`--input {item}` is not NAME=VALUE"),
+            )
+            .help("write it like `--input reason=scheduled`"));
+        };
+        let Some(spec) = rb.doc.inputs.get(k) else {
+            let known: Vec<&str> = rb.doc.inputs.keys().map(String::as_str).collect();
+            let help = diag::did_you_mean(k, known.iter().copied()).unwrap_or_else(|| {
+                format!(
+                    "its inputs are: {}",
+                    if known.is_empty() {
+                        "none".into()
+                    } else {
+                        known.join(", ")
+                    }
+                )
+            });
+            return Err(Problem::error(
+                "runbook::unknown-input",
+                format!("runbook `{}` has no input `{k}`", rb.name()),
+            )
+            .help(help));
+        };
+        check_choice(k, v, spec)?;
+        out.insert(k.to_string(), v.to_string());
+    }
+    Ok(out)
+}
+
+fn check_choice(name: &str, value: &str, spec: &crate::model::InputSpec) -> Result<(), Problem> {
+    if let Some(choices) = &spec.choices
+        && !choices.iter().any(|c| c == value)
+    {
+        return Err(Problem::error(
+            "runbook::bad-input",
+            format!("`{value}` is not a choice of input `{name}`"),
+        )
+        .help(format!("choose one of: {}", choices.join(", "))));
+    }
+    Ok(())
+}
+
+/// `RUNBOOK_INPUT_<NAME>`: how a secret input reaches a non-interactive run without argv.
+fn input_from_env(name: &str) -> Option<String> {
+    let var = format!(
+        "RUNBOOK_INPUT_{}",
+        name.to_uppercase().replace(['-', '.'], "_")
+    );
+    std::env::var(var).ok()
+}
+
+/// Every input's value: `--input`, then `RUNBOOK_INPUT_<NAME>`, then the default, then asked
+/// for on a terminal. `Err(None)` means the operator interrupted a prompt.
+fn resolve_inputs(
+    rb: &Runbook,
+    raw: &[String],
+    prompter: &dyn Prompter,
+) -> Result<IndexMap<String, InputValue>, Option<Problem>> {
+    let given = parse_inputs(rb, raw).map_err(Some)?;
+    let mut out = IndexMap::new();
+    for (name, spec) in &rb.doc.inputs {
+        let value = match given.get(name).cloned().or_else(|| input_from_env(name)) {
+            Some(v) => {
+                check_choice(name, &v, spec).map_err(Some)?;
+                v
+            }
+            None if prompter.interactive() => {
+                match prompter.ask(
+                    &spec.description,
+                    spec.choices.as_deref(),
+                    spec.default.as_deref(),
+                    spec.secret,
+                ) {
+                    Ok(v) => v,
+                    Err(_) => return Err(None),
+                }
+            }
+            None => match &spec.default {
+                Some(d) => d.clone(),
+                None => {
+                    let env_var = format!(
+                        "RUNBOOK_INPUT_{}",
+                        name.to_uppercase().replace(['-', '.'], "_")
+                    );
+                    let how = if spec.secret {
+                        format!(
+                            "set {env_var} in the environment (a secret should not be on the command line)"
+                        )
+                    } else {
+                        format!("pass --input {name}=VALUE")
+                    };
+                    return Err(Some(
+                        Problem::error(
+                            "runbook::missing-input",
+                            format!("missing input `{name}` ({})", spec.description),
+                        )
+                        .help(format!("{how}; without a terminal nobody can be asked")),
+                    ));
+                }
+            },
+        };
+        out.insert(
+            name.clone(),
+            InputValue {
+                value,
+                secret: spec.secret,
+            },
+        );
+    }
+    Ok(out)
+}

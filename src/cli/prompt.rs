@@ -1,0 +1,153 @@
+//! Prompters: dialoguer on a terminal, a refusing one elsewhere.
+
+use std::io::IsTerminal;
+
+use dialoguer::theme::ColorfulTheme;
+use dialoguer::{Confirm, Input, Password, Select};
+
+use crate::steps::{PromptError, Prompter};
+
+/// Asks on the terminal (stderr), default No at every gate.
+pub struct TerminalPrompter {
+    theme: ColorfulTheme,
+}
+
+impl TerminalPrompter {
+    pub fn new() -> TerminalPrompter {
+        TerminalPrompter {
+            theme: ColorfulTheme::default(),
+        }
+    }
+}
+
+fn map_err(e: dialoguer::Error) -> PromptError {
+    let dialoguer::Error::IO(_) = e;
+    PromptError::Interrupted
+}
+
+impl Prompter for TerminalPrompter {
+    fn confirm(&self, question: &str) -> Result<bool, PromptError> {
+        Confirm::with_theme(&self.theme)
+            .with_prompt(question)
+            .default(false)
+            .wait_for_newline(true)
+            .interact_opt()
+            .map_err(map_err)
+            .map(|a| a.unwrap_or(false))
+    }
+
+    fn type_to_confirm(&self, question: &str, expected: &str) -> Result<bool, PromptError> {
+        loop {
+            let typed: String = Input::with_theme(&self.theme)
+                .with_prompt(format!("{question} (or press Enter to stop)"))
+                .allow_empty(true)
+                .interact_text()
+                .map_err(map_err)?;
+            let typed = typed.trim();
+            if typed == expected {
+                return Ok(true);
+            }
+            if typed.is_empty() {
+                return Ok(false);
+            }
+            eprintln!("  `{typed}` is not `{expected}`.");
+        }
+    }
+
+    fn ask(
+        &self,
+        label: &str,
+        choices: Option<&[String]>,
+        default: Option<&str>,
+        secret: bool,
+    ) -> Result<String, PromptError> {
+        if let Some(choices) = choices {
+            let start = default
+                .and_then(|d| choices.iter().position(|c| c == d))
+                .unwrap_or(0);
+            let i = Select::with_theme(&self.theme)
+                .with_prompt(label)
+                .items(choices)
+                .default(start)
+                .interact_opt()
+                .map_err(map_err)?
+                .ok_or(PromptError::Interrupted)?;
+            return Ok(choices[i].clone());
+        }
+        if secret {
+            return Password::with_theme(&self.theme)
+                .with_prompt(label)
+                .allow_empty_password(false)
+                .interact()
+                .map_err(map_err);
+        }
+        let mut input = Input::<String>::with_theme(&self.theme).with_prompt(label);
+        if let Some(d) = default {
+            input = input.default(d.to_string());
+        }
+        input.interact_text().map_err(map_err)
+    }
+
+    fn show(&self, markdown: &str) {
+        eprintln!();
+        for line in render_markdown(markdown).lines() {
+            eprintln!("  {line}");
+        }
+        eprintln!();
+    }
+
+    fn interactive(&self) -> bool {
+        true
+    }
+}
+
+/// Used when stdin or stderr is not a terminal: it never asks, so a gate can never hang.
+pub struct NoPrompter;
+
+impl Prompter for NoPrompter {
+    fn confirm(&self, _: &str) -> Result<bool, PromptError> {
+        Err(PromptError::NotInteractive)
+    }
+    fn type_to_confirm(&self, _: &str, _: &str) -> Result<bool, PromptError> {
+        Err(PromptError::NotInteractive)
+    }
+    fn ask(
+        &self,
+        _: &str,
+        _: Option<&[String]>,
+        _: Option<&str>,
+        _: bool,
+    ) -> Result<String, PromptError> {
+        Err(PromptError::NotInteractive)
+    }
+    fn show(&self, markdown: &str) {
+        for line in render_markdown(markdown).lines() {
+            eprintln!("  {line}");
+        }
+    }
+    fn interactive(&self) -> bool {
+        false
+    }
+}
+
+/// True when a person can answer: stdin and stderr are terminals.
+pub fn is_interactive() -> bool {
+    std::io::stdin().is_terminal() && std::io::stderr().is_terminal()
+}
+
+/// Markdown for a terminal: headings underlined, list bullets kept, emphasis markers dropped.
+pub fn render_markdown(md: &str) -> String {
+    let mut out = String::new();
+    for line in md.lines() {
+        let t = line.trim_start();
+        if let Some(h) = t.strip_prefix("## ").or_else(|| t.strip_prefix("# ")) {
+            out.push_str(h);
+            out.push('\n');
+            out.push_str(&"─".repeat(h.chars().count()));
+        } else {
+            out.push_str(&line.replace("**", "").replace('`', ""));
+        }
+        out.push('\n');
+    }
+    out
+}

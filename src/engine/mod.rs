@@ -1,0 +1,600 @@
+//! The engine: runs a checked runbook's steps in order against one environment.
+//!
+//! It renders templates, evaluates `when:`, asks at gates, applies `timeout`/`retry`/
+//! `on_failure`, and reports everything as [`event::Event`]s. It never prints and knows no
+//! AWS, SSH or SQL: those live in the step kinds.
+
+pub mod event;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::time::{Duration, Instant};
+
+use indexmap::IndexMap;
+use minijinja::Value;
+
+use crate::load::yaml::Node;
+use crate::model::{Environment, OnFailure, Runbook, Step};
+use crate::steps::{MASK, Output, PromptError, Prompter, Resources, RunCx, Secrecy, StepError};
+use crate::template;
+use event::{Bus, Event, RunStatus, StepStatus};
+
+/// An input value the operator gave.
+#[derive(Debug, Clone)]
+pub struct InputValue {
+    pub value: String,
+    pub secret: bool,
+}
+
+/// Ctrl-C state shared with the signal handler: 0 running, 1 stop after this step, 2 abort now.
+#[derive(Debug, Default, Clone)]
+pub struct Interrupt {
+    level: Arc<AtomicU8>,
+    notify: Arc<tokio::sync::Notify>,
+}
+
+impl Interrupt {
+    pub fn raise(&self) -> u8 {
+        let level = self.level.fetch_add(1, Ordering::SeqCst).saturating_add(1);
+        self.notify.notify_waiters();
+        level
+    }
+    pub fn level(&self) -> u8 {
+        self.level.load(Ordering::SeqCst)
+    }
+    async fn aborted(&self) {
+        loop {
+            let notified = self.notify.notified();
+            if self.level() >= 2 {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+pub struct RunOptions {
+    pub run_id: String,
+    /// Approve every gate (`--yes`).
+    pub assume_yes: bool,
+}
+
+/// The outcome of a run.
+#[derive(Debug, Clone)]
+pub struct RunResult {
+    pub status: RunStatus,
+    pub message: Option<String>,
+}
+
+/// Everything a run needs; [`Engine::run`] consumes it.
+pub struct Engine<'a> {
+    pub runbook: &'a Runbook,
+    pub env: &'a Environment,
+    pub inputs: IndexMap<String, InputValue>,
+    pub prompter: &'a dyn Prompter,
+    pub bus: Bus,
+    pub interrupt: Interrupt,
+    pub options: RunOptions,
+}
+
+/// Outputs of finished steps, by step id.
+type StepOutputs = IndexMap<String, Vec<Output>>;
+
+impl Engine<'_> {
+    pub async fn run(self) -> RunResult {
+        let started = Instant::now();
+        let redactor = self.bus.redactor.clone();
+        for v in self.inputs.values().filter(|v| v.secret) {
+            redactor.add(&v.value);
+        }
+        let total = self.runbook.steps.len();
+        self.bus.emit(Event::RunStarted {
+            run_id: self.options.run_id.clone(),
+            runbook: self.runbook.name().to_string(),
+            env: self.env.name.clone(),
+            steps: total,
+            digest: self.runbook.digest(),
+            dry_run: false,
+        });
+        let resources = Resources::default();
+        let prompter = MaskedPrompter {
+            inner: self.prompter,
+            bus: &self.bus,
+        };
+        let mut state = State {
+            outputs: IndexMap::new(),
+            ok: 0,
+            failed: 0,
+            skipped: 0,
+            env_confirmed: false,
+        };
+        let mut status = RunStatus::Done;
+        let mut message = None;
+
+        for (i, step) in self.runbook.steps.iter().enumerate() {
+            if self.interrupt.level() > 0 {
+                status = RunStatus::Interrupted;
+                message = Some(format!("interrupted before step `{}`", step.id()));
+                break;
+            }
+            match self
+                .run_step(step, i + 1, total, &mut state, &resources, &prompter)
+                .await
+            {
+                Flow::Next => {}
+                Flow::Stop(s, m) => {
+                    status = s;
+                    message = m;
+                    break;
+                }
+                Flow::Rollback(target, failed_msg) => {
+                    self.bus.emit(Event::RollbackStarted {
+                        failed: step.id().to_string(),
+                        from: target.clone(),
+                    });
+                    let rb = self
+                        .rollback(&target, &mut state, &resources, &prompter)
+                        .await;
+                    status = RunStatus::RolledBack;
+                    message = Some(match rb {
+                        Ok(()) => format!(
+                            "step `{}` failed ({failed_msg}); rollback from `{target}` completed",
+                            step.id()
+                        ),
+                        Err(m) => format!(
+                            "step `{}` failed ({failed_msg}); rollback from `{target}` ALSO FAILED: {m}",
+                            step.id()
+                        ),
+                    });
+                    break;
+                }
+            }
+        }
+        let message = message.map(|m| redactor.redact(&m).into_owned());
+        self.bus.emit(Event::RunFinished {
+            run_id: self.options.run_id.clone(),
+            status,
+            duration_ms: millis(started.elapsed()),
+            ok: state.ok,
+            failed: state.failed,
+            skipped: state.skipped,
+            message: message.clone(),
+        });
+        self.bus.finish();
+        RunResult { status, message }
+    }
+
+    async fn rollback(
+        &self,
+        target: &str,
+        state: &mut State,
+        resources: &Resources,
+        prompter: &MaskedPrompter<'_>,
+    ) -> Result<(), String> {
+        let start = self
+            .runbook
+            .rollback
+            .iter()
+            .position(|s| s.id() == target)
+            .unwrap_or(0);
+        let steps = &self.runbook.rollback[start..];
+        for (i, step) in steps.iter().enumerate() {
+            match self
+                .run_step(step, i + 1, steps.len(), state, resources, prompter)
+                .await
+            {
+                Flow::Next => {}
+                Flow::Stop(_, m) => {
+                    return Err(m.unwrap_or_else(|| format!("rollback step `{}` failed", step.id())));
+                }
+                Flow::Rollback(_, m) => return Err(m),
+            }
+        }
+        Ok(())
+    }
+
+    fn context(&self, outputs: &StepOutputs) -> Value {
+        let inputs: serde_json::Map<String, serde_json::Value> = self
+            .inputs
+            .iter()
+            .map(|(k, v)| (k.clone(), v.value.clone().into()))
+            .collect();
+        let steps: serde_json::Map<String, serde_json::Value> = outputs
+            .iter()
+            .map(|(id, outs)| {
+                let m: serde_json::Map<String, serde_json::Value> = outs
+                    .iter()
+                    .map(|o| (o.name.clone(), o.value.clone()))
+                    .collect();
+                (id.clone(), m.into())
+            })
+            .collect();
+        crate::template::value(serde_json::json!({
+            "inputs": inputs,
+            "env": self.env.template_vars(),
+            "steps": steps,
+        }))
+    }
+
+    async fn run_step(
+        &self,
+        step: &Step,
+        index: usize,
+        total: usize,
+        state: &mut State,
+        resources: &Resources,
+        prompter: &MaskedPrompter<'_>,
+    ) -> Flow {
+        let id = step.id().to_string();
+        let ctx = self.context(&state.outputs);
+        let fail = |state: &mut State, error: String, detail: Option<String>, started: Instant| {
+            state.failed += 1;
+            self.bus.emit(Event::StepFinished {
+                index,
+                total,
+                id: id.clone(),
+                status: StepStatus::Failed,
+                duration_ms: millis(started.elapsed()),
+                error: Some(error.clone()),
+                detail,
+                outputs: Default::default(),
+            });
+            self.after_failure(step, error)
+        };
+
+        if let Some(cond) = &step.common.when {
+            match template::eval_condition(cond, &ctx) {
+                Ok(true) => {}
+                Ok(false) => {
+                    state.skipped += 1;
+                    self.bus.emit(Event::StepSkipped {
+                        index,
+                        total,
+                        id,
+                        reason: format!("when: {cond}"),
+                    });
+                    return Flow::Next;
+                }
+                Err(e) => {
+                    return fail(
+                        state,
+                        format!("`when` could not be evaluated: {}", e.message),
+                        None,
+                        Instant::now(),
+                    );
+                }
+            }
+        }
+
+        let rendered = match render_node(&step.params, &ctx) {
+            Ok(n) => n,
+            Err(e) => return fail(state, e, None, Instant::now()),
+        };
+        let action = match step.kind.describe(&rendered) {
+            Ok((a, _)) => a,
+            Err(e) => {
+                return fail(
+                    state,
+                    format!("invalid parameters: {e}"),
+                    None,
+                    Instant::now(),
+                );
+            }
+        };
+
+        if let Some(question) = &step.common.confirm {
+            let question = match template::render(question, &ctx) {
+                Ok(q) => q,
+                Err(e) => return fail(state, e.message, None, Instant::now()),
+            };
+            match self.gate(&id, &question, &action, state, prompter) {
+                Ok(true) => {}
+                Ok(false) => {
+                    return Flow::Stop(
+                        RunStatus::Declined,
+                        Some(format!("declined at step `{id}`; nothing after it ran")),
+                    );
+                }
+                Err(PromptError::Interrupted) => {
+                    return Flow::Stop(
+                        RunStatus::Interrupted,
+                        Some(format!("interrupted at the gate of step `{id}`")),
+                    );
+                }
+                Err(PromptError::NotInteractive) => {
+                    return Flow::Stop(
+                        RunStatus::Declined,
+                        Some(format!(
+                            "step `{id}` has a gate and there is no terminal to ask; pass --yes to approve"
+                        )),
+                    );
+                }
+            }
+        }
+
+        self.bus.emit(Event::StepStarted {
+            index,
+            total,
+            id: id.clone(),
+            title: step.title(),
+            kind: step.kind.name().to_string(),
+            action,
+        });
+        let started = Instant::now();
+        let bus = self.bus.clone();
+        let progress_id = id.clone();
+        let progress = move |line: &str| {
+            bus.emit(Event::StepProgress {
+                id: progress_id.clone(),
+                line: line.to_string(),
+            })
+        };
+        let redactor = self.bus.redactor.clone();
+        let add_secret = move |s: &str| redactor.add(s);
+        let cx = RunCx {
+            env: self.env,
+            step_id: &id,
+            prompter,
+            resources,
+            progress: &progress,
+            add_secret: &add_secret,
+            assume_yes: self.options.assume_yes,
+        };
+
+        let retry = step.common.retry.clone();
+        let attempts = retry.as_ref().map_or(1, |r| r.attempts.max(1));
+        let mut delay = retry.as_ref().map_or(Duration::ZERO, |r| r.delay.0);
+        let mut attempt = 1;
+        let result = loop {
+            let fut = step.kind.run(&rendered, &cx);
+            let timed = async {
+                match step.common.timeout {
+                    Some(t) => tokio::time::timeout(t.0, fut).await.unwrap_or_else(|_| {
+                        Err(StepError::new(format!(
+                            "timed out after {}",
+                            humantime::format_duration(t.0)
+                        )))
+                    }),
+                    None => fut.await,
+                }
+            };
+            let r = tokio::select! {
+                r = timed => r,
+                _ = self.interrupt.aborted() => Err(StepError { message: "aborted by a second Ctrl-C".into(), detail: None, declined: false }),
+            };
+            match r {
+                Err(e) if !e.declined && attempt < attempts && self.interrupt.level() == 0 => {
+                    self.bus.emit(Event::StepRetry {
+                        id: id.clone(),
+                        attempt,
+                        attempts,
+                        error: e.message.clone(),
+                        delay_ms: millis(delay),
+                    });
+                    tokio::select! {
+                        _ = tokio::time::sleep(delay) => {},
+                        _ = self.interrupt.aborted() => break Err(StepError::new("aborted by a second Ctrl-C")),
+                    }
+                    let factor = retry.as_ref().map_or(1.0, |r| r.backoff.max(1.0));
+                    delay = delay.mul_f64(factor);
+                    attempt += 1;
+                }
+                r => break r,
+            }
+        };
+
+        match result {
+            Ok(outputs) => {
+                let mut shown = serde_json::Map::new();
+                for o in &outputs {
+                    if o.secret {
+                        self.bus.redactor.add_json(&o.value);
+                    }
+                    shown.insert(
+                        o.name.clone(),
+                        if o.secret {
+                            MASK.into()
+                        } else {
+                            truncate_json(&o.value)
+                        },
+                    );
+                }
+                state.ok += 1;
+                state.outputs.insert(id.clone(), outputs);
+                self.bus.emit(Event::StepFinished {
+                    index,
+                    total,
+                    id,
+                    status: StepStatus::Ok,
+                    duration_ms: millis(started.elapsed()),
+                    error: None,
+                    detail: None,
+                    outputs: shown,
+                });
+                Flow::Next
+            }
+            Err(e) if e.declined => {
+                self.bus.emit(Event::StepFinished {
+                    index,
+                    total,
+                    id: id.clone(),
+                    status: StepStatus::Declined,
+                    duration_ms: millis(started.elapsed()),
+                    error: Some(e.message.clone()),
+                    detail: None,
+                    outputs: Default::default(),
+                });
+                let status = if self.interrupt.level() > 0 {
+                    RunStatus::Interrupted
+                } else {
+                    RunStatus::Declined
+                };
+                Flow::Stop(
+                    status,
+                    Some(format!("step `{id}`: {}; nothing after it ran", e.message)),
+                )
+            }
+            Err(e) if self.interrupt.level() >= 2 => {
+                state.failed += 1;
+                self.bus.emit(Event::StepFinished {
+                    index,
+                    total,
+                    id: id.clone(),
+                    status: StepStatus::Interrupted,
+                    duration_ms: millis(started.elapsed()),
+                    error: Some(e.message),
+                    detail: None,
+                    outputs: Default::default(),
+                });
+                Flow::Stop(
+                    RunStatus::Interrupted,
+                    Some(format!("step `{id}` was aborted")),
+                )
+            }
+            Err(e) => fail(state, e.message, e.detail, started),
+        }
+    }
+
+    /// What a failed step leads to, by its `on_failure`.
+    fn after_failure(&self, step: &Step, error: String) -> Flow {
+        match step.common.on_failure.clone().unwrap_or(OnFailure::Abort) {
+            OnFailure::Abort => Flow::Stop(
+                RunStatus::Failed,
+                Some(format!("step `{}` failed: {error}", step.id())),
+            ),
+            OnFailure::Continue => Flow::Next,
+            OnFailure::Rollback(target) if !step.rollback => Flow::Rollback(target, error),
+            OnFailure::Rollback(_) => Flow::Stop(
+                RunStatus::Failed,
+                Some(format!("rollback step `{}` failed: {error}", step.id())),
+            ),
+        }
+    }
+
+    /// Ask at a gate. `--yes` approves; a protected environment also needs its name typed once.
+    fn gate(
+        &self,
+        id: &str,
+        question: &str,
+        action: &str,
+        state: &mut State,
+        prompter: &MaskedPrompter<'_>,
+    ) -> Result<bool, PromptError> {
+        let env = &self.env.name;
+        if self.options.assume_yes {
+            self.bus.emit(Event::Gate {
+                id: id.into(),
+                question: question.into(),
+                approved: true,
+                by: "--yes".into(),
+            });
+            return Ok(true);
+        }
+        if !prompter.interactive() {
+            return Err(PromptError::NotInteractive);
+        }
+        let full = format!("{question}\n  step `{id}`: {action}");
+        let mut approved = tokio::task::block_in_place(|| prompter.confirm(&full))?;
+        if approved && self.env.doc.protected && !state.env_confirmed {
+            approved = tokio::task::block_in_place(|| {
+                prompter.type_to_confirm(
+                    &format!("`{env}` is a protected environment. Type its name to go on"),
+                    env,
+                )
+            })?;
+            state.env_confirmed = approved;
+        }
+        let by = std::env::var("USER").unwrap_or_else(|_| "operator".into());
+        self.bus.emit(Event::Gate {
+            id: id.into(),
+            question: question.into(),
+            approved,
+            by,
+        });
+        Ok(approved)
+    }
+}
+
+struct State {
+    outputs: StepOutputs,
+    ok: usize,
+    failed: usize,
+    skipped: usize,
+    env_confirmed: bool,
+}
+
+enum Flow {
+    Next,
+    Stop(RunStatus, Option<String>),
+    /// Run the rollback steps from this id; the string says what failed.
+    Rollback(String, String),
+}
+
+/// Render every string of a step's parameters.
+pub fn render_node(params: &Node, ctx: &Value) -> Result<Node, String> {
+    params.map_scalars(&mut |_, s| {
+        template::render(s, ctx).map_err(|e| format!("template: {}", e.message))
+    })
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Long outputs (a body, a table) are cut in events; the full value stays available to steps.
+fn truncate_json(v: &serde_json::Value) -> serde_json::Value {
+    const MAX: usize = 2000;
+    match v {
+        serde_json::Value::String(s) if s.len() > MAX => {
+            let cut = (0..=MAX)
+                .rev()
+                .find(|i| s.is_char_boundary(*i))
+                .unwrap_or(0);
+            format!("{}… ({} bytes)", &s[..cut], s.len()).into()
+        }
+        other => other.clone(),
+    }
+}
+
+/// The engine's face of the CLI's prompter: every text is masked, and progress gets out of the way.
+struct MaskedPrompter<'a> {
+    inner: &'a dyn Prompter,
+    bus: &'a Bus,
+}
+
+impl Prompter for MaskedPrompter<'_> {
+    fn confirm(&self, question: &str) -> Result<bool, PromptError> {
+        let q = self.bus.redactor.redact(question).into_owned();
+        self.bus.suspend(|| self.inner.confirm(&q))
+    }
+    fn type_to_confirm(&self, question: &str, expected: &str) -> Result<bool, PromptError> {
+        let q = self.bus.redactor.redact(question).into_owned();
+        self.bus
+            .suspend(|| self.inner.type_to_confirm(&q, expected))
+    }
+    fn ask(
+        &self,
+        label: &str,
+        choices: Option<&[String]>,
+        default: Option<&str>,
+        secret: bool,
+    ) -> Result<String, PromptError> {
+        let l = self.bus.redactor.redact(label).into_owned();
+        self.bus
+            .suspend(|| self.inner.ask(&l, choices, default, secret))
+    }
+    fn show(&self, markdown: &str) {
+        let m = self.bus.redactor.redact(markdown).into_owned();
+        self.bus.suspend(|| self.inner.show(&m));
+    }
+    fn interactive(&self) -> bool {
+        self.inner.interactive()
+    }
+}
+
+/// Which outputs of a step are secrets, for plans.
+pub fn is_secret_output(step: &Step, name: &str) -> bool {
+    step.outputs
+        .iter()
+        .any(|o| o.name == name && o.secrecy != Secrecy::Public)
+}

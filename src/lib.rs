@@ -1,0 +1,19 @@
+//! `runbook`: operational runbooks written as versioned YAML, run with plans, gates, live
+//! progress and masked secrets.
+//!
+//! The pipeline, one module per stage: [`load`] (YAML with spans → typed model, with [`check`])
+//! → [`plan`] → [`engine`] (events) → sinks ([`cli::ui`], [`journal`]). Step kinds live in
+//! [`steps`], one file each. [`cli`] is the only module that prints or picks exit codes.
+
+pub mod check;
+pub mod cli;
+pub mod diag;
+pub mod engine;
+pub mod journal;
+pub mod load;
+pub mod model;
+pub mod plan;
+pub mod schema;
+pub mod secret;
+pub mod steps;
+pub mod template;

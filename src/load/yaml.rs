@@ -1,0 +1,760 @@
+//! A YAML tree that remembers where every value came from, and a serde deserializer over it.
+//!
+//! Every node carries its byte span in the source, so any problem found later — a wrong type,
+//! an unknown key, a template naming an undefined step — can point at the exact line and column.
+//! Scalars are resolved with the YAML 1.2 core schema (`yes` is a string, not a boolean).
+
+use std::borrow::Cow;
+use std::fmt;
+use std::ops::Range;
+
+use saphyr_parser::{Event, Parser, ScalarStyle, Span};
+use serde::de::{self, DeserializeSeed, IntoDeserializer, MapAccess, SeqAccess, Visitor};
+
+/// Byte range of a node in its source file.
+pub type ByteSpan = Range<usize>;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Node {
+    pub span: ByteSpan,
+    pub kind: NodeKind,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum NodeKind {
+    /// A scalar and whether it was written plain (only plain scalars resolve to null/bool/number).
+    Scalar {
+        value: String,
+        plain: bool,
+    },
+    Seq(Vec<Node>),
+    Map(Vec<(Node, Node)>),
+}
+
+impl Node {
+    pub fn as_map(&self) -> Option<&[(Node, Node)]> {
+        match &self.kind {
+            NodeKind::Map(entries) => Some(entries),
+            _ => None,
+        }
+    }
+
+    pub fn as_seq(&self) -> Option<&[Node]> {
+        match &self.kind {
+            NodeKind::Seq(items) => Some(items),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(&self) -> Option<&str> {
+        match &self.kind {
+            NodeKind::Scalar { value, .. } => Some(value),
+            _ => None,
+        }
+    }
+
+    /// The value under `key` of a mapping.
+    pub fn get(&self, key: &str) -> Option<&Node> {
+        self.entry(key).map(|(_, v)| v)
+    }
+
+    /// The key node and value node under `key` of a mapping.
+    pub fn entry(&self, key: &str) -> Option<(&Node, &Node)> {
+        self.as_map()?
+            .iter()
+            .find(|(k, _)| k.as_str() == Some(key))
+            .map(|(k, v)| (k, v))
+    }
+
+    /// True for `~`, `null`, an empty plain scalar.
+    pub fn is_null(&self) -> bool {
+        matches!(&self.kind, NodeKind::Scalar { value, plain: true } if is_null(value))
+    }
+
+    /// A short name of the node's type, for messages.
+    pub fn type_name(&self) -> &'static str {
+        match &self.kind {
+            NodeKind::Scalar { value, plain } => match resolve_plain(value, *plain) {
+                Resolved::Null => "null",
+                Resolved::Bool(_) => "a boolean",
+                Resolved::Int(_) | Resolved::Float(_) => "a number",
+                Resolved::Str => "a string",
+            },
+            NodeKind::Seq(_) => "a list",
+            NodeKind::Map(_) => "a mapping",
+        }
+    }
+
+    /// Visit every scalar string in this subtree, with its span.
+    pub fn walk_scalars<'a>(&'a self, f: &mut dyn FnMut(&'a Node, &'a str)) {
+        match &self.kind {
+            NodeKind::Scalar { value, .. } => f(self, value),
+            NodeKind::Seq(items) => items.iter().for_each(|n| n.walk_scalars(f)),
+            NodeKind::Map(entries) => entries.iter().for_each(|(_, v)| v.walk_scalars(f)),
+        }
+    }
+
+    /// A copy of this subtree with every scalar string replaced by `f(scalar)`.
+    pub fn map_scalars<E>(
+        &self,
+        f: &mut dyn FnMut(&Node, &str) -> Result<String, E>,
+    ) -> Result<Node, E> {
+        let kind = match &self.kind {
+            NodeKind::Scalar { value, plain } => {
+                let new = f(self, value)?;
+                // A rendered template is a string even when it looks like a number, unless it was
+                // written as a plain scalar without any template in it.
+                let plain = *plain && new == *value;
+                NodeKind::Scalar { value: new, plain }
+            }
+            NodeKind::Seq(items) => NodeKind::Seq(
+                items
+                    .iter()
+                    .map(|n| n.map_scalars(f))
+                    .collect::<Result<_, _>>()?,
+            ),
+            NodeKind::Map(entries) => NodeKind::Map(
+                entries
+                    .iter()
+                    .map(|(k, v)| Ok((k.clone(), v.map_scalars(f)?)))
+                    .collect::<Result<_, E>>()?,
+            ),
+        };
+        Ok(Node {
+            span: self.span.clone(),
+            kind,
+        })
+    }
+
+    /// The node as JSON (core-schema resolution), for display and for template contexts.
+    pub fn to_json(&self) -> serde_json::Value {
+        use serde_json::Value;
+        match &self.kind {
+            NodeKind::Scalar { value, plain } => match resolve_plain(value, *plain) {
+                Resolved::Null => Value::Null,
+                Resolved::Bool(b) => Value::Bool(b),
+                Resolved::Int(i) => Value::from(i),
+                Resolved::Float(f) => {
+                    serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)
+                }
+                Resolved::Str => Value::String(value.clone()),
+            },
+            NodeKind::Seq(items) => Value::Array(items.iter().map(Node::to_json).collect()),
+            NodeKind::Map(entries) => Value::Object(
+                entries
+                    .iter()
+                    .map(|(k, v)| (k.as_str().unwrap_or_default().to_string(), v.to_json()))
+                    .collect(),
+            ),
+        }
+    }
+
+    /// Deserialize a typed value from this node; errors carry the span of the offending node.
+    pub fn deserialize<T: de::DeserializeOwned>(&self) -> Result<T, DeError> {
+        T::deserialize(NodeDeserializer { node: self })
+    }
+}
+
+fn is_null(s: &str) -> bool {
+    matches!(s, "" | "~" | "null" | "Null" | "NULL")
+}
+
+enum Resolved {
+    Null,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Str,
+}
+
+fn resolve_plain(s: &str, plain: bool) -> Resolved {
+    if !plain {
+        return Resolved::Str;
+    }
+    if is_null(s) {
+        return Resolved::Null;
+    }
+    match s {
+        "true" | "True" | "TRUE" => return Resolved::Bool(true),
+        "false" | "False" | "FALSE" => return Resolved::Bool(false),
+        _ => {}
+    }
+    if let Ok(i) = s.parse::<i64>() {
+        return Resolved::Int(i);
+    }
+    let looks_numeric = s
+        .bytes()
+        .next()
+        .is_some_and(|b| b.is_ascii_digit() || b == b'-' || b == b'+' || b == b'.');
+    if looks_numeric && let Ok(f) = s.parse::<f64>() {
+        return Resolved::Float(f);
+    }
+    Resolved::Str
+}
+
+/// A YAML syntax error.
+#[derive(Debug, Clone)]
+pub struct SyntaxError {
+    pub span: ByteSpan,
+    pub message: String,
+}
+
+/// Parse one YAML document into a spanned tree. An empty document is an empty mapping.
+pub fn parse(src: &str) -> Result<Node, SyntaxError> {
+    let offsets = CharOffsets::new(src);
+    let mut parser = Parser::new_from_str(src);
+    let mut builder = Builder {
+        stack: Vec::new(),
+        anchors: Vec::new(),
+        root: None,
+        documents: 0,
+    };
+    loop {
+        match parser.next_event() {
+            None => break,
+            Some(Err(e)) => {
+                let at = offsets.byte(e.marker().index());
+                return Err(SyntaxError {
+                    span: at..at,
+                    message: e.info().to_string(),
+                });
+            }
+            Some(Ok((ev, span))) => {
+                if let Some(err) = builder.event(ev, offsets.span(span)) {
+                    return Err(err);
+                }
+            }
+        }
+    }
+    Ok(builder.root.unwrap_or(Node {
+        span: 0..0,
+        kind: NodeKind::Map(Vec::new()),
+    }))
+}
+
+/// saphyr reports positions in characters; miette wants bytes.
+struct CharOffsets {
+    /// Byte offset of each char, or empty when the source is ASCII (identity).
+    bytes: Vec<usize>,
+    len: usize,
+}
+
+impl CharOffsets {
+    fn new(src: &str) -> Self {
+        let bytes = if src.is_ascii() {
+            Vec::new()
+        } else {
+            src.char_indices().map(|(b, _)| b).collect()
+        };
+        CharOffsets {
+            bytes,
+            len: src.len(),
+        }
+    }
+    fn byte(&self, char_index: usize) -> usize {
+        if self.bytes.is_empty() {
+            char_index.min(self.len)
+        } else {
+            self.bytes.get(char_index).copied().unwrap_or(self.len)
+        }
+    }
+    fn span(&self, s: Span) -> ByteSpan {
+        self.byte(s.start.index())..self.byte(s.end.index())
+    }
+}
+
+enum Frame {
+    Seq {
+        start: usize,
+        items: Vec<Node>,
+        anchor: usize,
+    },
+    Map {
+        start: usize,
+        entries: Vec<(Node, Node)>,
+        pending_key: Option<Node>,
+        anchor: usize,
+    },
+}
+
+struct Builder {
+    stack: Vec<Frame>,
+    anchors: Vec<(usize, Node)>,
+    root: Option<Node>,
+    documents: usize,
+}
+
+impl Builder {
+    fn event(&mut self, ev: Event<'_>, span: ByteSpan) -> Option<SyntaxError> {
+        match ev {
+            Event::DocumentStart(_) => {
+                self.documents += 1;
+                if self.documents > 1 {
+                    return Some(SyntaxError {
+                        span,
+                        message: "a runbook file holds one YAML document; remove the second `---`"
+                            .into(),
+                    });
+                }
+                None
+            }
+            Event::Scalar(value, style, anchor, _tag) => {
+                let plain = style == ScalarStyle::Plain;
+                let node = Node {
+                    span,
+                    kind: NodeKind::Scalar {
+                        value: value.into_owned(),
+                        plain,
+                    },
+                };
+                if anchor > 0 {
+                    self.anchors.push((anchor, node.clone()));
+                }
+                self.push(node)
+            }
+            Event::Alias(id) => match self.anchors.iter().rev().find(|(a, _)| *a == id) {
+                Some((_, node)) => {
+                    let node = Node {
+                        span,
+                        kind: node.kind.clone(),
+                    };
+                    self.push(node)
+                }
+                None => Some(SyntaxError {
+                    span,
+                    message: "unknown alias".into(),
+                }),
+            },
+            Event::SequenceStart(anchor, _) => {
+                self.stack.push(Frame::Seq {
+                    start: span.start,
+                    items: Vec::new(),
+                    anchor,
+                });
+                None
+            }
+            Event::MappingStart(anchor, _) => {
+                self.stack.push(Frame::Map {
+                    start: span.start,
+                    entries: Vec::new(),
+                    pending_key: None,
+                    anchor,
+                });
+                None
+            }
+            Event::SequenceEnd => match self.stack.pop() {
+                Some(Frame::Seq {
+                    start,
+                    items,
+                    anchor,
+                }) => {
+                    let node = Node {
+                        span: start..span.end.max(start),
+                        kind: NodeKind::Seq(items),
+                    };
+                    self.finish(node, anchor)
+                }
+                _ => Some(SyntaxError {
+                    span,
+                    message: "unbalanced sequence".into(),
+                }),
+            },
+            Event::MappingEnd => match self.stack.pop() {
+                Some(Frame::Map {
+                    start,
+                    entries,
+                    anchor,
+                    ..
+                }) => {
+                    let end = entries
+                        .last()
+                        .map_or(span.end, |(_, v)| v.span.end.max(span.end));
+                    let node = Node {
+                        span: start..end.max(start),
+                        kind: NodeKind::Map(entries),
+                    };
+                    self.finish(node, anchor)
+                }
+                _ => Some(SyntaxError {
+                    span,
+                    message: "unbalanced mapping".into(),
+                }),
+            },
+            Event::StreamStart | Event::StreamEnd | Event::DocumentEnd | Event::Nothing => None,
+        }
+    }
+
+    fn finish(&mut self, node: Node, anchor: usize) -> Option<SyntaxError> {
+        if anchor > 0 {
+            self.anchors.push((anchor, node.clone()));
+        }
+        self.push(node)
+    }
+
+    fn push(&mut self, node: Node) -> Option<SyntaxError> {
+        match self.stack.last_mut() {
+            None => {
+                self.root = Some(node);
+                None
+            }
+            Some(Frame::Seq { items, .. }) => {
+                items.push(node);
+                None
+            }
+            Some(Frame::Map {
+                entries,
+                pending_key,
+                ..
+            }) => match pending_key.take() {
+                None => {
+                    if !matches!(node.kind, NodeKind::Scalar { .. }) {
+                        return Some(SyntaxError {
+                            span: node.span,
+                            message: "a mapping key must be a plain string".into(),
+                        });
+                    }
+                    if let Some((first, _)) =
+                        entries.iter().find(|(k, _)| k.as_str() == node.as_str())
+                    {
+                        let line_hint = first.span.start;
+                        let _ = line_hint;
+                        return Some(SyntaxError {
+                            span: node.span.clone(),
+                            message: format!(
+                                "duplicate key `{}`",
+                                node.as_str().unwrap_or_default()
+                            ),
+                        });
+                    }
+                    *pending_key = Some(node);
+                    None
+                }
+                Some(key) => {
+                    entries.push((key, node));
+                    None
+                }
+            },
+        }
+    }
+}
+
+/// A deserialization error with the span of the node it is about, when known.
+#[derive(Debug, Clone)]
+pub struct DeError {
+    pub message: String,
+    pub span: Option<ByteSpan>,
+    /// For unknown keys and variants: the name that was written and the names that are allowed.
+    pub unknown: Option<(String, Vec<&'static str>)>,
+}
+
+impl fmt::Display for DeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for DeError {}
+
+impl de::Error for DeError {
+    fn custom<T: fmt::Display>(msg: T) -> Self {
+        DeError {
+            message: msg.to_string(),
+            span: None,
+            unknown: None,
+        }
+    }
+
+    fn unknown_field(field: &str, expected: &'static [&'static str]) -> Self {
+        DeError {
+            message: format!("unknown key `{field}`"),
+            span: None,
+            unknown: Some((field.to_string(), expected.to_vec())),
+        }
+    }
+
+    fn unknown_variant(variant: &str, expected: &'static [&'static str]) -> Self {
+        DeError {
+            message: format!(
+                "unknown value `{variant}`, expected one of {}",
+                list(expected)
+            ),
+            span: None,
+            unknown: Some((variant.to_string(), expected.to_vec())),
+        }
+    }
+
+    fn missing_field(field: &'static str) -> Self {
+        DeError {
+            message: format!("missing required key `{field}`"),
+            span: None,
+            unknown: None,
+        }
+    }
+
+    fn invalid_type(unexp: de::Unexpected<'_>, exp: &dyn de::Expected) -> Self {
+        let got = match unexp {
+            de::Unexpected::Map => "a mapping".to_string(),
+            de::Unexpected::Seq => "a list".to_string(),
+            de::Unexpected::Str(s) => format!("the string `{s}`"),
+            de::Unexpected::Unit => "null".to_string(),
+            other => other.to_string(),
+        };
+        DeError {
+            message: format!("expected {exp}, found {got}"),
+            span: None,
+            unknown: None,
+        }
+    }
+}
+
+fn list(names: &[&str]) -> String {
+    names
+        .iter()
+        .map(|n| format!("`{n}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+impl DeError {
+    fn at(mut self, span: &ByteSpan) -> Self {
+        if self.span.is_none() {
+            self.span = Some(span.clone());
+        }
+        self
+    }
+}
+
+/// A serde deserializer reading from a [`Node`].
+pub struct NodeDeserializer<'a> {
+    pub node: &'a Node,
+}
+
+impl<'de, 'a> de::Deserializer<'de> for NodeDeserializer<'a> {
+    type Error = DeError;
+
+    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
+        let span = &self.node.span;
+        let r = match &self.node.kind {
+            NodeKind::Scalar { value, plain } => match resolve_plain(value, *plain) {
+                Resolved::Null => visitor.visit_unit(),
+                Resolved::Bool(b) => visitor.visit_bool(b),
+                Resolved::Int(i) => visitor.visit_i64(i),
+                Resolved::Float(f) => visitor.visit_f64(f),
+                Resolved::Str => visitor.visit_str(value),
+            },
+            NodeKind::Seq(items) => visitor.visit_seq(SeqDe { iter: items.iter() }),
+            NodeKind::Map(entries) => visitor.visit_map(MapDe {
+                iter: entries.iter(),
+                value: None,
+                map_span: span,
+            }),
+        };
+        r.map_err(|e| e.at(span))
+    }
+
+    fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
+        if self.node.is_null() {
+            visitor.visit_none()
+        } else {
+            visitor.visit_some(self)
+        }
+    }
+
+    fn deserialize_str<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
+        // Any scalar reads as a string where a string is wanted: `bytes: 24` is a number but
+        // `title: 2024 rotation` or `choices: [1, 2]` should not surprise the author.
+        match &self.node.kind {
+            NodeKind::Scalar { value, plain } if !(*plain && is_null(value)) => visitor
+                .visit_str(value)
+                .map_err(|e: DeError| e.at(&self.node.span)),
+            _ => self.deserialize_any(visitor),
+        }
+    }
+
+    fn deserialize_string<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
+        self.deserialize_str(visitor)
+    }
+
+    fn deserialize_enum<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        _variants: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, DeError> {
+        let span = &self.node.span;
+        match &self.node.kind {
+            NodeKind::Scalar { value, .. } => visitor
+                .visit_enum(value.as_str().into_deserializer())
+                .map_err(|e: DeError| e.at(span)),
+            NodeKind::Map(entries) if entries.len() == 1 => {
+                let (k, v) = &entries[0];
+                visitor
+                    .visit_enum(EnumDe { key: k, value: v })
+                    .map_err(|e| e.at(span))
+            }
+            _ => Err(<DeError as de::Error>::custom(format!(
+                "expected one of the allowed values, found {}",
+                self.node.type_name()
+            ))
+            .at(span)),
+        }
+    }
+
+    fn deserialize_newtype_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        visitor: V,
+    ) -> Result<V::Value, DeError> {
+        visitor.visit_newtype_struct(self)
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char bytes byte_buf unit unit_struct
+        seq tuple tuple_struct map struct identifier ignored_any
+    }
+}
+
+struct SeqDe<'a> {
+    iter: std::slice::Iter<'a, Node>,
+}
+
+impl<'de, 'a> SeqAccess<'de> for SeqDe<'a> {
+    type Error = DeError;
+    fn next_element_seed<T: DeserializeSeed<'de>>(
+        &mut self,
+        seed: T,
+    ) -> Result<Option<T::Value>, DeError> {
+        match self.iter.next() {
+            None => Ok(None),
+            Some(node) => seed
+                .deserialize(NodeDeserializer { node })
+                .map(Some)
+                .map_err(|e| e.at(&node.span)),
+        }
+    }
+}
+
+struct MapDe<'a> {
+    iter: std::slice::Iter<'a, (Node, Node)>,
+    value: Option<&'a Node>,
+    map_span: &'a ByteSpan,
+}
+
+impl<'de, 'a> MapAccess<'de> for MapDe<'a> {
+    type Error = DeError;
+    fn next_key_seed<K: DeserializeSeed<'de>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, DeError> {
+        match self.iter.next() {
+            None => Ok(None),
+            Some((k, v)) => {
+                self.value = Some(v);
+                let key: Cow<'_, str> = Cow::Borrowed(k.as_str().unwrap_or_default());
+                seed.deserialize(key.as_ref().into_deserializer())
+                    .map(Some)
+                    .map_err(|e: DeError| e.at(&k.span))
+            }
+        }
+    }
+    fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, DeError> {
+        let node = self
+            .value
+            .take()
+            .ok_or_else(|| <DeError as de::Error>::custom("value without key").at(self.map_span))?;
+        seed.deserialize(NodeDeserializer { node })
+            .map_err(|e| e.at(&node.span))
+    }
+}
+
+struct EnumDe<'a> {
+    key: &'a Node,
+    value: &'a Node,
+}
+
+impl<'de, 'a> de::EnumAccess<'de> for EnumDe<'a> {
+    type Error = DeError;
+    type Variant = NodeDeserializer<'a>;
+    fn variant_seed<V: DeserializeSeed<'de>>(
+        self,
+        seed: V,
+    ) -> Result<(V::Value, Self::Variant), DeError> {
+        let name = self.key.as_str().unwrap_or_default();
+        let v = seed
+            .deserialize(name.into_deserializer())
+            .map_err(|e: DeError| e.at(&self.key.span))?;
+        Ok((v, NodeDeserializer { node: self.value }))
+    }
+}
+
+impl<'de, 'a> de::VariantAccess<'de> for NodeDeserializer<'a> {
+    type Error = DeError;
+    fn unit_variant(self) -> Result<(), DeError> {
+        Err(<DeError as de::Error>::custom("expected a plain value").at(&self.node.span))
+    }
+    fn newtype_variant_seed<T: DeserializeSeed<'de>>(self, seed: T) -> Result<T::Value, DeError> {
+        seed.deserialize(self)
+    }
+    fn tuple_variant<V: Visitor<'de>>(self, _len: usize, visitor: V) -> Result<V::Value, DeError> {
+        de::Deserializer::deserialize_any(self, visitor)
+    }
+    fn struct_variant<V: Visitor<'de>>(
+        self,
+        _fields: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, DeError> {
+        de::Deserializer::deserialize_any(self, visitor)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+
+    #[derive(Deserialize, Debug)]
+    #[serde(deny_unknown_fields)]
+    struct S {
+        #[expect(dead_code)]
+        name: String,
+        #[expect(dead_code)]
+        bytes: u32,
+    }
+
+    #[test]
+    fn spans_point_at_values() {
+        let src = "name: x\nbytes: 24\n";
+        let n = parse(src).unwrap();
+        let b = n.get("bytes").unwrap();
+        assert_eq!(&src[b.span.clone()], "24");
+    }
+
+    #[test]
+    fn unknown_key_has_key_span() {
+        let src = "name: x\nbytes: 2\nbites: 3\n";
+        let e = parse(src).unwrap().deserialize::<S>().unwrap_err();
+        assert_eq!(&src[e.span.unwrap()], "bites");
+        assert_eq!(e.unknown.unwrap().0, "bites");
+    }
+
+    #[test]
+    fn wrong_type_has_value_span() {
+        let src = "name: x\nbytes: many\n";
+        let e = parse(src).unwrap().deserialize::<S>().unwrap_err();
+        assert_eq!(&src[e.span.unwrap()], "many");
+    }
+
+    #[test]
+    fn duplicate_key_is_an_error() {
+        let e = parse("a: 1\na: 2\n").unwrap_err();
+        assert!(e.message.contains("duplicate key `a`"));
+    }
+
+    #[test]
+    fn non_ascii_spans_are_bytes() {
+        let src = "name: \"héllo\"\nbytes: x\n";
+        let n = parse(src).unwrap();
+        let b = n.get("bytes").unwrap();
+        assert_eq!(&src[b.span.clone()], "x");
+    }
+}

@@ -1,0 +1,434 @@
+//! The runbook and environment file formats (v1): typed, immutable once loaded.
+//!
+//! These types are the single source of the JSON Schemas in `schemas/`. Steps are kept as
+//! their YAML node plus the common fields, because each step kind owns its parameters.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use indexmap::IndexMap;
+use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
+use serde::{Deserialize, Deserializer};
+
+use crate::diag::Source;
+use crate::load::yaml::Node;
+
+/// The file format version this binary reads.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// A runbook file, as written (`runbooks/<name>.yaml`).
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(
+    title = "runbook v1",
+    description = "One operational procedure: inputs and the steps that carry it out."
+)]
+pub struct RunbookDoc {
+    /// Format version; must be 1.
+    pub version: u32,
+    /// Name used on the command line (`runbook run NAME`); the file is `NAME.yaml`.
+    pub name: String,
+    /// One line: what the runbook does.
+    pub summary: String,
+    /// Longer explanation (Markdown): why, risks, what is better than the hand-run procedure.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// How often it should run, e.g. `every 180 days`, `on compromise`.
+    #[serde(default)]
+    pub rotation: Option<String>,
+    /// What an attacker could do with the secret this runbook manages.
+    #[serde(default)]
+    pub impact: Option<String>,
+    /// Values the operator supplies (`--input name=value`, or asked for on a terminal).
+    #[serde(default)]
+    pub inputs: IndexMap<String, InputSpec>,
+    /// The steps, run in order.
+    pub steps: Vec<StepDoc>,
+    /// Compensation steps, run only when a step with `on_failure: <rollback step id>` fails.
+    #[serde(default)]
+    pub rollback: Vec<StepDoc>,
+}
+
+/// An input of a runbook.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct InputSpec {
+    /// Shown when the operator is asked for the value.
+    pub description: String,
+    /// The allowed values; a terminal shows them as a list.
+    #[serde(default)]
+    pub choices: Option<Vec<String>>,
+    /// Used when the operator gives no value.
+    #[serde(default)]
+    pub default: Option<String>,
+    /// Asked for with hidden entry and masked everywhere.
+    #[serde(default)]
+    pub secret: bool,
+}
+
+/// A step as written: common fields plus exactly one step-kind key. Parsed by `load::step`.
+#[derive(Debug)]
+pub struct StepDoc;
+
+impl<'de> Deserialize<'de> for StepDoc {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        serde::de::IgnoredAny::deserialize(d).map(|_| StepDoc)
+    }
+}
+
+impl JsonSchema for StepDoc {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Step".into()
+    }
+    fn json_schema(g: &mut SchemaGenerator) -> Schema {
+        crate::steps::step_schema(g)
+    }
+}
+
+/// Fields every step may have, whatever its kind.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StepCommon {
+    /// Unique within the runbook; other steps read its outputs as `steps.<id>.<output>`.
+    pub id: String,
+    /// Human title shown in plans and progress.
+    #[serde(default)]
+    pub title: Option<String>,
+    /// A condition (template expression); the step is skipped when it is false.
+    #[serde(default)]
+    pub when: Option<String>,
+    /// A gate: the question asked (default No) before the step runs.
+    #[serde(default)]
+    pub confirm: Option<String>,
+    /// Give up on the step after this long, e.g. `30s`, `5m`.
+    #[serde(default)]
+    pub timeout: Option<Dur>,
+    /// Try the step again when it fails.
+    #[serde(default)]
+    pub retry: Option<Retry>,
+    /// What a failure does: `abort` (default), `continue`, or the id of a rollback step.
+    #[serde(default)]
+    pub on_failure: Option<OnFailure>,
+}
+
+/// The names of the common step fields, for telling them apart from step kinds.
+pub const COMMON_FIELDS: &[&str] = &[
+    "id",
+    "title",
+    "when",
+    "confirm",
+    "timeout",
+    "retry",
+    "on_failure",
+];
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Retry {
+    /// Total attempts, including the first.
+    pub attempts: u32,
+    /// Wait before the second attempt.
+    #[serde(default = "Retry::default_delay")]
+    pub delay: Dur,
+    /// Multiply the wait by this after each attempt (1 = constant).
+    #[serde(default = "Retry::default_backoff")]
+    pub backoff: f64,
+}
+
+impl Retry {
+    fn default_delay() -> Dur {
+        Dur(Duration::from_secs(1))
+    }
+    fn default_backoff() -> f64 {
+        1.0
+    }
+}
+
+/// What happens when a step fails.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OnFailure {
+    Abort,
+    Continue,
+    Rollback(String),
+}
+
+impl<'de> Deserialize<'de> for OnFailure {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Ok(match s.as_str() {
+            "abort" => OnFailure::Abort,
+            "continue" => OnFailure::Continue,
+            _ => OnFailure::Rollback(s),
+        })
+    }
+}
+
+impl JsonSchema for OnFailure {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "OnFailure".into()
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "description": "`abort` (default), `continue`, or the id of a step under `rollback:`",
+            "type": "string",
+            "examples": ["abort", "continue", "restore_old_password"]
+        })
+    }
+}
+
+/// A duration written like `30s`, `5m`, `1h30m`, `250ms`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Dur(pub Duration);
+
+impl<'de> Deserialize<'de> for Dur {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        parse_duration(&s)
+            .map(Dur)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s.trim()).map_err(|_| {
+        format!("invalid duration `{s}`: write it like `30s`, `5m`, `1h30m` or `250ms`")
+    })
+}
+
+impl JsonSchema for Dur {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Duration".into()
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "type": "string",
+            "pattern": "^([0-9]+(ns|us|ms|s|m|h|d) ?)+$",
+            "examples": ["30s", "5m", "1h30m"]
+        })
+    }
+}
+
+/// `runbooks/environments.yaml`, as written.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(
+    title = "runbook environments v1",
+    description = "The targets a runbook can run against."
+)]
+pub struct EnvironmentsDoc {
+    /// Format version; must be 1.
+    pub version: u32,
+    pub environments: IndexMap<String, EnvironmentDoc>,
+}
+
+/// One environment: where its AWS account, hosts and databases are.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EnvironmentDoc {
+    #[serde(default)]
+    pub description: Option<String>,
+    /// A protected environment makes the operator type its name before the first change.
+    #[serde(default)]
+    pub protected: bool,
+    #[serde(default)]
+    pub aws: Option<AwsTarget>,
+    /// SSH hosts, by the name steps use (`host: app`).
+    #[serde(default)]
+    pub hosts: IndexMap<String, HostSpec>,
+    /// Databases, by the name steps use (`database: main`).
+    #[serde(default)]
+    pub databases: IndexMap<String, DatabaseSpec>,
+    /// Free-form values, available to templates as `env.<name>`.
+    #[serde(default)]
+    pub vars: IndexMap<String, String>,
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AwsTarget {
+    pub region: String,
+    /// A profile of `~/.aws/config`; the standard credential chain when absent.
+    #[serde(default)]
+    pub profile: Option<String>,
+    /// Override the SSM endpoint (e.g. a local test server).
+    #[serde(default)]
+    pub endpoint: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HostSpec {
+    /// Host name or address (or an alias of `~/.ssh/config`).
+    pub address: String,
+    #[serde(default)]
+    pub port: Option<u16>,
+    #[serde(default)]
+    pub user: Option<String>,
+    /// Private key file; `~` is expanded.
+    #[serde(default)]
+    pub key_file: Option<String>,
+    /// known_hosts file to check the host key against (default: the user's).
+    #[serde(default)]
+    pub known_hosts: Option<String>,
+    /// `strict` (default): an unknown or changed host key is refused. `accept-new`: trust on first use.
+    #[serde(default)]
+    pub host_key_checking: HostKeyChecking,
+    /// Connect timeout.
+    #[serde(default)]
+    pub connect_timeout: Option<Dur>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum HostKeyChecking {
+    #[default]
+    Strict,
+    AcceptNew,
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseSpec {
+    /// Address of the server as seen from `via` (or from here when `via` is absent).
+    #[serde(default = "DatabaseSpec::default_host")]
+    pub host: String,
+    #[serde(default = "DatabaseSpec::default_port")]
+    pub port: u16,
+    /// Database name.
+    pub name: String,
+    /// Role to log in as.
+    pub user: String,
+    /// Reach the server through an SSH local forward from this host of the environment.
+    #[serde(default)]
+    pub via: Option<String>,
+    /// Like libpq's sslmode.
+    #[serde(default)]
+    pub sslmode: SslMode,
+    /// CA certificate for `verify-ca`/`verify-full`.
+    #[serde(default)]
+    pub ca_file: Option<String>,
+}
+
+impl DatabaseSpec {
+    fn default_host() -> String {
+        "127.0.0.1".into()
+    }
+    fn default_port() -> u16 {
+        5432
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum SslMode {
+    Disable,
+    #[default]
+    Prefer,
+    Require,
+    VerifyCa,
+    VerifyFull,
+}
+
+/// A loaded, parsed runbook.
+#[derive(Debug)]
+pub struct Runbook {
+    pub doc: RunbookDoc,
+    pub steps: Vec<Step>,
+    pub rollback: Vec<Step>,
+    pub source: Arc<Source>,
+    pub node: Node,
+}
+
+impl Runbook {
+    pub fn name(&self) -> &str {
+        &self.doc.name
+    }
+
+    /// Every step, main steps first then rollback steps.
+    pub fn all_steps(&self) -> impl Iterator<Item = &Step> {
+        self.steps.iter().chain(self.rollback.iter())
+    }
+
+    pub fn find_step(&self, id: &str) -> Option<&Step> {
+        self.all_steps().find(|s| s.common.id == id)
+    }
+
+    /// A digest of the file's bytes, to tell whether a runbook changed between runs.
+    pub fn digest(&self) -> String {
+        use sha2::Digest;
+        let d = sha2::Sha256::digest(self.source.text.as_bytes());
+        d.iter().take(8).map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+/// A parsed step: common fields, its kind and its parameters (still unrendered templates).
+#[derive(Debug)]
+pub struct Step {
+    pub common: StepCommon,
+    pub kind: &'static dyn crate::steps::DynKind,
+    pub params: Node,
+    /// The whole step mapping, for pointing at its fields.
+    pub node: Node,
+    /// The outputs this step produces (known statically).
+    pub outputs: Vec<crate::steps::OutputSpec>,
+    pub rollback: bool,
+}
+
+impl Step {
+    pub fn id(&self) -> &str {
+        &self.common.id
+    }
+
+    /// Title, or a description derived from the kind.
+    pub fn title(&self) -> String {
+        self.common
+            .title
+            .clone()
+            .unwrap_or_else(|| self.kind.name().to_string())
+    }
+
+    /// The span of a common field's value, or of the `id:` when absent.
+    pub fn span_of(&self, field: &str) -> std::ops::Range<usize> {
+        self.node
+            .get(field)
+            .or_else(|| self.node.get("id"))
+            .map_or(self.node.span.clone(), |n| n.span.clone())
+    }
+}
+
+/// One environment, with its name.
+#[derive(Debug, Clone)]
+pub struct Environment {
+    pub name: String,
+    pub doc: EnvironmentDoc,
+}
+
+impl Environment {
+    /// Template variables `env.*`: the environment's vars plus `name`.
+    pub fn template_vars(&self) -> serde_json::Map<String, serde_json::Value> {
+        let mut m = serde_json::Map::new();
+        m.insert("name".into(), self.name.clone().into());
+        for (k, v) in &self.doc.vars {
+            m.insert(k.clone(), v.clone().into());
+        }
+        m
+    }
+}
+
+/// The loaded `environments.yaml`.
+#[derive(Debug)]
+pub struct Environments {
+    pub list: Vec<Environment>,
+    pub source: Option<Arc<Source>>,
+    pub node: Option<Node>,
+}
+
+impl Environments {
+    pub fn get(&self, name: &str) -> Option<&Environment> {
+        self.list.iter().find(|e| e.name == name)
+    }
+
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.list.iter().map(|e| e.name.as_str())
+    }
+}

@@ -1,0 +1,237 @@
+//! Plans: what a run would do, every step rendered with what is known before anything runs.
+//!
+//! A plan makes no network call and changes nothing. Values only a run can know (a step's
+//! outputs, inputs not given) are shown as `⟨steps.id.output⟩`; secrets are masked.
+
+use indexmap::IndexMap;
+use minijinja::Value;
+use serde::Serialize;
+
+use crate::engine::{InputValue, render_node};
+use crate::load::yaml::{Node, NodeKind};
+use crate::model::{Environment, Runbook, Step};
+use crate::steps::{Effect, MASK};
+use crate::template;
+
+#[derive(Debug, Serialize)]
+pub struct Plan {
+    pub runbook: String,
+    pub summary: String,
+    pub env: String,
+    pub protected: bool,
+    pub steps: Vec<PlannedStep>,
+    pub rollback: Vec<PlannedStep>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PlannedStep {
+    pub index: usize,
+    pub id: String,
+    pub title: Option<String>,
+    pub kind: &'static str,
+    /// One line: what the step will do, rendered.
+    pub action: String,
+    /// `read-only`, `changes` (with what), `local`, or `unknown` when it depends on run-time values.
+    pub effect: PlanEffect,
+    pub gate: Option<String>,
+    pub when: Option<String>,
+    pub on_failure: Option<String>,
+    /// The rendered parameters, flattened (`set_password.role = musehub`).
+    pub params: Vec<(String, String)>,
+    /// Needs an operator (manual step).
+    pub interactive: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "effect", content = "what", rename_all = "kebab-case")]
+pub enum PlanEffect {
+    ReadOnly,
+    Changes(String),
+    Local,
+    /// The step's parameters depend on values only known at run time.
+    Unknown(String),
+}
+
+const OPEN: &str = "⟨";
+
+pub fn plan(runbook: &Runbook, env: &Environment, inputs: &IndexMap<String, InputValue>) -> Plan {
+    let mut input_ctx = serde_json::Map::new();
+    for (name, spec) in &runbook.doc.inputs {
+        let v = match inputs.get(name) {
+            Some(v) if v.secret || spec.secret => MASK.to_string(),
+            Some(v) => v.value.clone(),
+            None => format!("{OPEN}inputs.{name}⟩"),
+        };
+        input_ctx.insert(name.clone(), v.into());
+    }
+    let mut steps_ctx = serde_json::Map::new();
+    for s in runbook.all_steps() {
+        let outs: serde_json::Map<String, serde_json::Value> = s
+            .outputs
+            .iter()
+            .map(|o| {
+                (
+                    o.name.clone(),
+                    format!("{OPEN}steps.{}.{}⟩", s.id(), o.name).into(),
+                )
+            })
+            .collect();
+        steps_ctx.insert(s.id().to_string(), outs.into());
+    }
+    let ctx = crate::template::value(serde_json::json!({
+        "inputs": input_ctx,
+        "env": env.template_vars(),
+        "steps": steps_ctx,
+    }));
+    let planned = |list: &[Step]| -> Vec<PlannedStep> {
+        list.iter()
+            .enumerate()
+            .map(|(i, s)| plan_step(s, i + 1, &ctx))
+            .collect()
+    };
+    Plan {
+        runbook: runbook.name().to_string(),
+        summary: runbook.doc.summary.clone(),
+        env: env.name.clone(),
+        protected: env.doc.protected,
+        steps: planned(&runbook.steps),
+        rollback: planned(&runbook.rollback),
+    }
+}
+
+fn plan_step(step: &Step, index: usize, ctx: &Value) -> PlannedStep {
+    let render = |s: &str| {
+        template::render(s, ctx).unwrap_or_else(|e| format!("{s} (cannot render: {})", e.message))
+    };
+    let rendered = render_node(&step.params, ctx).unwrap_or_else(|_| step.params.clone());
+    let mut params = Vec::new();
+    flatten(&rendered, String::new(), &mut params);
+    let unknown: Vec<String> = params
+        .iter()
+        .filter(|(_, v)| v.contains(OPEN))
+        .map(|(k, _)| k.clone())
+        .collect();
+    let (action, effect) = match step.kind.describe(&rendered) {
+        Ok((action, effect)) => {
+            let effect = match effect {
+                Effect::ReadOnly => PlanEffect::ReadOnly,
+                Effect::Local => PlanEffect::Local,
+                Effect::Changes(what) if what.contains(OPEN) => PlanEffect::Unknown(what),
+                Effect::Changes(what) => PlanEffect::Changes(what),
+            };
+            (action, effect)
+        }
+        Err(_) => (
+            format!("{} (parameters known at run time)", step.kind.name()),
+            PlanEffect::Unknown(format!("depends on {}", unknown.join(", "))),
+        ),
+    };
+    PlannedStep {
+        index,
+        id: step.id().to_string(),
+        title: step.common.title.as_deref().map(render),
+        kind: step.kind.name(),
+        action,
+        effect,
+        gate: step.common.confirm.as_deref().map(render),
+        when: step.common.when.clone(),
+        on_failure: step.common.on_failure.as_ref().map(|f| match f {
+            crate::model::OnFailure::Abort => "abort".to_string(),
+            crate::model::OnFailure::Continue => "continue".to_string(),
+            crate::model::OnFailure::Rollback(id) => format!("roll back from `{id}`"),
+        }),
+        params,
+        interactive: step.kind.interactive(&step.params),
+    }
+}
+
+fn flatten(node: &Node, prefix: String, out: &mut Vec<(String, String)>) {
+    match &node.kind {
+        NodeKind::Scalar { value, .. } => out.push((prefix, value.clone())),
+        NodeKind::Seq(items) => {
+            for (i, n) in items.iter().enumerate() {
+                flatten(n, format!("{prefix}[{i}]"), out);
+            }
+        }
+        NodeKind::Map(entries) => {
+            for (k, v) in entries {
+                let key = k.as_str().unwrap_or_default();
+                let p = if prefix.is_empty() {
+                    key.to_string()
+                } else {
+                    format!("{prefix}.{key}")
+                };
+                flatten(v, p, out);
+            }
+        }
+    }
+}
+
+impl Plan {
+    pub fn gates(&self) -> usize {
+        self.steps.iter().filter(|s| s.gate.is_some()).count()
+    }
+
+    /// Needs a person: a gate or a manual step.
+    pub fn needs_operator(&self) -> bool {
+        self.steps.iter().any(|s| s.gate.is_some() || s.interactive)
+    }
+
+    /// The plan as text for a terminal.
+    pub fn render_text(&self) -> String {
+        use std::fmt::Write;
+        let mut o = String::new();
+        let protected = if self.protected { " (protected)" } else { "" };
+        let _ = writeln!(o, "Plan: {} on {}{protected}", self.runbook, self.env);
+        let _ = writeln!(o, "  {}", self.summary);
+        let _ = writeln!(
+            o,
+            "  {} steps, {} gates; nothing has run.",
+            self.steps.len(),
+            self.gates()
+        );
+        let _ = writeln!(o);
+        for s in &self.steps {
+            render_step(&mut o, s, self.steps.len());
+        }
+        if !self.rollback.is_empty() {
+            let _ = writeln!(
+                o,
+                "Rollback (runs only when a step with `on_failure: <rollback step>` fails):"
+            );
+            let _ = writeln!(o);
+            for s in &self.rollback {
+                render_step(&mut o, s, self.rollback.len());
+            }
+        }
+        o
+    }
+}
+
+fn render_step(o: &mut String, s: &PlannedStep, total: usize) {
+    use std::fmt::Write;
+    let title = s
+        .title
+        .as_deref()
+        .map(|t| format!(" — {t}"))
+        .unwrap_or_default();
+    let _ = writeln!(o, "{:>2}/{total} {} [{}]{title}", s.index, s.id, s.kind);
+    if let Some(when) = &s.when {
+        let _ = writeln!(o, "      only when: {when}");
+    }
+    if let Some(gate) = &s.gate {
+        let _ = writeln!(o, "      GATE: {gate}");
+    }
+    let _ = writeln!(o, "      does: {}", s.action);
+    let effect = match &s.effect {
+        PlanEffect::ReadOnly => "read-only".to_string(),
+        PlanEffect::Local => "local only (changes nothing elsewhere)".to_string(),
+        PlanEffect::Changes(what) => format!("CHANGES {what}"),
+        PlanEffect::Unknown(what) => format!("unknown until run time: {what}"),
+    };
+    let _ = writeln!(o, "      effect: {effect}");
+    if let Some(f) = &s.on_failure {
+        let _ = writeln!(o, "      on failure: {f}");
+    }
+    let _ = writeln!(o);
+}

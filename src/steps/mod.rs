@@ -1,0 +1,407 @@
+//! Step kinds: one module per kind behind the [`Kind`] trait, registered in [`KINDS`].
+//!
+//! A kind owns its typed parameters (which also feed the JSON Schema), its check-time
+//! validation, how it describes itself in a plan, and how it runs. The engine, the checker and
+//! the UI only see the object-safe [`DynKind`]; adding a kind touches its file and [`KINDS`].
+
+pub mod generate;
+pub mod manual;
+
+use std::any::{Any, TypeId};
+use std::collections::HashMap;
+use std::fmt;
+use std::future::Future;
+use std::marker::PhantomData;
+use std::sync::{Arc, Mutex};
+
+use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
+use serde::de::DeserializeOwned;
+
+use crate::diag::Problem;
+use crate::load::yaml::{DeError, Node};
+use crate::model::Environment;
+
+/// Every step kind this binary knows, in the order `runbook schema` and docs list them.
+pub static KINDS: &[&dyn DynKind] = &[
+    &Adapter::<generate::Generate>(PhantomData),
+    &Adapter::<manual::ManualConfirm>(PhantomData),
+];
+
+pub fn find_kind(name: &str) -> Option<&'static dyn DynKind> {
+    KINDS.iter().copied().find(|k| k.name() == name)
+}
+
+/// Whether an output holds a secret.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Secrecy {
+    /// Never a secret (a version number, a status code).
+    Public,
+    /// Always a secret (a generated value, a hidden input).
+    Secret,
+    /// Known only at run time (an SSM parameter: secret when it is a SecureString).
+    /// Check and plan treat it as a secret.
+    Maybe,
+}
+
+/// One output a step kind produces.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutputSpec {
+    pub name: String,
+    pub secrecy: Secrecy,
+}
+
+impl OutputSpec {
+    pub fn public(name: &str) -> OutputSpec {
+        OutputSpec {
+            name: name.into(),
+            secrecy: Secrecy::Public,
+        }
+    }
+    pub fn secret(name: &str) -> OutputSpec {
+        OutputSpec {
+            name: name.into(),
+            secrecy: Secrecy::Secret,
+        }
+    }
+    pub fn maybe(name: &str) -> OutputSpec {
+        OutputSpec {
+            name: name.into(),
+            secrecy: Secrecy::Maybe,
+        }
+    }
+}
+
+/// A value a step produced.
+#[derive(Debug, Clone)]
+pub struct Output {
+    pub name: String,
+    pub value: serde_json::Value,
+    pub secret: bool,
+}
+
+pub type Outputs = Vec<Output>;
+
+/// What a step's effect on the world is, for honest plans.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "effect", content = "what", rename_all = "kebab-case")]
+pub enum Effect {
+    /// Reads only.
+    ReadOnly,
+    /// Changes something; says what.
+    Changes(String),
+    /// Only local work (generating a value, asking the operator).
+    Local,
+}
+
+/// A step failure. The message must be short and must not contain a secret; the engine masks
+/// known secrets in it anyway.
+#[derive(Debug, Clone)]
+pub struct StepError {
+    pub message: String,
+    /// More lines (remote output, the server's detail), shown under the failure.
+    pub detail: Option<String>,
+    /// The operator declined (a manual step answered "no").
+    pub declined: bool,
+}
+
+impl StepError {
+    pub fn new(message: impl Into<String>) -> StepError {
+        StepError {
+            message: message.into(),
+            detail: None,
+            declined: false,
+        }
+    }
+    pub fn with_detail(mut self, detail: impl Into<String>) -> StepError {
+        let d = detail.into();
+        if !d.trim().is_empty() {
+            self.detail = Some(d);
+        }
+        self
+    }
+    pub fn declined(message: impl Into<String>) -> StepError {
+        StepError {
+            message: message.into(),
+            detail: None,
+            declined: true,
+        }
+    }
+}
+
+impl fmt::Display for StepError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+/// Questions a step may ask the operator. The CLI picks the implementation (terminal or not);
+/// the engine wraps it so every text shown is masked.
+pub trait Prompter: Send + Sync {
+    /// Ask yes/no, default No.
+    fn confirm(&self, question: &str) -> Result<bool, PromptError>;
+    /// Make the operator type `expected` (a protected environment's name).
+    fn type_to_confirm(&self, question: &str, expected: &str) -> Result<bool, PromptError>;
+    /// Ask for a value. `choices` shows a list; `secret` hides the entry.
+    fn ask(
+        &self,
+        label: &str,
+        choices: Option<&[String]>,
+        default: Option<&str>,
+        secret: bool,
+    ) -> Result<String, PromptError>;
+    /// Show instructions (Markdown).
+    fn show(&self, markdown: &str);
+    /// True when the prompter can really ask someone.
+    fn interactive(&self) -> bool;
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PromptError {
+    /// No terminal to ask on.
+    NotInteractive,
+    /// Ctrl-C or end of input.
+    Interrupted,
+}
+
+impl fmt::Display for PromptError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PromptError::NotInteractive => f.write_str("cannot ask: not running on a terminal"),
+            PromptError::Interrupted => f.write_str("interrupted"),
+        }
+    }
+}
+
+/// Per-run shared state of the step kinds (an SSH connection per host, an AWS client), keyed
+/// by type. The engine owns it and drops it at the end of the run; it never looks inside.
+#[derive(Default)]
+pub struct Resources {
+    map: Mutex<HashMap<TypeId, Arc<dyn Any + Send + Sync>>>,
+}
+
+impl Resources {
+    /// The run's instance of `T`, made on first use.
+    pub fn get<T: Any + Send + Sync + Default>(&self) -> Arc<T> {
+        let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        let entry = map
+            .entry(TypeId::of::<T>())
+            .or_insert_with(|| Arc::new(T::default()));
+        entry
+            .clone()
+            .downcast::<T>()
+            .unwrap_or_else(|_| unreachable!("keyed by TypeId"))
+    }
+}
+
+/// What a running step can use.
+pub struct RunCx<'a> {
+    pub env: &'a Environment,
+    pub step_id: &'a str,
+    pub prompter: &'a dyn Prompter,
+    pub resources: &'a Resources,
+    /// Report progress (e.g. the last line of remote output).
+    pub progress: &'a (dyn Fn(&str) + Send + Sync),
+    /// Register a secret as soon as it is known, before it can reach any output.
+    pub add_secret: &'a (dyn Fn(&str) + Send + Sync),
+    /// The operator approved everything up front (`--yes`).
+    pub assume_yes: bool,
+}
+
+/// What a kind can check about its parameters beyond their types.
+pub struct CheckCx<'a> {
+    pub problems: Vec<Problem>,
+    pub environments: &'a [Environment],
+    /// The parameters node, to point problems at.
+    pub params: &'a Node,
+    /// Names of template values that hold secrets (`steps.x.value`, `inputs.token`).
+    pub secret_refs: &'a dyn Fn(&str) -> bool,
+}
+
+impl CheckCx<'_> {
+    /// A problem about the parameter `field` (or the whole parameters when absent).
+    pub fn problem_at(&mut self, field: &str, p: Problem) {
+        let span = self
+            .params
+            .get(field)
+            .map_or(self.params.span.clone(), |n| n.span.clone());
+        self.problems.push(Problem {
+            span: Some(span),
+            ..p
+        });
+    }
+
+    /// A problem when an environment lacks a host the step names.
+    pub fn require_host(&mut self, field: &str, host: &str) {
+        if host.contains("{{") {
+            return;
+        }
+        for env in self.environments {
+            if !env.doc.hosts.contains_key(host) {
+                let known: Vec<&str> = env.doc.hosts.keys().map(String::as_str).collect();
+                let mut p = Problem::error(
+                    "runbook::unknown-host",
+                    format!("environment `{}` has no host `{host}`", env.name),
+                )
+                .label("this host");
+                p.help = Some(
+                    crate::diag::did_you_mean(host, known.iter().copied()).unwrap_or_else(|| {
+                        format!(
+                            "add it under `environments.{}.hosts` in environments.yaml (known: {})",
+                            env.name,
+                            join_or_none(&known)
+                        )
+                    }),
+                );
+                self.problem_at(field, p);
+            }
+        }
+    }
+
+    /// A problem when an environment lacks a database the step names.
+    pub fn require_database(&mut self, field: &str, db: &str) {
+        if db.contains("{{") {
+            return;
+        }
+        for env in self.environments {
+            if !env.doc.databases.contains_key(db) {
+                let known: Vec<&str> = env.doc.databases.keys().map(String::as_str).collect();
+                let mut p = Problem::error(
+                    "runbook::unknown-database",
+                    format!("environment `{}` has no database `{db}`", env.name),
+                )
+                .label("this database");
+                p.help = Some(crate::diag::did_you_mean(db, known.iter().copied()).unwrap_or_else(|| {
+                    format!(
+                        "add it under `environments.{}.databases` in environments.yaml (known: {})",
+                        env.name,
+                        join_or_none(&known)
+                    )
+                }));
+                self.problem_at(field, p);
+            }
+        }
+    }
+}
+
+fn join_or_none(names: &[&str]) -> String {
+    if names.is_empty() {
+        "none".into()
+    } else {
+        names.join(", ")
+    }
+}
+
+/// A step kind, written once per kind with typed parameters.
+pub trait Kind: Send + Sync + 'static {
+    const NAME: &'static str;
+    const SUMMARY: &'static str;
+    type Params: DeserializeOwned + JsonSchema + Send + Sync + 'static;
+
+    fn outputs(params: &Self::Params) -> Vec<OutputSpec>;
+
+    /// Problems beyond types: unknown hosts, bad patterns, secrets in a command line.
+    fn check(_params: &Self::Params, _cx: &mut CheckCx<'_>) {}
+
+    /// Whether the step needs a person (a terminal or `--yes`).
+    fn interactive(_params: &Self::Params) -> bool {
+        false
+    }
+
+    /// One line for plans and progress, from rendered (masked) parameters.
+    fn describe(params: &Self::Params) -> String;
+
+    fn effect(params: &Self::Params) -> Effect;
+
+    fn run(
+        params: Self::Params,
+        cx: &RunCx<'_>,
+    ) -> impl Future<Output = Result<Outputs, StepError>> + Send;
+}
+
+/// The object-safe face of a [`Kind`], over YAML nodes.
+#[async_trait::async_trait]
+pub trait DynKind: Send + Sync + fmt::Debug {
+    fn name(&self) -> &'static str;
+    fn summary(&self) -> &'static str;
+    fn params_schema(&self, g: &mut SchemaGenerator) -> Schema;
+    /// Parse the parameters, check them, and say which outputs the step will have.
+    fn check(&self, params: &Node, cx: &mut CheckCx<'_>) -> Result<Vec<OutputSpec>, DeError>;
+    fn interactive(&self, params: &Node) -> bool;
+    fn describe(&self, rendered: &Node) -> Result<(String, Effect), DeError>;
+    async fn run(&self, rendered: &Node, cx: &RunCx<'_>) -> Result<Outputs, StepError>;
+}
+
+pub struct Adapter<K>(PhantomData<K>);
+
+impl<K> fmt::Debug for Adapter<K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(std::any::type_name::<K>())
+    }
+}
+
+#[async_trait::async_trait]
+impl<K: Kind> DynKind for Adapter<K> {
+    fn name(&self) -> &'static str {
+        K::NAME
+    }
+    fn summary(&self) -> &'static str {
+        K::SUMMARY
+    }
+    fn params_schema(&self, g: &mut SchemaGenerator) -> Schema {
+        g.subschema_for::<K::Params>()
+    }
+    fn check(&self, params: &Node, cx: &mut CheckCx<'_>) -> Result<Vec<OutputSpec>, DeError> {
+        let p: K::Params = params.deserialize()?;
+        K::check(&p, cx);
+        Ok(K::outputs(&p))
+    }
+    fn interactive(&self, params: &Node) -> bool {
+        params
+            .deserialize::<K::Params>()
+            .is_ok_and(|p| K::interactive(&p))
+    }
+    fn describe(&self, rendered: &Node) -> Result<(String, Effect), DeError> {
+        let p: K::Params = rendered.deserialize()?;
+        Ok((K::describe(&p), K::effect(&p)))
+    }
+    async fn run(&self, rendered: &Node, cx: &RunCx<'_>) -> Result<Outputs, StepError> {
+        let p: K::Params = rendered.deserialize().map_err(|e| {
+            StepError::new(format!("invalid parameters after rendering templates: {e}"))
+        })?;
+        K::run(p, cx).await
+    }
+}
+
+/// The JSON Schema of one step: the common fields plus exactly one kind key.
+pub fn step_schema(g: &mut SchemaGenerator) -> Schema {
+    // The common fields are inlined in every variant: `additionalProperties: false` only sees
+    // properties declared next to it.
+    let common = schemars::generate::SchemaSettings::draft2020_12()
+        .with(|s| s.inline_subschemas = true)
+        .into_generator()
+        .into_root_schema_for::<crate::model::StepCommon>();
+    let common_props = common.get("properties").cloned().unwrap_or_default();
+    let variants: Vec<serde_json::Value> = KINDS
+        .iter()
+        .map(|k| {
+            let mut props = common_props.as_object().cloned().unwrap_or_default();
+            let mut params = k.params_schema(g).to_value();
+            if let Some(obj) = params.as_object_mut() {
+                obj.insert("description".into(), k.summary().into());
+            }
+            props.insert(k.name().into(), params);
+            serde_json::json!({
+                "title": k.name(),
+                "type": "object",
+                "properties": props,
+                "required": ["id", k.name()],
+                "additionalProperties": false,
+            })
+        })
+        .collect();
+    json_schema!({ "oneOf": variants })
+}
+
+/// Mask in plans: a value that is a secret.
+pub const MASK: &str = "••••••";
