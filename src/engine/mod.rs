@@ -185,7 +185,9 @@ impl Engine<'_> {
             {
                 Flow::Next => {}
                 Flow::Stop(_, m) => {
-                    return Err(m.unwrap_or_else(|| format!("rollback step `{}` failed", step.id())));
+                    return Err(
+                        m.unwrap_or_else(|| format!("rollback step `{}` failed", step.id()))
+                    );
                 }
                 Flow::Rollback(_, m) => return Err(m),
             }

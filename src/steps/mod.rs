@@ -6,6 +6,7 @@
 
 pub mod generate;
 pub mod manual;
+pub mod ssh;
 
 use std::any::{Any, TypeId};
 use std::collections::HashMap;

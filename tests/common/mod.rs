@@ -1,0 +1,196 @@
+//! A builder harness over the real binary: a runbooks directory, arguments, environment, and
+//! the output and exit code, so a test reads like a terminal session.
+
+#![allow(dead_code)] // each test binary uses a different part of the harness
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_runbook");
+
+/// Remove the common leading indentation of a multi-line string literal.
+pub fn unindent(s: &str) -> String {
+    let s = s.strip_prefix('\n').unwrap_or(s);
+    let indent = s.lines().filter(|l| !l.trim().is_empty()).map(|l| l.len() - l.trim_start().len()).min().unwrap_or(0);
+    let mut out: String = s.lines().map(|l| if l.len() >= indent { &l[indent..] } else { l.trim_start() }).collect::<Vec<_>>().join("\n");
+    out.push('\n');
+    out
+}
+
+/// The repository root (where `runbooks/` and `scripts/` are).
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub struct Test {
+    pub dir: tempfile::TempDir,
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+    stdin: Option<String>,
+}
+
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+    pub state: PathBuf,
+}
+
+impl Run {
+    /// Everything the tool wrote: stdout, stderr and every file under the state directory.
+    pub fn all_bytes(&self) -> Vec<u8> {
+        let mut all = self.stdout.clone().into_bytes();
+        all.extend_from_slice(self.stderr.as_bytes());
+        for f in walk(&self.state) {
+            all.extend(std::fs::read(f).unwrap_or_default());
+        }
+        all
+    }
+
+    pub fn assert_code(&self, code: i32) -> &Run {
+        assert_eq!(self.code, code, "exit code\n--- stdout\n{}\n--- stderr\n{}", self.stdout, self.stderr);
+        self
+    }
+}
+
+pub fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(walk(&p));
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+impl Test {
+    /// A fresh directory with an empty `runbooks/` and a private state directory.
+    pub fn new() -> Test {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir_all(dir.path().join("runbooks")).unwrap();
+        Test { dir, args: Vec::new(), env: Vec::new(), stdin: None }
+    }
+
+    /// Use the repository's `runbooks/environments.yaml` (production, staging, sandbox).
+    pub fn with_repo_environments(self) -> Test {
+        std::fs::copy(repo().join("runbooks/environments.yaml"), self.runbooks_dir().join("environments.yaml")).unwrap();
+        self
+    }
+
+    pub fn runbooks_dir(&self) -> PathBuf {
+        self.dir.path().join("runbooks")
+    }
+
+    pub fn state_dir(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    /// Write `runbooks/<name>.yaml` (the text is unindented).
+    pub fn runbook(self, name: &str, yaml: &str) -> Test {
+        std::fs::write(self.runbooks_dir().join(format!("{name}.yaml")), unindent(yaml)).unwrap();
+        self
+    }
+
+    pub fn environments(self, yaml: &str) -> Test {
+        std::fs::write(self.runbooks_dir().join("environments.yaml"), unindent(yaml)).unwrap();
+        self
+    }
+
+    pub fn args(mut self, args: &[&str]) -> Test {
+        self.args.extend(args.iter().map(|s| s.to_string()));
+        self
+    }
+
+    pub fn env(mut self, k: &str, v: &str) -> Test {
+        self.env.push((k.into(), v.into()));
+        self
+    }
+
+    pub fn stdin(mut self, s: &str) -> Test {
+        self.stdin = Some(s.into());
+        self
+    }
+
+    /// The command that `run` would execute (for PTY tests).
+    pub fn command(&self) -> Command {
+        let mut c = Command::new(BIN);
+        c.current_dir(self.dir.path())
+            .arg("--dir")
+            .arg(self.runbooks_dir())
+            .arg("--state-dir")
+            .arg(self.state_dir())
+            .args(&self.args)
+            .env("NO_COLOR", "1")
+            .env("AWS_EC2_METADATA_DISABLED", "true");
+        for (k, v) in &self.env {
+            c.env(k, v);
+        }
+        c
+    }
+
+    pub fn run(&self) -> Run {
+        let mut c = self.command();
+        c.stdin(if self.stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = c.spawn().expect("spawn runbook");
+        if let Some(s) = &self.stdin {
+            use std::io::Write;
+            child.stdin.take().unwrap().write_all(s.as_bytes()).unwrap();
+        }
+        let out = child.wait_with_output().unwrap();
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            state: self.state_dir(),
+        }
+    }
+}
+
+/// The sandbox's settings (from `scripts/sandbox env`). Tests that need the real services call
+/// this; it fails loudly when the sandbox is not up, never skips.
+pub struct Sandbox {
+    pub state: PathBuf,
+    pub vars: Vec<(String, String)>,
+}
+
+impl Sandbox {
+    pub fn get(&self, k: &str) -> String {
+        self.vars.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone()).unwrap_or_else(|| panic!("sandbox has no {k}"))
+    }
+}
+
+pub fn sandbox() -> Sandbox {
+    let out = Command::new(repo().join("scripts/sandbox")).arg("env").output().expect("run scripts/sandbox env");
+    assert!(out.status.success(), "scripts/sandbox env failed: {}", String::from_utf8_lossy(&out.stderr));
+    let vars: Vec<(String, String)> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.strip_prefix("export "))
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.trim_matches('\'').trim_matches('"').to_string()))
+        .collect();
+    let state = vars.iter().find(|(k, _)| k == "RUNBOOK_SANDBOX").map(|(_, v)| PathBuf::from(v)).expect("RUNBOOK_SANDBOX");
+    assert!(
+        state.join("ssh/known_hosts").exists(),
+        "the sandbox is not up: run `scripts/sandbox up` (the test command does this)"
+    );
+    Sandbox { state, vars }
+}
+
+impl Test {
+    /// Point the AWS SDK at the sandbox (credentials, region, no IMDS).
+    pub fn with_sandbox(mut self, sb: &Sandbox) -> Test {
+        for (k, v) in &sb.vars {
+            if k.starts_with("AWS_") {
+                self.env.push((k.clone(), v.clone()));
+            }
+        }
+        self.with_repo_environments()
+    }
+}
