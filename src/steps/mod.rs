@@ -5,6 +5,7 @@
 //! the UI only see the object-safe [`DynKind`]; adding a kind touches its file and [`KINDS`].
 
 pub mod generate;
+pub mod http;
 pub mod manual;
 pub mod ssh;
 
@@ -26,6 +27,7 @@ use crate::model::Environment;
 pub static KINDS: &[&dyn DynKind] = &[
     &Adapter::<generate::Generate>(PhantomData),
     &Adapter::<manual::ManualConfirm>(PhantomData),
+    &Adapter::<http::HttpCheck>(PhantomData),
 ];
 
 pub fn find_kind(name: &str) -> Option<&'static dyn DynKind> {

@@ -1,0 +1,574 @@
+//! `http.check`: probe a URL until it answers as expected (status, body), optionally from a
+//! host of the environment through an SSH tunnel, with TLS verified unless told otherwise.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use indexmap::IndexMap;
+use reqwest::{Method, StatusCode, Url};
+use schemars::JsonSchema;
+use serde::Deserialize;
+
+use super::{CheckCx, Effect, Kind, Output, OutputSpec, Outputs, RunCx, StepError};
+use crate::diag::Problem;
+use crate::model::Dur;
+
+pub struct HttpCheck;
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Params {
+    /// The URL to request (`http` or `https`). With `via`, as seen from that host.
+    pub url: String,
+    /// The HTTP method (default GET).
+    #[serde(default = "default_method")]
+    pub method: String,
+    /// Request headers.
+    #[serde(default)]
+    pub headers: IndexMap<String, String>,
+    /// The request body.
+    #[serde(default)]
+    pub body: Option<String>,
+    /// The expected status code, or a list of accepted ones (default 200).
+    #[serde(default)]
+    pub expect_status: Option<ExpectStatus>,
+    /// The response body must contain this text.
+    #[serde(default)]
+    pub body_contains: Option<String>,
+    /// The response body must match this regular expression (anywhere in the body).
+    #[serde(default)]
+    pub body_matches: Option<String>,
+    /// How many requests to make before giving up (default 1): the step polls until the
+    /// response matches, e.g. while a service restarts.
+    #[serde(default = "default_attempts")]
+    pub attempts: u32,
+    /// The wait between two attempts (default 2s).
+    #[serde(default = "default_delay")]
+    pub delay: Dur,
+    /// The limit for one request (default 10s).
+    #[serde(default = "default_request_timeout")]
+    pub request_timeout: Dur,
+    /// A host of the environment to make the request from, through an SSH tunnel.
+    #[serde(default)]
+    pub via: Option<String>,
+    /// A PEM file of a private CA to trust, in addition to the platform's roots.
+    #[serde(default)]
+    pub ca_file: Option<String>,
+    /// Skip TLS certificate verification. Only for hosts whose certificate cannot be verified.
+    #[serde(default)]
+    pub insecure: bool,
+}
+
+/// One status code or a list of them.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum ExpectStatus {
+    One(u16),
+    Any(Vec<u16>),
+}
+
+impl ExpectStatus {
+    fn codes(&self) -> Vec<u16> {
+        match self {
+            ExpectStatus::One(c) => vec![*c],
+            ExpectStatus::Any(v) => v.clone(),
+        }
+    }
+}
+
+fn default_method() -> String {
+    "GET".into()
+}
+fn default_attempts() -> u32 {
+    1
+}
+fn default_delay() -> Dur {
+    Dur(Duration::from_secs(2))
+}
+fn default_request_timeout() -> Dur {
+    Dur(Duration::from_secs(10))
+}
+
+/// The `body` output keeps at most this much of the response.
+const BODY_LIMIT: usize = 64 * 1024;
+/// How much of the body a failure shows.
+const EXCERPT: usize = 300;
+
+impl Params {
+    fn expected(&self) -> Vec<u16> {
+        self.expect_status
+            .as_ref()
+            .map_or_else(|| vec![200], ExpectStatus::codes)
+    }
+
+    fn is_read_only(&self) -> bool {
+        let m = self.method.to_ascii_uppercase();
+        m == "GET" || m == "HEAD"
+    }
+}
+
+impl Kind for HttpCheck {
+    const NAME: &'static str = "http.check";
+    const SUMMARY: &'static str = "Request a URL until it answers with the expected status and body (outputs `status`, `body`).";
+    type Params = Params;
+
+    fn outputs(_: &Params) -> Vec<OutputSpec> {
+        vec![OutputSpec::public("status"), OutputSpec::public("body")]
+    }
+
+    fn check(p: &Params, cx: &mut CheckCx<'_>) {
+        if !p.url.contains("{{") {
+            match Url::parse(&p.url) {
+                Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => {}
+                Ok(u) if !matches!(u.scheme(), "http" | "https") => cx.problem_at(
+                    "url",
+                    Problem::error(
+                        "runbook::bad-url",
+                        format!("`{}` is not an http or https URL", p.url),
+                    )
+                    .help("write it like `https://localhost:1337/health`"),
+                ),
+                Ok(_) => cx.problem_at(
+                    "url",
+                    Problem::error("runbook::bad-url", format!("`{}` has no host", p.url)),
+                ),
+                Err(e) => cx.problem_at(
+                    "url",
+                    Problem::error("runbook::bad-url", format!("invalid URL `{}`: {e}", p.url))
+                        .help("write it like `https://localhost:1337/health`"),
+                ),
+            }
+        }
+        if let Some(re) = &p.body_matches
+            && !re.contains("{{")
+            && let Err(e) = regex::Regex::new(re)
+        {
+            // The regex error is several lines with a caret; its last line says what is wrong.
+            let why = e.to_string();
+            let why = why.lines().last().unwrap_or("invalid").trim().to_string();
+            cx.problem_at(
+                "body_matches",
+                Problem::error(
+                    "runbook::bad-pattern",
+                    format!("invalid regular expression in `body_matches`: {why}"),
+                ),
+            );
+        }
+        if !p.method.contains("{{") && Method::from_bytes(p.method.as_bytes()).is_err() {
+            cx.problem_at(
+                "method",
+                Problem::error(
+                    "runbook::bad-method",
+                    format!("`{}` is not an HTTP method", p.method),
+                )
+                .help("write GET, HEAD, POST, PUT, PATCH or DELETE"),
+            );
+        }
+        for code in p.expected() {
+            if !(100..=599).contains(&code) {
+                cx.problem_at(
+                    "expect_status",
+                    Problem::error(
+                        "runbook::bad-status",
+                        format!("{code} is not an HTTP status code (100 to 599)"),
+                    ),
+                );
+            }
+        }
+        if p.attempts == 0 {
+            cx.problem_at(
+                "attempts",
+                Problem::error(
+                    "runbook::bad-attempts",
+                    "`attempts` counts every request and must be at least 1",
+                ),
+            );
+        }
+        if let Some(via) = &p.via {
+            cx.require_host("via", via);
+        }
+        if p.insecure {
+            insecure_warning(p, cx);
+        }
+    }
+
+    fn describe(p: &Params) -> String {
+        let codes: Vec<String> = p.expected().iter().map(u16::to_string).collect();
+        let mut s = format!(
+            "{} {} expecting {}",
+            p.method.to_ascii_uppercase(),
+            p.url,
+            codes.join(" or ")
+        );
+        if let Some(via) = &p.via {
+            s.push_str(&format!(" (from {via})"));
+        }
+        if p.attempts > 1 {
+            s.push_str(&format!(", up to {} attempts", p.attempts));
+        }
+        s
+    }
+
+    fn effect(p: &Params) -> Effect {
+        if p.is_read_only() {
+            Effect::ReadOnly
+        } else {
+            Effect::Changes(format!("sends {} {}", p.method.to_ascii_uppercase(), p.url))
+        }
+    }
+
+    async fn run(p: Params, cx: &RunCx<'_>) -> Result<Outputs, StepError> {
+        let mut url = Url::parse(&p.url)
+            .map_err(|e| StepError::new(format!("invalid URL `{}`: {e}", p.url)))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(StepError::new(format!(
+                "`{}` is not an http or https URL",
+                p.url
+            )));
+        }
+        let method = Method::from_bytes(p.method.to_ascii_uppercase().as_bytes())
+            .map_err(|_| StepError::new(format!("`{}` is not an HTTP method", p.method)))?;
+        let body_re = match &p.body_matches {
+            Some(re) => Some(
+                regex::Regex::new(re)
+                    .map_err(|_| StepError::new("invalid regular expression in `body_matches`"))?,
+            ),
+            None => None,
+        };
+        // reqwest is built without a default crypto provider; installing it twice is harmless.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+
+        let mut builder = reqwest::Client::builder()
+            .timeout(p.request_timeout.0)
+            .connect_timeout(p.request_timeout.0)
+            // A redirect to a login page must not pass for a healthy answer: report it as is.
+            .redirect(reqwest::redirect::Policy::none());
+        if let Some(ca) = &p.ca_file {
+            builder = builder.tls_certs_merge(read_ca(ca)?);
+        }
+        if p.insecure {
+            builder = builder.tls_danger_accept_invalid_certs(true);
+        }
+        let mut host_header = None;
+        if let Some(via) = &p.via {
+            let host = url
+                .host_str()
+                .ok_or_else(|| StepError::new(format!("`{}` has no host", p.url)))?
+                .to_string();
+            let port = url.port_or_known_default().unwrap_or(80);
+            let local = super::ssh::tunnel(cx, via, host.trim_matches(['[', ']']), port).await?;
+            if url.domain().is_some() {
+                // A name: connect to the tunnel but keep the name for SNI and verification.
+                builder = builder.resolve(&host, local);
+            } else {
+                // An address is never resolved, so point the URL at the tunnel itself. The
+                // certificate is then checked against the tunnel's loopback address, which is
+                // what the host itself sees for the usual `https://127.0.0.1:PORT`.
+                {
+                    host_header = url.host_str().map(|h| match url.port() {
+                        Some(port) => format!("{h}:{port}"),
+                        None => h.to_string(),
+                    });
+                    point_at(&mut url, local);
+                }
+            }
+        }
+        let client = builder
+            .build()
+            .map_err(|e| StepError::new(format!("cannot set up the HTTP client: {}", chain(&e))))?;
+
+        let expected = p.expected();
+        let attempts = p.attempts.max(1);
+        let mut last: Option<Attempt> = None;
+        for n in 1..=attempts {
+            if n > 1 {
+                tokio::time::sleep(p.delay.0).await;
+            }
+            let mut req = client.request(method.clone(), url.clone());
+            for (k, v) in &p.headers {
+                req = req.header(k.as_str(), v.as_str());
+            }
+            if let Some(h) = &host_header {
+                req = req.header(reqwest::header::HOST, h.as_str());
+            }
+            if let Some(b) = &p.body {
+                req = req.body(b.clone());
+            }
+            let attempt = match req.send().await {
+                Ok(resp) => {
+                    let status = resp.status();
+                    let body = read_body(resp).await;
+                    let mismatch = mismatch(status, &body, &expected, &p, body_re.as_ref());
+                    Attempt::Answered {
+                        status,
+                        body,
+                        mismatch,
+                    }
+                }
+                Err(e) => Attempt::Failed(request_error(&e, p.request_timeout.0)),
+            };
+            let why = match &attempt {
+                Attempt::Answered { mismatch: None, .. } => {
+                    let Attempt::Answered { status, body, .. } = attempt else {
+                        unreachable!()
+                    };
+                    return Ok(vec![
+                        Output {
+                            name: "status".into(),
+                            value: status.as_u16().into(),
+                            secret: false,
+                        },
+                        Output {
+                            name: "body".into(),
+                            value: body.into(),
+                            secret: false,
+                        },
+                    ]);
+                }
+                Attempt::Answered {
+                    mismatch: Some(m), ..
+                } => m.clone(),
+                Attempt::Failed(e) => e.clone(),
+            };
+            if n < attempts {
+                (cx.progress)(&format!("attempt {n}/{attempts}: {why}"));
+            }
+            last = Some(attempt);
+        }
+        Err(failure(last, attempts))
+    }
+}
+
+/// The outcome of one request.
+enum Attempt {
+    Answered {
+        status: StatusCode,
+        body: String,
+        /// Why the answer is not the expected one.
+        mismatch: Option<String>,
+    },
+    /// No answer: the reason, already short.
+    Failed(String),
+}
+
+fn mismatch(
+    status: StatusCode,
+    body: &str,
+    expected: &[u16],
+    p: &Params,
+    re: Option<&regex::Regex>,
+) -> Option<String> {
+    if !expected.contains(&status.as_u16()) {
+        return Some(status_text(status));
+    }
+    if let Some(needle) = &p.body_contains
+        && !body.contains(needle.as_str())
+    {
+        return Some(format!(
+            "{}, but the body does not contain `{needle}`",
+            status_text(status)
+        ));
+    }
+    if let (Some(re), Some(src)) = (re, &p.body_matches)
+        && !re.is_match(body)
+    {
+        return Some(format!(
+            "{}, but the body does not match `{src}`",
+            status_text(status)
+        ));
+    }
+    None
+}
+
+fn failure(last: Option<Attempt>, attempts: u32) -> StepError {
+    let after = if attempts > 1 {
+        format!(" after {attempts} attempts")
+    } else {
+        String::new()
+    };
+    match last {
+        Some(Attempt::Answered {
+            status,
+            body,
+            mismatch,
+        }) => {
+            let why = mismatch.unwrap_or_else(|| status_text(status));
+            StepError::new(format!("unexpected answer{after}: {why}")).with_detail(excerpt(&body))
+        }
+        Some(Attempt::Failed(e)) => StepError::new(format!("request failed{after}: {e}")),
+        None => StepError::new("no request was made"),
+    }
+}
+
+fn status_text(s: StatusCode) -> String {
+    match s.canonical_reason() {
+        Some(r) => format!("{} {r}", s.as_u16()),
+        None => s.as_u16().to_string(),
+    }
+}
+
+/// The body, truncated to [`BODY_LIMIT`] (read no further than that), as text.
+async fn read_body(mut resp: reqwest::Response) -> String {
+    let mut buf = Vec::new();
+    while buf.len() < BODY_LIMIT {
+        match resp.chunk().await {
+            Ok(Some(chunk)) => buf.extend_from_slice(&chunk),
+            // A body cut short still tells something; keep what arrived.
+            Ok(None) | Err(_) => break,
+        }
+    }
+    buf.truncate(BODY_LIMIT);
+    let mut s = String::from_utf8_lossy(&buf).into_owned();
+    // The cut may split a character; drop the replacement char it leaves at the end.
+    if buf.len() == BODY_LIMIT && s.ends_with('\u{FFFD}') {
+        s.pop();
+    }
+    s
+}
+
+/// The first lines of a body, for a failure's detail.
+fn excerpt(body: &str) -> String {
+    let body = body.trim();
+    if body.is_empty() {
+        return String::new();
+    }
+    let mut cut: String = body.chars().take(EXCERPT).collect();
+    let lines: Vec<&str> = cut.lines().take(5).collect();
+    let shortened = lines.len() < cut.lines().count() || cut.len() < body.len();
+    cut = lines.join("\n");
+    if shortened {
+        cut.push_str(" …");
+    }
+    format!("body: {cut}")
+}
+
+/// A short reason for a request that got no answer: the innermost cause, which names the
+/// real problem (connection refused, an unknown issuer), without the chain's repetitions.
+fn request_error(e: &reqwest::Error, timeout: Duration) -> String {
+    if e.is_timeout() {
+        return format!(
+            "no answer within {} (`request_timeout`)",
+            humantime::format_duration(timeout)
+        );
+    }
+    let root = root_cause(e);
+    let tls = {
+        let mut src: Option<&(dyn std::error::Error + 'static)> = Some(e);
+        let mut found = false;
+        while let Some(s) = src {
+            found |= s.is::<rustls::Error>();
+            // `io::Error` hides the error it wraps from `source()` (and the connector nests
+            // them), so step into it explicitly.
+            src = match s
+                .downcast_ref::<std::io::Error>()
+                .and_then(|io| io.get_ref())
+            {
+                Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
+                None => s.source(),
+            };
+        }
+        found
+    };
+    if tls {
+        format!("TLS: {root} (trust the server's CA with `ca_file`)")
+    } else if e.is_connect() {
+        format!("cannot connect: {root}")
+    } else {
+        root
+    }
+}
+
+fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut cur = e;
+    while let Some(s) = cur.source() {
+        cur = s;
+    }
+    cur.to_string()
+}
+
+fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts = vec![e.to_string()];
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        let t = s.to_string();
+        if !parts.iter().any(|p| p.contains(&t)) {
+            parts.push(t);
+        }
+        cur = s.source();
+    }
+    parts.join(": ")
+}
+
+fn read_ca(path: &str) -> Result<Vec<reqwest::Certificate>, StepError> {
+    let pem = std::fs::read(path)
+        .map_err(|e| StepError::new(format!("cannot read `ca_file` {path}: {e}")))?;
+    let certs = reqwest::Certificate::from_pem_bundle(&pem)
+        .map_err(|_| StepError::new(format!("`ca_file` {path} is not a PEM certificate")))?;
+    if certs.is_empty() {
+        return Err(StepError::new(format!(
+            "`ca_file` {path} holds no certificate"
+        )));
+    }
+    Ok(certs)
+}
+
+fn point_at(url: &mut Url, addr: SocketAddr) {
+    // Both calls only fail for URLs that cannot have a host, excluded above.
+    let _ = url.set_ip_host(addr.ip());
+    let _ = url.set_port(Some(addr.port()));
+}
+
+/// Warn when `insecure` is used against an `https` URL of a protected environment.
+fn insecure_warning(p: &Params, cx: &mut CheckCx<'_>) {
+    let protected: Vec<String> = cx
+        .environments
+        .iter()
+        .filter(|env| env.doc.protected)
+        .filter(|env| {
+            // Render what can be known now (the environment's vars); a URL that needs inputs
+            // or step outputs counts as https when it says so anywhere.
+            let ctx = serde_json::json!({ "env": env.template_vars() });
+            match crate::template::render(&p.url, &crate::template::value(&ctx)) {
+                Ok(url) => url.starts_with("https:"),
+                Err(_) => p.url.contains("https:"),
+            }
+        })
+        .map(|env| env.name.clone())
+        .collect();
+    if !protected.is_empty() {
+        cx.problem_at(
+            "insecure",
+            Problem::warning(
+                "runbook::insecure-tls",
+                format!(
+                    "`insecure: true` skips TLS verification, also in protected environment `{}`",
+                    protected.join("`, `")
+                ),
+            )
+            .help("trust the server's CA with `ca_file` instead"),
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn excerpt_is_short() {
+        let long = "x".repeat(10_000);
+        let e = excerpt(&long);
+        assert!(e.len() < EXCERPT + 20, "{}", e.len());
+        assert!(e.ends_with('…'));
+        assert_eq!(excerpt("  "), "");
+        assert_eq!(excerpt("not found\n"), "body: not found");
+    }
+
+    #[test]
+    fn status_text_has_reason() {
+        assert_eq!(
+            status_text(StatusCode::SERVICE_UNAVAILABLE),
+            "503 Service Unavailable"
+        );
+    }
+}
