@@ -37,6 +37,7 @@ pub fn inputs(doc: &RunbookDoc, node: &Node, source: &Arc<Source>, problems: &mu
             let span = node
                 .get("inputs")
                 .and_then(|n| n.get(name))
+                .and_then(|n| n.get("default"))
                 .map_or(0..0, |n| n.span.clone());
             problems.push(
                 Problem::error(
@@ -48,6 +49,31 @@ pub fn inputs(doc: &RunbookDoc, node: &Node, source: &Arc<Source>, problems: &mu
             );
         }
     }
+}
+
+/// A runbook must do something.
+pub fn has_steps(doc: &RunbookDoc, node: &Node, source: &Arc<Source>, problems: &mut Vec<Problem>) {
+    if doc.steps.is_empty() {
+        let span = node.get("steps").map_or(0..0, |n| n.span.clone());
+        problems.push(
+            Problem::error(
+                "runbook::no-steps",
+                format!("runbook `{}` has no steps", doc.name),
+            )
+            .at(source, span)
+            .help("add at least one step under `steps:`"),
+        );
+    }
+}
+
+/// Whether `id` can be read in a template as `steps.<id>.<output>`: an identifier, since
+/// `steps.new-password.value` would parse as a subtraction.
+fn is_identifier(id: &str) -> bool {
+    let mut chars = id.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 /// What the checker knows about a step that ran before the one being checked.
@@ -69,6 +95,34 @@ pub fn steps(
     let mut first: HashMap<String, ByteSpan> = HashMap::new();
     for s in steps.iter().chain(rollback.iter()) {
         let span = s.span_of("id");
+        if !is_identifier(s.id()) {
+            let suggestion: String = s
+                .id()
+                .trim()
+                .chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() {
+                        c.to_ascii_lowercase()
+                    } else {
+                        '_'
+                    }
+                })
+                .collect();
+            let message = if s.id().is_empty() {
+                "a step id is empty".to_string()
+            } else {
+                format!("step id `{}` is not a name templates can use", s.id())
+            };
+            let mut p = Problem::error("runbook::bad-id", message)
+                .at(source, span.clone())
+                .label("this id");
+            p.help = Some(if is_identifier(&suggestion) {
+                format!("use letters, digits and `_`, e.g. `{suggestion}`")
+            } else {
+                "use letters, digits and `_`, starting with a letter, e.g. `new_password`".into()
+            });
+            problems.push(p);
+        }
         if first.contains_key(s.id()) {
             problems.push(
                 Problem::error(

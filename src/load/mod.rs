@@ -225,6 +225,7 @@ pub fn load_runbook(
                 )),
             );
         }
+        check::has_steps(doc, &node, &source, problems);
         check::inputs(doc, &node, &source, problems);
     }
     let mut steps = parse_steps(node.get("steps"), false, &source, problems);
