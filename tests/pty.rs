@@ -1,0 +1,332 @@
+//! The real binary in a pseudo-terminal: gates (approve, decline, default No), a protected
+//! environment's typed name, hidden entry of a collected secret, a choice list for a missing
+//! input; and the same kind of runbook without a terminal.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::time::Duration;
+
+use common::{Sandbox, Test, sandbox};
+use expectrl::process::unix::WaitStatus;
+use expectrl::session::OsSession;
+use expectrl::{Eof, Expect, Session};
+
+/// Enter as a terminal sends it in raw mode.
+const ENTER: &str = "\r";
+const DOWN: &str = "\x1b[B";
+
+/// A PTY session of `runbook` with the test's arguments, and everything it printed so far.
+struct Pty {
+    session: OsSession,
+    seen: Vec<u8>,
+}
+
+impl Pty {
+    fn spawn(t: &Test) -> Pty {
+        let mut cmd = t.command();
+        cmd.env("TERM", "xterm-256color");
+        let mut session = Session::spawn(cmd).expect("spawn runbook in a pty");
+        // Without a size, the terminal reports 0 columns and prompts wrap at every character.
+        let _ = session.get_process_mut().set_window_size(120, 40);
+        // Generous: a slow machine must not fail the test; a hang still ends it.
+        session.set_expect_timeout(Some(Duration::from_secs(60)));
+        Pty {
+            session,
+            seen: Vec::new(),
+        }
+    }
+
+    fn expect(&mut self, text: &str) {
+        match self.session.expect(text) {
+            Ok(c) => {
+                self.seen.extend_from_slice(c.before());
+                for m in c.matches() {
+                    self.seen.extend_from_slice(m);
+                }
+            }
+            Err(e) => panic!(
+                "waiting for {text:?}: {e}\n--- output so far\n{}",
+                String::from_utf8_lossy(&self.seen)
+            ),
+        }
+    }
+
+    fn send(&mut self, keys: &str) {
+        self.session.send(keys).expect("write to the pty");
+        self.session.flush().expect("flush the pty");
+    }
+
+    /// Read to the end and return the exit code.
+    fn finish(&mut self) -> i32 {
+        if let Ok(c) = self.session.expect(Eof) {
+            self.seen.extend_from_slice(c.before());
+            for m in c.matches() {
+                self.seen.extend_from_slice(m);
+            }
+        }
+        match self.session.get_process().wait().expect("wait for runbook") {
+            WaitStatus::Exited(_, code) => code,
+            other => panic!("runbook did not exit normally: {other:?}"),
+        }
+    }
+
+    fn output(&self) -> String {
+        String::from_utf8_lossy(&self.seen).into_owned()
+    }
+}
+
+/// Every journal event of the test's runs.
+fn events(t: &Test) -> Vec<serde_json::Value> {
+    common::walk(&t.state_dir().join("runs"))
+        .into_iter()
+        .flat_map(|f| {
+            std::fs::read_to_string(f)
+                .unwrap_or_default()
+                .lines()
+                .filter_map(|l| serde_json::from_str(l).ok())
+                .collect::<Vec<serde_json::Value>>()
+        })
+        .collect()
+}
+
+fn started(t: &Test, id: &str) -> bool {
+    events(t)
+        .iter()
+        .any(|e| e["event"] == "step_started" && e["id"] == id)
+}
+
+fn finished_ok(t: &Test, id: &str) -> bool {
+    events(t)
+        .iter()
+        .any(|e| e["event"] == "step_finished" && e["id"] == id && e["status"] == "ok")
+}
+
+/// A key no other test (or earlier run) uses, for the HTTP server's per-key counters.
+fn unique(tag: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{tag}-{}-{nanos}", std::process::id())
+}
+
+/// GET a path of the sandbox's HTTP server; the status code.
+fn http_status(sb: &Sandbox, path: &str) -> u16 {
+    let base = sb.get("SANDBOX_HTTP_URL");
+    let addr = base.trim_start_matches("http://");
+    let mut s = std::net::TcpStream::connect(addr).expect("connect to the sandbox httpd");
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).unwrap();
+    answer
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("not an HTTP answer: {answer}"))
+}
+
+/// A gated step between two others. The last step requests `/flaky/<key>/1` of the sandbox's
+/// server, which leaves a trace outside the tool: after it ran, the same URL answers 200.
+fn gated_runbook(sb: &Sandbox, key: &str) -> String {
+    format!(
+        r#"
+        version: 1
+        name: gated
+        summary: A gate between two steps
+        steps:
+          - id: before
+            generate: {{ format: hex }}
+          - id: rotate
+            confirm: Rotate the token now?
+            generate: {{ format: hex }}
+          - id: later
+            http.check: {{ url: "{}/flaky/{key}/1", expect_status: 503 }}
+        "#,
+        sb.get("SANDBOX_HTTP_URL")
+    )
+}
+
+#[test]
+fn approving_a_gate_runs_the_rest() {
+    let sb = sandbox();
+    let key = unique("approve");
+    let t = Test::new()
+        .with_sandbox(&sb)
+        .runbook("gated", &gated_runbook(&sb, &key))
+        .args(&["run", "gated", "--env", "sandbox"]);
+    let mut p = Pty::spawn(&t);
+    p.expect("Rotate the token now?");
+    p.send("y");
+    p.send(ENTER);
+    let code = p.finish();
+    assert_eq!(code, 0, "{}", p.output());
+    assert!(finished_ok(&t, "rotate") && finished_ok(&t, "later"));
+    assert_eq!(http_status(&sb, &format!("/flaky/{key}/1")), 200);
+}
+
+#[test]
+fn declining_a_gate_stops_the_run() {
+    let sb = sandbox();
+    let key = unique("decline");
+    let t = Test::new()
+        .with_sandbox(&sb)
+        .runbook("gated", &gated_runbook(&sb, &key))
+        .args(&["run", "gated", "--env", "sandbox"]);
+    let mut p = Pty::spawn(&t);
+    p.expect("Rotate the token now?");
+    p.send("n");
+    p.send(ENTER);
+    let code = p.finish();
+    assert_eq!(code, 3, "{}", p.output());
+    assert!(finished_ok(&t, "before"));
+    assert!(!started(&t, "rotate") && !started(&t, "later"));
+    // The later step never reached the server: the first request of this key is ours.
+    assert_eq!(http_status(&sb, &format!("/flaky/{key}/1")), 503);
+}
+
+#[test]
+fn a_gate_defaults_to_no() {
+    let sb = sandbox();
+    let key = unique("default");
+    let t = Test::new()
+        .with_sandbox(&sb)
+        .runbook("gated", &gated_runbook(&sb, &key))
+        .args(&["run", "gated", "--env", "sandbox"]);
+    let mut p = Pty::spawn(&t);
+    p.expect("Rotate the token now?");
+    p.send(ENTER);
+    let code = p.finish();
+    assert_eq!(code, 3, "{}", p.output());
+    assert!(!started(&t, "rotate") && !started(&t, "later"));
+    assert_eq!(http_status(&sb, &format!("/flaky/{key}/1")), 503);
+}
+
+#[test]
+fn a_protected_environment_needs_its_name_typed() {
+    let t = Test::new()
+        .environments(
+            r#"
+            version: 1
+            environments:
+              vault:
+                description: A protected test environment
+                protected: true
+            "#,
+        )
+        .runbook(
+            "guarded",
+            r#"
+            version: 1
+            name: guarded
+            summary: A gate in a protected environment
+            steps:
+              - id: rotate
+                confirm: Rotate the key?
+                generate: { format: hex }
+            "#,
+        )
+        .args(&["run", "guarded", "--env", "vault"]);
+    let mut p = Pty::spawn(&t);
+    p.expect("Rotate the key?");
+    p.send("y");
+    p.send(ENTER);
+    p.expect("Type its name");
+    p.send("valt");
+    p.send(ENTER);
+    p.expect("is not `vault`");
+    p.send("vault");
+    p.send(ENTER);
+    let code = p.finish();
+    assert_eq!(code, 0, "{}", p.output());
+    assert!(finished_ok(&t, "rotate"));
+}
+
+#[test]
+fn a_collected_secret_is_not_echoed() {
+    const SECRET: &str = "pl4nted-R2-s3cret-9f1c";
+    let t = Test::new()
+        .with_repo_environments()
+        .runbook(
+            "dashboard",
+            r#"
+            version: 1
+            name: dashboard
+            summary: Collect a token from a dashboard
+            steps:
+              - id: create_token
+                manual.confirm:
+                  instructions: Create an API token in the dashboard.
+                  collect:
+                    token: { description: Paste the new token, secret: true }
+                  question: Stored it?
+            "#,
+        )
+        .args(&["run", "dashboard", "--env", "sandbox"]);
+    let mut p = Pty::spawn(&t);
+    p.expect("Paste the new token");
+    p.send(SECRET);
+    p.send(ENTER);
+    p.expect("Stored it?");
+    p.send("y");
+    p.send(ENTER);
+    let code = p.finish();
+    let out = p.output();
+    assert_eq!(code, 0, "{out}");
+    assert!(finished_ok(&t, "create_token"));
+    assert!(!out.contains(SECRET), "the secret was echoed:\n{out}");
+    let journal: String = events(&t).iter().map(|e| e.to_string()).collect();
+    assert!(!journal.contains(SECRET), "the secret is in the journal");
+}
+
+#[test]
+fn a_missing_input_is_chosen_from_a_list() {
+    let t = Test::new()
+        .with_repo_environments()
+        .runbook(
+            "choose",
+            r#"
+            version: 1
+            name: choose
+            summary: An input with choices
+            inputs:
+              region: { description: Which region, choices: [north, south, west] }
+            steps:
+              - id: token
+                title: "token for {{ inputs.region }}"
+                generate: { format: hex }
+            "#,
+        )
+        .args(&["run", "choose", "--env", "sandbox"]);
+    let mut p = Pty::spawn(&t);
+    p.expect("Which region");
+    p.expect("west");
+    p.send(DOWN);
+    p.send(DOWN);
+    p.send(ENTER);
+    let code = p.finish();
+    assert_eq!(code, 0, "{}", p.output());
+    let out = p.output();
+    // The plan, printed after the inputs are known, renders the title with the choice.
+    assert!(out.contains("token for west"), "{out}");
+    assert!(finished_ok(&t, "token"));
+}
+
+#[test]
+fn without_a_terminal_a_gate_needs_yes() {
+    let sb = sandbox();
+    let key = unique("noterm");
+    let t = Test::new()
+        .with_sandbox(&sb)
+        .runbook("gated", &gated_runbook(&sb, &key))
+        .args(&["run", "gated", "--env", "sandbox"]);
+    let r = t.run();
+    r.assert_code(2);
+    assert!(r.stderr.contains("--yes"), "{}", r.stderr);
+    assert!(!started(&t, "before") && !started(&t, "later"));
+    assert_eq!(http_status(&sb, &format!("/flaky/{key}/1")), 503);
+}
