@@ -23,13 +23,15 @@ pub fn repo() -> PathBuf {
 }
 
 pub struct Test {
-    pub dir: tempfile::TempDir,
+    /// Shared with every [`Run`], so the files outlive the builder.
+    pub dir: std::sync::Arc<tempfile::TempDir>,
     args: Vec<String>,
     env: Vec<(String, String)>,
     stdin: Option<String>,
 }
 
 pub struct Run {
+    _dir: std::sync::Arc<tempfile::TempDir>,
     pub code: i32,
     pub stdout: String,
     pub stderr: String,
@@ -71,7 +73,7 @@ pub fn walk(dir: &Path) -> Vec<PathBuf> {
 impl Test {
     /// A fresh directory with an empty `runbooks/` and a private state directory.
     pub fn new() -> Test {
-        let dir = tempfile::tempdir().expect("tempdir");
+        let dir = std::sync::Arc::new(tempfile::tempdir().expect("tempdir"));
         std::fs::create_dir_all(dir.path().join("runbooks")).unwrap();
         Test { dir, args: Vec::new(), env: Vec::new(), stdin: None }
     }
@@ -145,6 +147,7 @@ impl Test {
         }
         let out = child.wait_with_output().unwrap();
         Run {
+            _dir: self.dir.clone(),
             code: out.status.code().unwrap_or(-1),
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
             stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
