@@ -6,7 +6,9 @@ use schemars::generate::SchemaSettings;
 use crate::model::{EnvironmentsDoc, RunbookDoc};
 
 fn generate<T: schemars::JsonSchema>() -> String {
-    let schema = SchemaSettings::draft2020_12().into_generator().into_root_schema_for::<T>();
+    let schema = SchemaSettings::draft2020_12()
+        .into_generator()
+        .into_root_schema_for::<T>();
     let mut s = serde_json::to_string_pretty(&schema).unwrap_or_default();
     s.push('\n');
     s

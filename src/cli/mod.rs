@@ -667,7 +667,12 @@ impl Ctx {
             }
         }
         // In file order, so the output reads top to bottom.
-        problems.sort_by_key(|p| (p.source.as_ref().map(|s| s.path.clone()), p.span.as_ref().map_or(0, |s| s.start)));
+        problems.sort_by_key(|p| {
+            (
+                p.source.as_ref().map(|s| s.path.clone()),
+                p.span.as_ref().map_or(0, |s| s.start),
+            )
+        });
         let errors = problems.iter().filter(|p| p.is_error()).count();
         let warnings = problems.len() - errors;
         match format {
