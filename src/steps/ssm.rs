@@ -154,7 +154,7 @@ impl Kind for Get {
     async fn run(p: GetParams, cx: &RunCx<'_>) -> Result<Outputs, StepError> {
         let ssm = client(cx).await?;
         let action = "ssm:GetParameter";
-        let out = throttled(cx, action, || {
+        let out = throttled(cx.progress, FIRST_DELAY, action, || {
             ssm.client
                 .get_parameter()
                 .name(&p.name)
@@ -296,7 +296,7 @@ impl Kind for Put {
         let ssm = client(cx).await?;
         let policy = p.policy();
         let action = "ssm:PutParameter";
-        let put = throttled(cx, action, || {
+        let put = throttled(cx.progress, FIRST_DELAY, action, || {
             ssm.client
                 .put_parameter()
                 .name(&p.name)
@@ -315,7 +315,7 @@ impl Kind for Put {
             Err(e) if policy == IfExists::Skip && already_exists(&e) => {
                 (cx.progress)(&format!("{} exists; left unchanged", p.name));
                 let action = "ssm:GetParameter";
-                let out = throttled(cx, action, || {
+                let out = throttled(cx.progress, FIRST_DELAY, action, || {
                     ssm.client
                         .get_parameter()
                         .name(&p.name)
@@ -501,23 +501,25 @@ fn already_exists<E: ProvideErrorMetadata>(e: &SdkError<E, HttpResponse>) -> boo
     e.code() == Some("ParameterAlreadyExists")
 }
 
-/// Call again, with a growing jittered wait, while SSM throttles; other outcomes return at once.
-async fn throttled<T, E, F, Fut>(
-    cx: &RunCx<'_>,
+/// Call again, with a growing jittered wait from `first_delay`, while SSM throttles; other
+/// outcomes return at once. Each wait is reported through `progress`.
+async fn throttled<T, Err, F, Fut>(
+    progress: &(dyn Fn(&str) + Send + Sync),
+    first_delay: Duration,
     action: &str,
     mut call: F,
-) -> Result<T, SdkError<E, HttpResponse>>
+) -> Result<T, Err>
 where
-    E: ProvideErrorMetadata,
+    Err: ProvideErrorMetadata,
     F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, SdkError<E, HttpResponse>>>,
+    Fut: Future<Output = Result<T, Err>>,
 {
-    let mut delay = FIRST_DELAY;
+    let mut delay = first_delay;
     let mut attempt = 1;
     loop {
         match call().await {
             Err(e) if attempt < ATTEMPTS && is_throttling(e.code()) => {
-                (cx.progress)(&format!(
+                progress(&format!(
                     "SSM is throttling {action}; attempt {}/{ATTEMPTS} in {}ms",
                     attempt + 1,
                     delay.as_millis()
@@ -732,6 +734,48 @@ mod tests {
         assert!(!s.contains("s3cr3t"), "{s}");
         let s = scrub("Value 'abc…' at 'value' failed", Some("abcdef"));
         assert!(!s.contains("abc"), "{s}");
+    }
+
+    #[tokio::test]
+    async fn throttling_is_retried_then_given_up_and_other_errors_are_not() {
+        use aws_sdk_ssm::error::ErrorMetadata;
+        use std::sync::Mutex;
+        let err = |code: &str| ErrorMetadata::builder().code(code).build();
+        let lines = Mutex::new(Vec::<String>::new());
+        let progress = |l: &str| lines.lock().unwrap().push(l.to_string());
+        let tiny = Duration::from_millis(1);
+
+        let mut calls = 0;
+        let r: Result<(), _> = throttled(&progress, tiny, "ssm:PutParameter", || {
+            calls += 1;
+            std::future::ready(Err(err("ThrottlingException")))
+        })
+        .await;
+        assert_eq!(r.unwrap_err().code(), Some("ThrottlingException"));
+        assert_eq!(calls, ATTEMPTS);
+        assert_eq!(lines.lock().unwrap().len(), ATTEMPTS as usize - 1);
+
+        let mut calls = 0;
+        let r = throttled(&progress, tiny, "ssm:GetParameter", || {
+            calls += 1;
+            std::future::ready(if calls < 3 {
+                Err(err("TooManyUpdates"))
+            } else {
+                Ok(7)
+            })
+        })
+        .await;
+        assert_eq!(r.unwrap(), 7);
+        assert_eq!(calls, 3);
+
+        let mut calls = 0;
+        let r: Result<(), _> = throttled(&progress, tiny, "ssm:GetParameter", || {
+            calls += 1;
+            std::future::ready(Err(err("ParameterNotFound")))
+        })
+        .await;
+        assert!(r.is_err());
+        assert_eq!(calls, 1);
     }
 
     #[test]
