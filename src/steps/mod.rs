@@ -7,6 +7,7 @@
 pub mod generate;
 pub mod manual;
 pub mod ssh;
+pub mod ssm;
 
 use std::any::{Any, TypeId};
 use std::collections::HashMap;
@@ -26,6 +27,8 @@ use crate::model::Environment;
 pub static KINDS: &[&dyn DynKind] = &[
     &Adapter::<generate::Generate>(PhantomData),
     &Adapter::<manual::ManualConfirm>(PhantomData),
+    &Adapter::<ssm::Get>(PhantomData),
+    &Adapter::<ssm::Put>(PhantomData),
 ];
 
 pub fn find_kind(name: &str) -> Option<&'static dyn DynKind> {
