@@ -81,6 +81,9 @@ struct Known {
     index: usize,
     rollback: bool,
     outputs: Vec<OutputSpec>,
+    /// The step's own parameters are invalid, so its outputs are unknown: references to them
+    /// are not reported again.
+    outputs_unknown: bool,
 }
 
 pub fn steps(
@@ -174,9 +177,13 @@ pub fn steps(
                 params: &step.params,
                 secret_refs: &secret_refs,
             };
+            let mut outputs_unknown = false;
             match step.kind.check(&step.params, &mut cx) {
                 Ok(outputs) => step.outputs = outputs,
-                Err(e) => problems.push(de_problem(e, source)),
+                Err(e) => {
+                    outputs_unknown = true;
+                    problems.push(de_problem(e, source));
+                }
             }
             problems.extend(cx.problems.into_iter().map(|p| p.in_file(source)));
             if let Some(OnFailure::Rollback(target)) = &step.common.on_failure
@@ -216,6 +223,7 @@ pub fn steps(
                     index,
                     rollback: is_rollback,
                     outputs: step.outputs.clone(),
+                    outputs_unknown,
                 },
             );
         }
@@ -312,6 +320,7 @@ impl Scope<'_> {
                 }
                 match rest.first() {
                     None => None,
+                    Some(_) if k.outputs_unknown => None,
                     Some(out) if k.outputs.iter().any(|o| o.name == *out) => None,
                     Some(out) => {
                         let names: Vec<&str> = k.outputs.iter().map(|o| o.name.as_str()).collect();

@@ -186,9 +186,9 @@ impl Plan {
         let _ = writeln!(o, "  {}", self.summary);
         let _ = writeln!(
             o,
-            "  {} steps, {} gates; nothing has run.",
-            self.steps.len(),
-            self.gates()
+            "  {}, {}; nothing has run.",
+            plural(self.steps.len(), "step"),
+            plural(self.gates(), "gate")
         );
         let _ = writeln!(o);
         for s in &self.steps {
@@ -234,4 +234,12 @@ fn render_step(o: &mut String, s: &PlannedStep, total: usize) {
         let _ = writeln!(o, "      on failure: {f}");
     }
     let _ = writeln!(o);
+}
+
+fn plural(n: usize, word: &str) -> String {
+    if n == 1 {
+        format!("1 {word}")
+    } else {
+        format!("{n} {word}s")
+    }
 }

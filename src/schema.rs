@@ -5,14 +5,10 @@ use schemars::generate::SchemaSettings;
 
 use crate::model::{EnvironmentsDoc, RunbookDoc};
 
-fn generate<T: schemars::JsonSchema>(id: &str) -> String {
-    let mut schema = SchemaSettings::draft2020_12()
+fn generate<T: schemars::JsonSchema>() -> String {
+    let schema = SchemaSettings::draft2020_12()
         .into_generator()
         .into_root_schema_for::<T>();
-    schema.insert(
-        "$id".into(),
-        format!("https://runbook.dev/schemas/{id}").into(),
-    );
     let mut s = serde_json::to_string_pretty(&schema).unwrap_or_default();
     s.push('\n');
     s
@@ -20,10 +16,10 @@ fn generate<T: schemars::JsonSchema>(id: &str) -> String {
 
 /// `schemas/runbook.v1.json`.
 pub fn runbook() -> String {
-    generate::<RunbookDoc>("runbook.v1.json")
+    generate::<RunbookDoc>()
 }
 
 /// `schemas/environments.v1.json`.
 pub fn environments() -> String {
-    generate::<EnvironmentsDoc>("environments.v1.json")
+    generate::<EnvironmentsDoc>()
 }

@@ -113,6 +113,8 @@ class Server(ThreadingHTTPServer):
 
     def handle_error(self, request, client_address):
         err = sys.exc_info()[1]
+        if isinstance(err, (ssl.SSLEOFError, ConnectionResetError, BrokenPipeError)):
+            return  # a port probe or a client that hung up: not news
         sys.stderr.write("%s %s connection error: %s\n" % (self.scheme, client_address[0], err))
 
 

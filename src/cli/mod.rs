@@ -203,7 +203,7 @@ pub fn main() -> i32 {
                 SchemaName::Runbook => schema::runbook(),
                 SchemaName::Environments => schema::environments(),
             };
-            println!("{s}");
+            print!("{s}");
             exit::DONE
         }
     }
@@ -666,6 +666,13 @@ impl Ctx {
                 }
             }
         }
+        // In file order, so the output reads top to bottom.
+        problems.sort_by_key(|p| {
+            (
+                p.source.as_ref().map(|s| s.path.clone()),
+                p.span.as_ref().map_or(0, |s| s.start),
+            )
+        });
         let errors = problems.iter().filter(|p| p.is_error()).count();
         let warnings = problems.len() - errors;
         match format {

@@ -12,6 +12,12 @@ pub struct TerminalPrompter {
     theme: ColorfulTheme,
 }
 
+impl Default for TerminalPrompter {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl TerminalPrompter {
     pub fn new() -> TerminalPrompter {
         TerminalPrompter {

@@ -15,6 +15,12 @@ pub struct TerminalSink {
     width: usize,
 }
 
+impl Default for TerminalSink {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl TerminalSink {
     pub fn new() -> TerminalSink {
         let width = console::Term::stderr().size().1 as usize;

@@ -8,6 +8,7 @@ pub mod generate;
 pub mod http;
 pub mod manual;
 pub mod ssh;
+pub mod ssm;
 
 use std::any::{Any, TypeId};
 use std::collections::HashMap;
@@ -27,6 +28,8 @@ use crate::model::Environment;
 pub static KINDS: &[&dyn DynKind] = &[
     &Adapter::<generate::Generate>(PhantomData),
     &Adapter::<manual::ManualConfirm>(PhantomData),
+    &Adapter::<ssm::Get>(PhantomData),
+    &Adapter::<ssm::Put>(PhantomData),
     &Adapter::<http::HttpCheck>(PhantomData),
 ];
 

@@ -11,8 +11,23 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_runbook");
 /// Remove the common leading indentation of a multi-line string literal.
 pub fn unindent(s: &str) -> String {
     let s = s.strip_prefix('\n').unwrap_or(s);
-    let indent = s.lines().filter(|l| !l.trim().is_empty()).map(|l| l.len() - l.trim_start().len()).min().unwrap_or(0);
-    let mut out: String = s.lines().map(|l| if l.len() >= indent { &l[indent..] } else { l.trim_start() }).collect::<Vec<_>>().join("\n");
+    let indent = s
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| l.len() - l.trim_start().len())
+        .min()
+        .unwrap_or(0);
+    let mut out: String = s
+        .lines()
+        .map(|l| {
+            if l.len() >= indent {
+                &l[indent..]
+            } else {
+                l.trim_start()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
     out.push('\n');
     out
 }
@@ -23,13 +38,15 @@ pub fn repo() -> PathBuf {
 }
 
 pub struct Test {
-    pub dir: tempfile::TempDir,
+    /// Shared with every [`Run`], so the files outlive the builder.
+    pub dir: std::sync::Arc<tempfile::TempDir>,
     args: Vec<String>,
     env: Vec<(String, String)>,
     stdin: Option<String>,
 }
 
 pub struct Run {
+    _dir: std::sync::Arc<tempfile::TempDir>,
     pub code: i32,
     pub stdout: String,
     pub stderr: String,
@@ -48,7 +65,11 @@ impl Run {
     }
 
     pub fn assert_code(&self, code: i32) -> &Run {
-        assert_eq!(self.code, code, "exit code\n--- stdout\n{}\n--- stderr\n{}", self.stdout, self.stderr);
+        assert_eq!(
+            self.code, code,
+            "exit code\n--- stdout\n{}\n--- stderr\n{}",
+            self.stdout, self.stderr
+        );
         self
     }
 }
@@ -71,14 +92,23 @@ pub fn walk(dir: &Path) -> Vec<PathBuf> {
 impl Test {
     /// A fresh directory with an empty `runbooks/` and a private state directory.
     pub fn new() -> Test {
-        let dir = tempfile::tempdir().expect("tempdir");
+        let dir = std::sync::Arc::new(tempfile::tempdir().expect("tempdir"));
         std::fs::create_dir_all(dir.path().join("runbooks")).unwrap();
-        Test { dir, args: Vec::new(), env: Vec::new(), stdin: None }
+        Test {
+            dir,
+            args: Vec::new(),
+            env: Vec::new(),
+            stdin: None,
+        }
     }
 
     /// Use the repository's `runbooks/environments.yaml` (production, staging, sandbox).
     pub fn with_repo_environments(self) -> Test {
-        std::fs::copy(repo().join("runbooks/environments.yaml"), self.runbooks_dir().join("environments.yaml")).unwrap();
+        std::fs::copy(
+            repo().join("runbooks/environments.yaml"),
+            self.runbooks_dir().join("environments.yaml"),
+        )
+        .unwrap();
         self
     }
 
@@ -92,12 +122,20 @@ impl Test {
 
     /// Write `runbooks/<name>.yaml` (the text is unindented).
     pub fn runbook(self, name: &str, yaml: &str) -> Test {
-        std::fs::write(self.runbooks_dir().join(format!("{name}.yaml")), unindent(yaml)).unwrap();
+        std::fs::write(
+            self.runbooks_dir().join(format!("{name}.yaml")),
+            unindent(yaml),
+        )
+        .unwrap();
         self
     }
 
     pub fn environments(self, yaml: &str) -> Test {
-        std::fs::write(self.runbooks_dir().join("environments.yaml"), unindent(yaml)).unwrap();
+        std::fs::write(
+            self.runbooks_dir().join("environments.yaml"),
+            unindent(yaml),
+        )
+        .unwrap();
         self
     }
 
@@ -135,9 +173,13 @@ impl Test {
 
     pub fn run(&self) -> Run {
         let mut c = self.command();
-        c.stdin(if self.stdin.is_some() { Stdio::piped() } else { Stdio::null() })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+        c.stdin(if self.stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
         let mut child = c.spawn().expect("spawn runbook");
         if let Some(s) = &self.stdin {
             use std::io::Write;
@@ -145,6 +187,7 @@ impl Test {
         }
         let out = child.wait_with_output().unwrap();
         Run {
+            _dir: self.dir.clone(),
             code: out.status.code().unwrap_or(-1),
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
             stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
@@ -162,20 +205,40 @@ pub struct Sandbox {
 
 impl Sandbox {
     pub fn get(&self, k: &str) -> String {
-        self.vars.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone()).unwrap_or_else(|| panic!("sandbox has no {k}"))
+        self.vars
+            .iter()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_else(|| panic!("sandbox has no {k}"))
     }
 }
 
 pub fn sandbox() -> Sandbox {
-    let out = Command::new(repo().join("scripts/sandbox")).arg("env").output().expect("run scripts/sandbox env");
-    assert!(out.status.success(), "scripts/sandbox env failed: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(repo().join("scripts/sandbox"))
+        .arg("env")
+        .output()
+        .expect("run scripts/sandbox env");
+    assert!(
+        out.status.success(),
+        "scripts/sandbox env failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let vars: Vec<(String, String)> = String::from_utf8_lossy(&out.stdout)
         .lines()
         .filter_map(|l| l.strip_prefix("export "))
         .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.to_string(), v.trim_matches('\'').trim_matches('"').to_string()))
+        .map(|(k, v)| {
+            (
+                k.to_string(),
+                v.trim_matches('\'').trim_matches('"').to_string(),
+            )
+        })
         .collect();
-    let state = vars.iter().find(|(k, _)| k == "RUNBOOK_SANDBOX").map(|(_, v)| PathBuf::from(v)).expect("RUNBOOK_SANDBOX");
+    let state = vars
+        .iter()
+        .find(|(k, _)| k == "RUNBOOK_SANDBOX")
+        .map(|(_, v)| PathBuf::from(v))
+        .expect("RUNBOOK_SANDBOX");
     assert!(
         state.join("ssh/known_hosts").exists(),
         "the sandbox is not up: run `scripts/sandbox up` (the test command does this)"

@@ -107,7 +107,11 @@ class Server(ThreadingHTTPServer):
         self.RequestHandlerClass(request, client_address, self)
 
     def handle_error(self, request, client_address):
-        sys.stderr.write("connection error from %s: %s\n" % (client_address[0], sys.exc_info()[1]))
+        err = sys.exc_info()[1]
+        # a bare TCP connect (deploy.sh's "is it listening?" probe) ends before any TLS: not news
+        if isinstance(err, (ssl.SSLEOFError, ConnectionResetError, BrokenPipeError)):
+            return
+        sys.stderr.write("connection error from %s: %s\n" % (client_address[0], err))
 
 
 def read_env(path):

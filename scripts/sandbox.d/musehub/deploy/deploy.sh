@@ -25,7 +25,7 @@ pid_is_app() {
 }
 listening() { (exec 3<>"/dev/tcp/127.0.0.1/$APP_PORT") 2>/dev/null; }
 
-old=$(tr -dc '0-9' <app.pid 2>/dev/null || true)
+old=$(cat app.pid 2>/dev/null | tr -dc '0-9' || true)
 if pid_is_app "$old"; then
   echo "musehub: stopping pid $old"
   kill -TERM "$old" 2>/dev/null || true
@@ -50,7 +50,7 @@ env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8 HOME="$app_dir" \
 
 # app.py writes its pidfile once its socket is bound.
 for _ in $(seq 1 200); do
-  new=$(tr -dc '0-9' <app.pid 2>/dev/null || true)
+  new=$(cat app.pid 2>/dev/null | tr -dc '0-9' || true)
   if [ -n "$new" ] && listening; then
     echo "musehub: started pid $new, listening on https://127.0.0.1:$APP_PORT ($(elapsed))"
     exit 0
