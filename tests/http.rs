@@ -193,3 +193,52 @@ fn check_rejects_bad_parameters() {
     assert!(o.contains("invalid regular expression"), "{o}");
     assert!(o.contains("no host `nope`"), "{o}");
 }
+
+#[test]
+fn outputs_feed_later_steps() {
+    let sb = sandbox();
+    let url = sb.get("SANDBOX_HTTP_URL");
+    let yaml = format!(
+        r#"
+        version: 1
+        name: chain
+        summary: Read the outputs of a probe
+        steps:
+          - id: first
+            http.check: {{ url: "{url}/status/202", expect_status: 202 }}
+          - id: second
+            http.check:
+              url: "{url}/status/{{{{ steps.first.status }}}}"
+              expect_status: 202
+              body_contains: "{{{{ steps.first.body }}}}"
+        "#
+    );
+    Test::new()
+        .with_sandbox(&sb)
+        .runbook("chain", &yaml)
+        .args(&["run", "chain", "--env", "sandbox", "--yes"])
+        .run()
+        .assert_code(0);
+}
+
+#[test]
+fn insecure_against_a_protected_environment_is_a_warning() {
+    let r = Test::new()
+        .with_repo_environments()
+        .runbook(
+            "careless",
+            r#"
+            version: 1
+            name: careless
+            summary: Skip TLS verification
+            steps:
+              - id: probe
+                http.check: { url: "{{ env.app_url }}/explore", insecure: true }
+            "#,
+        )
+        .args(&["check"])
+        .run();
+    r.assert_code(0);
+    assert!(r.stderr.contains("runbook::insecure-tls"), "{}", r.stderr);
+    assert!(r.stderr.contains("`production`"), "{}", r.stderr);
+}
