@@ -318,7 +318,10 @@ impl Engine<'_> {
             index,
             total,
             id: id.clone(),
-            title: step.title(),
+            title: match &step.common.title {
+                Some(t) => template::render(t, &ctx).unwrap_or_else(|_| t.clone()),
+                None => step.kind.name().to_string(),
+            },
             kind: step.kind.name().to_string(),
             action,
         });
