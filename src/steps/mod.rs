@@ -26,6 +26,7 @@ use crate::model::Environment;
 pub static KINDS: &[&dyn DynKind] = &[
     &Adapter::<generate::Generate>(PhantomData),
     &Adapter::<manual::ManualConfirm>(PhantomData),
+    &Adapter::<ssh::SshExec>(PhantomData),
 ];
 
 pub fn find_kind(name: &str) -> Option<&'static dyn DynKind> {
