@@ -220,13 +220,21 @@ fn connect_error(
         openssh::Error::Master(io) => (None, io.to_string()),
         other => (None, other.to_string()),
     };
-    let log = log.replace('\r', "");
+    let key_changed =
+        log.contains("IDENTIFICATION HAS CHANGED") || log.contains("has changed and you");
+    // ssh's banner of `@` lines only repeats what the message says.
+    let log: String = log
+        .replace('\r', "")
+        .lines()
+        .filter(|l| !l.starts_with('@'))
+        .collect::<Vec<_>>()
+        .join("\n");
     let known_hosts = spec
         .known_hosts
         .clone()
         .unwrap_or_else(|| "~/.ssh/known_hosts".into());
     let hosts_key = format!("`environments.{env_name}.hosts.{host}`");
-    let (message, help) = if log.contains("REMOTE HOST IDENTIFICATION HAS CHANGED") {
+    let (message, help) = if key_changed {
         (
             format!("the host key of `{host}` ({target}) does NOT match {known_hosts}: refused"),
             format!(
