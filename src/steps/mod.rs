@@ -6,6 +6,7 @@
 
 pub mod generate;
 pub mod manual;
+pub mod psql;
 pub mod ssh;
 
 use std::any::{Any, TypeId};
@@ -27,6 +28,7 @@ pub static KINDS: &[&dyn DynKind] = &[
     &Adapter::<generate::Generate>(PhantomData),
     &Adapter::<manual::ManualConfirm>(PhantomData),
     &Adapter::<ssh::SshExec>(PhantomData),
+    &Adapter::<psql::Psql>(PhantomData),
 ];
 
 pub fn find_kind(name: &str) -> Option<&'static dyn DynKind> {
