@@ -7,6 +7,7 @@
 pub mod generate;
 pub mod http;
 pub mod manual;
+pub mod psql;
 pub mod ssh;
 pub mod ssm;
 
@@ -30,6 +31,8 @@ pub static KINDS: &[&dyn DynKind] = &[
     &Adapter::<manual::ManualConfirm>(PhantomData),
     &Adapter::<ssm::Get>(PhantomData),
     &Adapter::<ssm::Put>(PhantomData),
+    &Adapter::<ssh::SshExec>(PhantomData),
+    &Adapter::<psql::Psql>(PhantomData),
     &Adapter::<http::HttpCheck>(PhantomData),
 ];
 

@@ -1,7 +1,304 @@
 //! `ssh.exec` and the per-run SSH connections (one multiplexed master per host), which `psql`
-//! and `http.check` also use for tunnels. (Being written.)
+//! and `http.check` also use for tunnels.
+//!
+//! Commands travel over the master's control socket (openssh's native mux), so no local
+//! process ever has a command, its environment or its input in its argument list. Values from
+//! `env:` reach the remote shell through its standard input, never through any argv.
 
-use super::{RunCx, StepError};
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use indexmap::IndexMap;
+use openssh::{ForwardType, KnownHosts, Session, SessionBuilder, Socket, Stdio};
+use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
+use serde::{Deserialize, Deserializer};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWriteExt, BufReader};
+
+use super::{CheckCx, Effect, Kind, Output, OutputSpec, Outputs, Resources, RunCx, StepError};
+use crate::diag::Problem;
+use crate::model::{HostKeyChecking, HostSpec};
+
+// ---------------------------------------------------------------------------------------------
+// The connection pool
+// ---------------------------------------------------------------------------------------------
+
+/// The run's SSH connections, one multiplexed master per host of the environment, opened on
+/// first use. Dropping the pool (the engine drops its resources at the end of the run) stops
+/// every master and removes the control directory.
+#[derive(Default)]
+pub struct Pool {
+    /// Per host, a slot whose async lock makes concurrent first uses open one connection.
+    hosts: Mutex<HashMap<String, Slot>>,
+    /// A short private directory for the control sockets (a unix socket path must stay under
+    /// ~107 bytes, which a deep temporary directory can exceed).
+    control_dir: Mutex<Option<PathBuf>>,
+}
+
+/// A host's connection, once open; its lock is held while opening it.
+type Slot = Arc<tokio::sync::Mutex<Option<Arc<Conn>>>>;
+
+struct Conn {
+    session: Arc<Session>,
+    /// Local forwards already open, by remote target.
+    tunnels: tokio::sync::Mutex<HashMap<(String, u16), SocketAddr>>,
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        // Dropping a native-mux session sends the master its exit request synchronously; the
+        // master owns the forwards, so they close with it.
+        let slots: Vec<_> = lock(&self.hosts).drain().map(|(_, s)| s).collect();
+        for slot in slots {
+            if let Ok(mut guard) = slot.try_lock() {
+                guard.take();
+            }
+        }
+        if let Some(dir) = lock(&self.control_dir).take() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+/// Stop every SSH master of the run now. Dropping the run's [`Resources`] does the same; this
+/// lets the engine do it at a point of its choosing.
+pub async fn close_all(resources: &Resources) {
+    let pool = resources.get::<Pool>();
+    let slots: Vec<_> = lock(&pool.hosts).drain().map(|(_, s)| s).collect();
+    for slot in slots {
+        // The last reference to a session sends its master the exit request when dropped.
+        drop(slot.lock().await.take());
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Pool {
+    fn control_dir(&self) -> Result<PathBuf, StepError> {
+        let mut guard = lock(&self.control_dir);
+        if let Some(d) = guard.as_ref() {
+            return Ok(d.clone());
+        }
+        let base = std::env::temp_dir();
+        // openssh adds `/.ssh-connectionXXXXXX/master` (~30 bytes) under this directory.
+        let base = if base.as_os_str().len() > 60 {
+            PathBuf::from("/tmp")
+        } else {
+            base
+        };
+        let suffix: String = super::generate::random_bytes(4)?
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let dir = base.join(format!("runbook-ssh-{suffix}"));
+        {
+            use std::os::unix::fs::DirBuilderExt;
+            std::fs::DirBuilder::new()
+                .mode(0o700)
+                .create(&dir)
+                .map_err(|e| {
+                    StepError::new(format!(
+                        "cannot create a directory for SSH control sockets in {}: {e}",
+                        base.display()
+                    ))
+                })?;
+        }
+        *guard = Some(dir.clone());
+        Ok(dir)
+    }
+
+    async fn conn(
+        &self,
+        env_name: &str,
+        host: &str,
+        spec: &HostSpec,
+    ) -> Result<Arc<Conn>, StepError> {
+        let slot = lock(&self.hosts)
+            .entry(host.to_string())
+            .or_default()
+            .clone();
+        let mut guard = slot.lock().await;
+        if let Some(c) = guard.as_ref() {
+            return Ok(c.clone());
+        }
+        let session = connect(host, env_name, spec, &self.control_dir()?).await?;
+        let conn = Arc::new(Conn {
+            session: Arc::new(session),
+            tunnels: Default::default(),
+        });
+        *guard = Some(conn.clone());
+        Ok(conn)
+    }
+}
+
+/// The run's connection to `host` of the environment, opened on first use.
+async fn session(cx: &RunCx<'_>, host: &str) -> Result<Arc<Conn>, StepError> {
+    let spec = cx.env.doc.hosts.get(host).ok_or_else(|| {
+        StepError::new(format!(
+            "environment `{}` has no host `{host}`",
+            cx.env.name
+        ))
+    })?;
+    let pool = cx.resources.get::<Pool>();
+    pool.conn(&cx.env.name, host, spec).await
+}
+
+/// `~` and `~/x` in a path of environments.yaml.
+fn expand_tilde(p: &str) -> PathBuf {
+    match (p.strip_prefix('~'), std::env::var_os("HOME")) {
+        (Some(rest), Some(home)) if rest.is_empty() || rest.starts_with('/') => {
+            let mut h = PathBuf::from(home);
+            h.push(rest.trim_start_matches('/'));
+            h
+        }
+        _ => PathBuf::from(p),
+    }
+}
+
+const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn target_text(spec: &HostSpec) -> String {
+    let user = spec
+        .user
+        .as_deref()
+        .map(|u| format!("{u}@"))
+        .unwrap_or_default();
+    format!("{user}{}:{}", spec.address, spec.port.unwrap_or(22))
+}
+
+async fn connect(
+    host: &str,
+    env_name: &str,
+    spec: &HostSpec,
+    control_dir: &Path,
+) -> Result<Session, StepError> {
+    let mut b = SessionBuilder::default();
+    if let Some(user) = &spec.user {
+        b.user(user.clone());
+    }
+    if let Some(port) = spec.port {
+        b.port(port);
+    }
+    if let Some(key) = &spec.key_file {
+        b.keyfile(expand_tilde(key));
+    }
+    if let Some(kh) = &spec.known_hosts {
+        b.user_known_hosts_file(expand_tilde(kh));
+    }
+    b.known_hosts_check(match spec.host_key_checking {
+        HostKeyChecking::Strict => KnownHosts::Strict,
+        HostKeyChecking::AcceptNew => KnownHosts::Add,
+    });
+    let timeout = spec
+        .connect_timeout
+        .map_or(DEFAULT_CONNECT_TIMEOUT, |d| d.0);
+    // ssh takes whole seconds; never let a sub-second timeout become "no timeout" (0).
+    b.connect_timeout(timeout.max(Duration::from_secs(1)));
+    b.control_directory(control_dir);
+    // The environment's own ~/.ssh/config still applies: no `-F`.
+    b.connect_mux(&spec.address)
+        .await
+        .map_err(|e| connect_error(host, env_name, spec, timeout, &e))
+}
+
+/// A short message naming the host, from what ssh wrote to its log.
+fn connect_error(
+    host: &str,
+    env_name: &str,
+    spec: &HostSpec,
+    timeout: Duration,
+    e: &openssh::Error,
+) -> StepError {
+    let target = target_text(spec);
+    let (kind, log) = match e {
+        openssh::Error::Connect(io) => (Some(io.kind()), io.to_string()),
+        openssh::Error::Master(io) => (None, io.to_string()),
+        other => (None, other.to_string()),
+    };
+    let key_changed =
+        log.contains("IDENTIFICATION HAS CHANGED") || log.contains("has changed and you");
+    // ssh's banner of `@` lines only repeats what the message says.
+    let log: String = log
+        .replace('\r', "")
+        .lines()
+        .filter(|l| !l.starts_with('@'))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let known_hosts = spec
+        .known_hosts
+        .clone()
+        .unwrap_or_else(|| "~/.ssh/known_hosts".into());
+    let hosts_key = format!("`environments.{env_name}.hosts.{host}`");
+    let (message, help) = if key_changed {
+        (
+            format!("the host key of `{host}` ({target}) does NOT match {known_hosts}: refused"),
+            format!(
+                "someone may be intercepting the connection, or the host was reinstalled; verify its \
+                 key fingerprint out of band before updating {known_hosts}"
+            ),
+        )
+    } else if log.contains("Host key verification failed") || log.contains("host key is known") {
+        (
+            format!("the host key of `{host}` ({target}) is not in {known_hosts}: refused"),
+            format!(
+                "verify the host's key fingerprint out of band and add it to {known_hosts} \
+                 (`ssh-keyscan -p {} {}` prints it), or set `host_key_checking: accept-new` under {hosts_key}",
+                spec.port.unwrap_or(22),
+                spec.address
+            ),
+        )
+    } else if kind == Some(std::io::ErrorKind::ConnectionRefused)
+        || log.contains("Connection refused")
+    {
+        (
+            format!("cannot connect to `{host}` ({target}): connection refused"),
+            format!(
+                "is sshd running and listening there? check `address` and `port` under {hosts_key}"
+            ),
+        )
+    } else if kind == Some(std::io::ErrorKind::TimedOut) || log.contains("timed out") {
+        (
+            format!(
+                "cannot connect to `{host}` ({target}): no answer within {}",
+                humantime::format_duration(timeout)
+            ),
+            format!(
+                "check the address, the network path and firewalls; `connect_timeout` under {hosts_key} sets the wait"
+            ),
+        )
+    } else if kind == Some(std::io::ErrorKind::PermissionDenied)
+        || log.contains("Permission denied")
+    {
+        (
+            format!("`{host}` ({target}) refused the login: permission denied"),
+            format!(
+                "check `user` and `key_file` under {hosts_key}, and that the key is in the remote authorized_keys"
+            ),
+        )
+    } else if log.contains("Could not resolve") {
+        (
+            format!("cannot resolve the address of `{host}` ({target})"),
+            format!("check `address` under {hosts_key}"),
+        )
+    } else {
+        (
+            format!("cannot connect to `{host}` ({target})"),
+            "the lines below are what ssh reported".to_string(),
+        )
+    };
+    let detail = log.trim();
+    let detail = if detail.is_empty() {
+        format!("help: {help}")
+    } else {
+        format!("{detail}\nhelp: {help}")
+    };
+    StepError::new(message).with_detail(detail)
+}
 
 /// A local address that reaches `remote_host:remote_port` as seen from `host` of the
 /// environment, through the run's SSH connection to `host` (opened on first use).
@@ -11,8 +308,588 @@ pub async fn tunnel(
     remote_host: &str,
     remote_port: u16,
 ) -> Result<std::net::SocketAddr, StepError> {
-    let _ = (cx, remote_host, remote_port);
+    let conn = session(cx, host).await?;
+    let mut tunnels = conn.tunnels.lock().await;
+    let key = (remote_host.to_string(), remote_port);
+    if let Some(addr) = tunnels.get(&key) {
+        return Ok(*addr);
+    }
+    // Pick a free port, then ask the master to listen on it. Another process may take the port
+    // between the two; the master then refuses and another port is tried.
+    let mut last = None;
+    for _ in 0..5 {
+        let port = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+            .and_then(|l| l.local_addr())
+            .map_err(|e| StepError::new(format!("cannot find a free local port: {e}")))?
+            .port();
+        let listen: Socket<'_> = (Ipv4Addr::LOCALHOST, port).into();
+        match conn
+            .session
+            .request_port_forward(
+                ForwardType::Local,
+                listen,
+                Socket::new(remote_host, remote_port),
+            )
+            .await
+        {
+            Ok(()) => {
+                let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+                tunnels.insert(key, addr);
+                return Ok(addr);
+            }
+            Err(openssh::Error::Disconnected) => {
+                return Err(StepError::new(format!(
+                    "the SSH connection to `{host}` was lost"
+                )));
+            }
+            Err(e) => last = Some(e),
+        }
+    }
     Err(StepError::new(format!(
-        "SSH tunnels through `{host}` are not available yet"
+        "cannot open a tunnel through `{host}` to {remote_host}:{remote_port}"
+    ))
+    .with_detail(format!(
+        "{}\nhelp: the host's sshd must allow TCP forwarding (`AllowTcpForwarding yes`)",
+        last.map(|e| error_chain(&e)).unwrap_or_default()
     )))
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(c) = src {
+        let _ = write!(s, ": {c}");
+        src = c.source();
+    }
+    s
+}
+
+// ---------------------------------------------------------------------------------------------
+// ssh.exec
+// ---------------------------------------------------------------------------------------------
+
+pub struct SshExec;
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Params {
+    /// A host of the environment (`hosts:` in environments.yaml).
+    pub host: String,
+    /// Run by the remote user's login shell. Never put a secret here: use `env` or `stdin`.
+    pub command: String,
+    /// Text given to the command on its standard input.
+    #[serde(default)]
+    pub stdin: Option<String>,
+    /// Environment variables for the command, delivered through the SSH channel's input, never
+    /// in a command line.
+    #[serde(default)]
+    pub env: IndexMap<String, String>,
+    /// What the result must look like; the step fails otherwise.
+    #[serde(default)]
+    pub expect: Expect,
+}
+
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Expect {
+    /// Accepted exit codes: one or a list (default 0).
+    #[serde(default)]
+    pub exit_code: Option<ExitCodes>,
+    /// Text stdout must contain.
+    #[serde(default)]
+    pub stdout_contains: Option<String>,
+    /// A regular expression stdout must match (anywhere; `(?m)` for line anchors).
+    #[serde(default)]
+    pub stdout_matches: Option<String>,
+    /// A regular expression stdout must not match.
+    #[serde(default)]
+    pub stdout_not_matches: Option<String>,
+    /// A regular expression stderr must not match.
+    #[serde(default)]
+    pub stderr_not_matches: Option<String>,
+    /// Values stdout, parsed as JSON, must hold.
+    #[serde(default)]
+    pub json: Vec<JsonAssert>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct JsonAssert {
+    /// Dotted path into the document: `status`, `items.0.name` (empty: the whole document).
+    pub path: String,
+    /// The value expected there.
+    pub equals: serde_json::Value,
+}
+
+/// One exit code or a list of them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExitCodes(pub Vec<i64>);
+
+impl<'de> Deserialize<'de> for ExitCodes {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = ExitCodes;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an exit code or a list of exit codes")
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<ExitCodes, E> {
+                Ok(ExitCodes(vec![v]))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<ExitCodes, E> {
+                i64::try_from(v)
+                    .map(|v| ExitCodes(vec![v]))
+                    .map_err(|_| E::custom("exit code out of range"))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut a: A,
+            ) -> Result<ExitCodes, A::Error> {
+                let mut v = Vec::new();
+                while let Some(c) = a.next_element::<i64>()? {
+                    v.push(c);
+                }
+                Ok(ExitCodes(v))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl JsonSchema for ExitCodes {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "ExitCodes".into()
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "oneOf": [
+                { "type": "integer", "minimum": 0, "maximum": 255 },
+                { "type": "array", "items": { "type": "integer", "minimum": 0, "maximum": 255 }, "minItems": 1 }
+            ]
+        })
+    }
+}
+
+fn valid_env_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c == '_' || c.is_ascii_alphabetic())
+        && chars.all(|c| c == '_' || c.is_ascii_alphanumeric())
+}
+
+impl Kind for SshExec {
+    const NAME: &'static str = "ssh.exec";
+    const SUMMARY: &'static str =
+        "Run a command on a host over SSH (outputs `stdout`, `stderr`, `exit_code`, `json`).";
+    type Params = Params;
+
+    fn outputs(_: &Params) -> Vec<OutputSpec> {
+        vec![
+            OutputSpec::public("stdout"),
+            OutputSpec::public("stderr"),
+            OutputSpec::public("exit_code"),
+            OutputSpec::public("json"),
+        ]
+    }
+
+    fn check(p: &Params, cx: &mut CheckCx<'_>) {
+        cx.require_host("host", &p.host);
+        if let Ok(refs) = crate::template::references(&p.command) {
+            let secret: Vec<String> = refs.into_iter().filter(|r| (cx.secret_refs)(r)).collect();
+            if !secret.is_empty() {
+                cx.problem_at(
+                    "command",
+                    Problem::warning(
+                        "runbook::secret-in-command",
+                        format!(
+                            "the command contains a secret ({}): it would be in the remote command line, visible to `ps` there",
+                            secret.join(", ")
+                        ),
+                    )
+                    .label("secret here")
+                    .help("pass it through `env:` (read it as $NAME) or `stdin:`"),
+                );
+            }
+        }
+        for name in p.env.keys() {
+            if !valid_env_name(name) {
+                cx.problem_at(
+                    "env",
+                    Problem::error(
+                        "runbook::bad-env-name",
+                        format!("`{name}` is not a valid environment variable name"),
+                    )
+                    .help("use letters, digits and `_`, not starting with a digit"),
+                );
+            }
+        }
+        let e = &p.expect;
+        for (field, pat) in [
+            ("stdout_matches", &e.stdout_matches),
+            ("stdout_not_matches", &e.stdout_not_matches),
+            ("stderr_not_matches", &e.stderr_not_matches),
+        ] {
+            if let Some(pat) = pat
+                && !pat.contains("{{")
+                && let Err(err) = regex::Regex::new(pat)
+            {
+                cx.problem_at(
+                    "expect",
+                    Problem::error(
+                        "runbook::bad-pattern",
+                        format!("invalid regular expression in `expect.{field}`: {err}"),
+                    ),
+                );
+            }
+        }
+        if let Some(codes) = &e.exit_code
+            && (codes.0.is_empty() || codes.0.iter().any(|c| !(0..=255).contains(c)))
+        {
+            cx.problem_at(
+                "expect",
+                Problem::error(
+                    "runbook::bad-exit-code",
+                    "`expect.exit_code` takes codes from 0 to 255",
+                ),
+            );
+        }
+    }
+
+    fn describe(p: &Params) -> String {
+        let first = p
+            .command
+            .lines()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("")
+            .trim();
+        let more = if p.command.trim().lines().count() > 1 {
+            " …"
+        } else {
+            ""
+        };
+        format!("on {}: {first}{more}", p.host)
+    }
+
+    fn effect(p: &Params) -> Effect {
+        Effect::Changes(format!("runs a command on `{}`", p.host))
+    }
+
+    async fn run(p: Params, cx: &RunCx<'_>) -> Result<Outputs, StepError> {
+        // Compile patterns before touching the host.
+        let re = |field: &str, pat: &Option<String>| -> Result<Option<regex::Regex>, StepError> {
+            pat.as_deref()
+                .map(|s| {
+                    regex::Regex::new(s).map_err(|e| {
+                        StepError::new(format!(
+                            "invalid regular expression in `expect.{field}`: {e}"
+                        ))
+                    })
+                })
+                .transpose()
+        };
+        let stdout_matches = re("stdout_matches", &p.expect.stdout_matches)?;
+        let stdout_not = re("stdout_not_matches", &p.expect.stdout_not_matches)?;
+        let stderr_not = re("stderr_not_matches", &p.expect.stderr_not_matches)?;
+        for name in p.env.keys() {
+            if !valid_env_name(name) {
+                return Err(StepError::new(format!(
+                    "`{name}` is not a valid environment variable name"
+                )));
+            }
+        }
+        if p.env.values().any(|v| v.contains('\0')) {
+            return Err(StepError::new("an `env` value contains a NUL byte"));
+        }
+
+        let conn = session(cx, &p.host).await?;
+        let (script, input) = remote_script(&p.command, &p.env, p.stdin.as_deref());
+        let mut cmd = Session::arc_raw_command(conn.session.clone(), &script);
+        cmd.stdin(if input.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+        let mut child = cmd.spawn().await.map_err(|e| run_error(&p.host, &e))?;
+        let stdin = child.stdin().take();
+        let stdout = child.stdout().take();
+        let stderr = child.stderr().take();
+
+        let feed = async move {
+            if let (Some(mut w), Some(data)) = (stdin, input) {
+                // A command that exits without reading its input closes the pipe: not an error.
+                let _ = w.write_all(data.as_bytes()).await;
+                let _ = w.shutdown().await;
+            }
+        };
+        let progress = cx.progress;
+        let (_, out, err) =
+            tokio::join!(feed, collect(stdout, progress), collect(stderr, progress));
+        let status = child.wait().await.map_err(|e| run_error(&p.host, &e))?;
+
+        let stdout = String::from_utf8_lossy(&out).into_owned();
+        let stderr = String::from_utf8_lossy(&err).into_owned();
+        let code = status.code();
+        let json: serde_json::Value =
+            serde_json::from_str(&stdout).unwrap_or(serde_json::Value::Null);
+
+        let fail = |message: String| StepError::new(message).with_detail(tails(&stdout, &stderr));
+        let allowed = p.expect.exit_code.clone().unwrap_or(ExitCodes(vec![0]));
+        match code {
+            None => {
+                return Err(fail(
+                    "the command ended without an exit code (killed by a signal, or the connection dropped)".into(),
+                ));
+            }
+            Some(c) if !allowed.0.contains(&i64::from(c)) => {
+                let expected: Vec<String> = allowed.0.iter().map(i64::to_string).collect();
+                return Err(fail(format!(
+                    "the command exited with {c} (expected {})",
+                    expected.join(" or ")
+                )));
+            }
+            Some(_) => {}
+        }
+        if let Some(s) = &p.expect.stdout_contains
+            && !stdout.contains(s.as_str())
+        {
+            return Err(fail(format!(
+                "expect.stdout_contains: stdout does not contain `{s}`"
+            )));
+        }
+        if let Some(r) = &stdout_matches
+            && !r.is_match(&stdout)
+        {
+            return Err(fail(format!(
+                "expect.stdout_matches: stdout does not match `{r}`"
+            )));
+        }
+        if let Some(r) = &stdout_not
+            && let Some(m) = r.find(&stdout)
+        {
+            return Err(fail(format!(
+                "expect.stdout_not_matches: stdout matches `{r}` (at `{}`)",
+                line_of(&stdout, m.start())
+            )));
+        }
+        if let Some(r) = &stderr_not
+            && let Some(m) = r.find(&stderr)
+        {
+            return Err(fail(format!(
+                "expect.stderr_not_matches: stderr matches `{r}` (at `{}`)",
+                line_of(&stderr, m.start())
+            )));
+        }
+        if !p.expect.json.is_empty() {
+            let doc: serde_json::Value = serde_json::from_str(&stdout)
+                .map_err(|e| fail(format!("expect.json: stdout is not JSON ({e})")))?;
+            for a in &p.expect.json {
+                let got = json_path(&doc, &a.path);
+                if got != Some(&a.equals) {
+                    let got = got.map_or("nothing".to_string(), |v| format!("`{v}`"));
+                    return Err(fail(format!(
+                        "expect.json: `{}` is {got}, expected `{}`",
+                        a.path, a.equals
+                    )));
+                }
+            }
+        }
+
+        // Like the shell's `$(...)`: trailing newlines are not part of the value.
+        let trim = |s: &str| s.trim_end_matches(['\n', '\r']).to_string();
+        Ok(vec![
+            public("stdout", trim(&stdout).into()),
+            public("stderr", trim(&stderr).into()),
+            public("exit_code", code.into()),
+            public("json", json),
+        ])
+    }
+}
+
+fn public(name: &str, value: serde_json::Value) -> Output {
+    Output {
+        name: name.into(),
+        value,
+        secret: false,
+    }
+}
+
+fn run_error(host: &str, e: &openssh::Error) -> StepError {
+    match e {
+        openssh::Error::Disconnected => {
+            StepError::new(format!("the SSH connection to `{host}` was lost"))
+        }
+        e => StepError::new(format!("cannot run the command on `{host}`"))
+            .with_detail(error_chain(e)),
+    }
+}
+
+/// The text sent as the remote command, and the bytes for its standard input.
+///
+/// Without `env`, the command is sent as is. With `env`, a fixed prelude (no values in it)
+/// first reads `NAME='value'` lines from standard input up to an empty line and exports them,
+/// then the command runs in the same shell with the rest of the input. The shell's `read`
+/// takes one byte at a time from a pipe, so it never consumes input meant for the command.
+/// Values are single-quoted; a newline in a value is written as `"$__rb_nl"` so that each
+/// assignment stays on one line. The prelude is POSIX sh: bash, dash, zsh and ksh run it.
+fn remote_script(
+    command: &str,
+    env: &IndexMap<String, String>,
+    stdin: Option<&str>,
+) -> (String, Option<String>) {
+    if env.is_empty() {
+        return (command.to_string(), stdin.map(str::to_string));
+    }
+    let prelude = "__rb_nl='\n'\n\
+        while IFS= read -r __rb_l && [ -n \"$__rb_l\" ]; do eval \"export $__rb_l\"; done\n\
+        unset __rb_l __rb_nl\n";
+    let mut input = String::new();
+    for (name, value) in env {
+        let _ = writeln!(input, "{name}={}", single_line_quote(value));
+    }
+    input.push('\n');
+    input.push_str(stdin.unwrap_or(""));
+    (format!("{prelude}{command}"), Some(input))
+}
+
+/// `'…'` quoting for POSIX sh, with newlines as `"$__rb_nl"` (see [`remote_script`]).
+fn single_line_quote(value: &str) -> String {
+    let mut s = String::from("'");
+    for c in value.chars() {
+        match c {
+            '\'' => s.push_str("'\\''"),
+            '\n' => s.push_str("'\"$__rb_nl\"'"),
+            c => s.push(c),
+        }
+    }
+    s.push('\'');
+    s
+}
+
+/// Read a stream to its end, reporting each non-empty line as progress.
+async fn collect<R: AsyncRead + Unpin>(
+    stream: Option<R>,
+    progress: &(dyn Fn(&str) + Send + Sync),
+) -> Vec<u8> {
+    const MAX: usize = 16 << 20;
+    let mut all = Vec::new();
+    let Some(stream) = stream else {
+        return all;
+    };
+    let mut reader = BufReader::new(stream);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        match reader.read_until(b'\n', &mut line).await {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+        if all.len() < MAX {
+            all.extend_from_slice(&line);
+        }
+        let text = String::from_utf8_lossy(&line);
+        // A progress bar redraws with `\r`: the last segment is what a terminal would show.
+        let shown = text.trim_end().rsplit('\r').next().unwrap_or("").trim();
+        if !shown.is_empty() {
+            progress(shown);
+        }
+    }
+    all
+}
+
+const TAIL_LINES: usize = 20;
+
+fn tail(s: &str) -> String {
+    let lines: Vec<&str> = s.trim_end().lines().collect();
+    let start = lines.len().saturating_sub(TAIL_LINES);
+    lines[start..].join("\n")
+}
+
+/// The last lines of both streams, for a failure's detail.
+fn tails(stdout: &str, stderr: &str) -> String {
+    let mut d = String::new();
+    for (name, s) in [("stdout", stdout), ("stderr", stderr)] {
+        if s.trim().is_empty() {
+            continue;
+        }
+        let n = s.trim_end().lines().count();
+        let head = if n > TAIL_LINES {
+            format!("{name} (last {TAIL_LINES} of {n} lines):")
+        } else {
+            format!("{name}:")
+        };
+        if !d.is_empty() {
+            d.push('\n');
+        }
+        let _ = write!(d, "{head}\n{}", tail(s));
+    }
+    d
+}
+
+fn line_of(s: &str, at: usize) -> &str {
+    let start = s[..at].rfind('\n').map_or(0, |i| i + 1);
+    let end = s[at..].find('\n').map_or(s.len(), |i| at + i);
+    s[start..end].trim()
+}
+
+fn json_path<'a>(doc: &'a serde_json::Value, path: &str) -> Option<&'a serde_json::Value> {
+    let path = path.trim().trim_start_matches('$').trim_start_matches('.');
+    if path.is_empty() {
+        return Some(doc);
+    }
+    path.split('.').try_fold(doc, |v, part| match v {
+        serde_json::Value::Object(m) => m.get(part),
+        serde_json::Value::Array(a) => part.parse::<usize>().ok().and_then(|i| a.get(i)),
+        _ => None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoting_keeps_each_assignment_on_one_line() {
+        let q = single_line_quote("a'b\nc $(x) \"d\"");
+        assert!(!q.contains('\n'));
+        assert_eq!(q, "'a'\\''b'\"$__rb_nl\"'c $(x) \"d\"'");
+    }
+
+    #[test]
+    fn env_goes_to_stdin_not_to_the_command() {
+        let mut env = IndexMap::new();
+        env.insert("TOKEN".to_string(), "s3cr3t".to_string());
+        let (script, input) = remote_script("echo \"$TOKEN\"", &env, Some("body"));
+        assert!(!script.contains("s3cr3t"));
+        assert_eq!(input.as_deref(), Some("TOKEN='s3cr3t'\n\nbody"));
+        let (script, input) = remote_script("true", &IndexMap::new(), None);
+        assert_eq!((script.as_str(), input), ("true", None));
+    }
+
+    #[test]
+    fn json_paths() {
+        let doc = serde_json::json!({"a": {"b": [1, {"c": "x"}]}});
+        assert_eq!(json_path(&doc, "a.b.1.c"), Some(&serde_json::json!("x")));
+        assert_eq!(json_path(&doc, "$.a.b.0"), Some(&serde_json::json!(1)));
+        assert_eq!(json_path(&doc, "a.z"), None);
+        assert_eq!(json_path(&doc, ""), Some(&doc));
+    }
+
+    #[test]
+    fn tails_keep_the_last_lines() {
+        let out: String = (1..=30).map(|i| format!("line {i}\n")).collect();
+        let t = tails(&out, "boom\n");
+        assert!(t.starts_with("stdout (last 20 of 30 lines):\nline 11\n"));
+        assert!(t.ends_with("line 30\nstderr:\nboom"));
+    }
+
+    #[test]
+    fn tilde_expands_to_home() {
+        if let Some(home) = std::env::var_os("HOME") {
+            assert_eq!(expand_tilde("~/k"), PathBuf::from(home).join("k"));
+        }
+        assert_eq!(expand_tilde("/a/~b"), PathBuf::from("/a/~b"));
+    }
 }
