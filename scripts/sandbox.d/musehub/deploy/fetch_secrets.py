@@ -15,6 +15,7 @@ import tempfile
 
 import boto3
 from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
 
 NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -32,8 +33,13 @@ def main():
         "ssm", endpoint_url=a.endpoint, region_name=a.region,
         config=Config(retries={"max_attempts": 3}, connect_timeout=5, read_timeout=30))
     params = {}
-    for page in ssm.get_paginator("get_parameters_by_path").paginate(
-            Path=prefix, Recursive=False, WithDecryption=True):
+    try:
+        pages = list(ssm.get_paginator("get_parameters_by_path").paginate(
+            Path=prefix, Recursive=False, WithDecryption=True))
+    except (BotoCoreError, ClientError) as e:
+        # botocore's messages name the endpoint and the error code, never a parameter value
+        sys.exit("secrets: cannot read %s from SSM at %s: %s" % (prefix, a.endpoint, e))
+    for page in pages:
         for p in page["Parameters"]:
             name = p["Name"][len(prefix):]
             if not NAME_RE.match(name):
