@@ -51,6 +51,6 @@ hyperfine -N --warmup 5 --export-markdown "$work/r1.md" \
   -n 'runbook --version' "$bin --version" \
   -n 'check shipped runbooks' "$bin check runbooks" \
   -n 'check 1,000 runbooks' "$bin check $work/many" \
-  -n 'plan db-password (production)' "$bin plan db-password --env production" \
+  -n 'plan ssm-bootstrap (production)' "$bin plan ssm-bootstrap --env production" \
   -n 'run 1,000 generate steps' "$bin --dir $work/one --state-dir $work/state run steps1000 --env sandbox" >&2
 cat "$work/r1.md"
