@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{Run, Sandbox, Test, sandbox};
+use common::{Run, Sandbox, Test, sandbox, unique};
 
 /// Run a one-step runbook whose `http.check` parameters are `params` (YAML lines, indented
 /// under the kind key).
@@ -24,15 +24,6 @@ fn check(sb: &Sandbox, params: &str) -> Run {
 
 fn out(r: &Run) -> String {
     format!("{}{}", r.stdout, r.stderr)
-}
-
-/// A key no other test (or earlier run) uses, for the server's per-key counters.
-fn unique(tag: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("{tag}-{}-{nanos}", std::process::id())
 }
 
 #[test]

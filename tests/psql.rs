@@ -3,15 +3,7 @@
 
 mod common;
 
-use common::{Run, Sandbox, Test, sandbox};
-
-fn unique() -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("{}_{nanos}", std::process::id())
-}
+use common::{Run, Sandbox, Test, contains, sandbox, unique};
 
 /// The sandbox host, and the admin database twice: through the host and directly.
 fn environments(sb: &Sandbox) -> String {
@@ -69,20 +61,6 @@ fn run(sb: &Sandbox, yaml: &str, inputs: &[(&str, &str)]) -> Run {
     t.run()
 }
 
-fn finished(r: &Run, id: &str) -> serde_json::Value {
-    r.stdout
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .find(|e| e["event"] == "step_finished" && e["id"] == id)
-        .unwrap_or_else(|| panic!("no step_finished for {id}\n{}\n{}", r.stdout, r.stderr))
-}
-
-fn contains(haystack: &[u8], needle: &str) -> bool {
-    haystack
-        .windows(needle.len())
-        .any(|w| w == needle.as_bytes())
-}
-
 #[test]
 fn a_query_with_bind_parameters_through_the_ssh_tunnel() {
     let sb = sandbox();
@@ -105,7 +83,7 @@ fn a_query_with_bind_parameters_through_the_ssh_tunnel() {
         &[],
     );
     r.assert_code(0);
-    let out = finished(&r, "q")["outputs"].clone();
+    let out = r.finished("q")["outputs"].clone();
     assert_eq!(
         out["rows"],
         serde_json::json!([{"n": 42, "s": "it's", "z": null, "b": true, "port": 5433}])
@@ -116,7 +94,7 @@ fn a_query_with_bind_parameters_through_the_ssh_tunnel() {
 #[test]
 fn set_password_changes_the_login_and_never_logs_the_plaintext() {
     let sb = sandbox();
-    let id = unique();
+    let id = unique("r").replace('-', "_");
     let role = format!("rb_test_{id}");
     let old = format!("old-{id}");
     // A space, quotes and a backslash: nothing may break the statement or the login.
@@ -169,11 +147,11 @@ fn set_password_changes_the_login_and_never_logs_the_plaintext() {
     );
     r.assert_code(0);
     assert_eq!(
-        finished(&r, "login")["outputs"]["rows"][0]["me"],
+        r.finished("login")["outputs"]["rows"][0]["me"],
         role.as_str()
     );
     assert_eq!(
-        finished(&r, "login_again")["outputs"]["rows"][0]["me"],
+        r.finished("login_again")["outputs"]["rows"][0]["me"],
         role.as_str()
     );
     assert!(
@@ -251,7 +229,7 @@ fn set_password_changes_the_login_and_never_logs_the_plaintext() {
 #[test]
 fn a_wrong_password_is_refused_with_the_server_message_and_never_shown() {
     let sb = sandbox();
-    let wrong = format!("wrong-{}", unique());
+    let wrong = format!("wrong-{}", unique("r").replace('-', "_"));
     let r = Test::new()
         .environments(&environments(&sb))
         .runbook(

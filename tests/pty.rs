@@ -7,7 +7,7 @@ mod common;
 use std::io::{Read, Write};
 use std::time::Duration;
 
-use common::{Sandbox, Test, sandbox};
+use common::{Sandbox, Test, sandbox, unique};
 use expectrl::process::unix::WaitStatus;
 use expectrl::session::OsSession;
 use expectrl::{Eof, Expect, Session};
@@ -100,15 +100,6 @@ fn finished_ok(t: &Test, id: &str) -> bool {
     events(t)
         .iter()
         .any(|e| e["event"] == "step_finished" && e["id"] == id && e["status"] == "ok")
-}
-
-/// A key no other test (or earlier run) uses, for the HTTP server's per-key counters.
-fn unique(tag: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("{tag}-{}-{nanos}", std::process::id())
 }
 
 /// GET a path of the sandbox's HTTP server; the status code.

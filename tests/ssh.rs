@@ -7,16 +7,7 @@ use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use common::{Run, Sandbox, Test, sandbox};
-
-/// A unique name for files a test leaves on the sandbox host.
-fn unique(tag: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("{tag}-{}-{nanos}", std::process::id())
-}
+use common::{Run, Sandbox, Test, sandbox, unique};
 
 /// A sandbox environment file whose `app` host has the given extra fields.
 fn environments(sb: &Sandbox, app_extra: &str) -> String {
@@ -51,15 +42,6 @@ fn run(sb: &Sandbox, yaml: &str) -> Run {
         .runbook("x", yaml)
         .args(&["run", "x", "--env", "sandbox", "--yes"])
         .run()
-}
-
-/// The `step_finished` event of `id` from a `--output json` run.
-fn finished(r: &Run, id: &str) -> serde_json::Value {
-    r.stdout
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .find(|e| e["event"] == "step_finished" && e["id"] == id)
-        .unwrap_or_else(|| panic!("no step_finished for {id}\n{}\n{}", r.stdout, r.stderr))
 }
 
 fn text(r: &Run) -> String {
@@ -100,13 +82,13 @@ fn outputs_are_stdout_stderr_exit_code_and_json() {
         .args(&["run", "x", "--env", "sandbox", "--yes", "--output", "json"])
         .run();
     r.assert_code(0);
-    let a = finished(&r, "a");
+    let a = r.finished("a");
     assert_eq!(a["outputs"]["stdout"], "hello");
     assert_eq!(a["outputs"]["stderr"], "warn");
     assert_eq!(a["outputs"]["exit_code"], 3);
     assert_eq!(a["outputs"]["json"], serde_json::Value::Null);
-    assert_eq!(finished(&r, "b")["outputs"]["json"]["items"][0]["n"], 1);
-    assert_eq!(finished(&r, "c")["outputs"]["stdout"], "got hello 3 up");
+    assert_eq!(r.finished("b")["outputs"]["json"]["items"][0]["n"], 1);
+    assert_eq!(r.finished("c")["outputs"]["stdout"], "got hello 3 up");
 }
 
 #[test]
@@ -328,7 +310,7 @@ fn many_steps_on_one_host_share_one_connection() {
     // $SSH_CLIENT is "client-address client-port server-port": one TCP connection, one port.
     let ports: BTreeSet<String> = (1..=5)
         .map(|i| {
-            let out = finished(&r, &format!("s{i}"))["outputs"]["stdout"].clone();
+            let out = r.finished(&format!("s{i}"))["outputs"]["stdout"].clone();
             out.as_str().unwrap().split(' ').nth(1).unwrap().to_string()
         })
         .collect();

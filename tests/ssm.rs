@@ -4,22 +4,12 @@
 mod common;
 
 use std::process::Command;
-use std::sync::atomic::{AtomicU32, Ordering};
 
 use common::{Run, Sandbox, Test};
 
 /// A parameter name no other test (or earlier run) uses.
 fn unique(tag: &str) -> String {
-    static N: AtomicU32 = AtomicU32::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!(
-        "/runbook-test/{tag}-{}-{nanos}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::SeqCst)
-    )
+    format!("/runbook-test/{}", common::unique(tag))
 }
 
 /// A planted value that is easy to search for.

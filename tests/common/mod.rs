@@ -257,3 +257,37 @@ impl Test {
         self.with_repo_environments()
     }
 }
+
+/// A name no other test (or earlier run) uses: SSM parameters, roles, the HTTP server's keys.
+pub fn unique(tag: &str) -> String {
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    format!("{tag}-{}-{nanos}-{n}", std::process::id())
+}
+
+/// True when `needle` occurs in `haystack` (bytes the tool wrote, a server log).
+pub fn contains(haystack: &[u8], needle: &str) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|w| w == needle.as_bytes())
+}
+
+impl Run {
+    /// The `step_finished` event of step `id` in the `--output json` lines.
+    pub fn finished(&self, id: &str) -> serde_json::Value {
+        self.stdout
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find(|e| e["event"] == "step_finished" && e["id"] == id)
+            .unwrap_or_else(|| {
+                panic!(
+                    "no step_finished for {id}\n{}\n{}",
+                    self.stdout, self.stderr
+                )
+            })
+    }
+}
