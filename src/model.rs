@@ -349,10 +349,6 @@ impl Runbook {
         self.steps.iter().chain(self.rollback.iter())
     }
 
-    pub fn find_step(&self, id: &str) -> Option<&Step> {
-        self.all_steps().find(|s| s.common.id == id)
-    }
-
     /// A digest of the file's bytes, to tell whether a runbook changed between runs.
     pub fn digest(&self) -> String {
         use sha2::Digest;
@@ -377,14 +373,6 @@ pub struct Step {
 impl Step {
     pub fn id(&self) -> &str {
         &self.common.id
-    }
-
-    /// Title, or a description derived from the kind.
-    pub fn title(&self) -> String {
-        self.common
-            .title
-            .clone()
-            .unwrap_or_else(|| self.kind.name().to_string())
     }
 
     /// The span of a common field's value, or of the `id:` when absent.

@@ -803,7 +803,12 @@ fn check_choice(name: &str, value: &str, spec: &crate::model::InputSpec) -> Resu
     {
         return Err(Problem::error(
             "runbook::bad-input",
-            format!("`{value}` is not a choice of input `{name}`"),
+            if spec.secret {
+                // A secret value is never echoed, not even a wrong one.
+                format!("the value given for secret input `{name}` is not one of its choices")
+            } else {
+                format!("`{value}` is not a choice of input `{name}`")
+            },
         )
         .help(format!("choose one of: {}", choices.join(", "))));
     }

@@ -15,7 +15,7 @@ use minijinja::Value;
 
 use crate::load::yaml::Node;
 use crate::model::{Environment, OnFailure, Runbook, Step};
-use crate::steps::{MASK, Output, PromptError, Prompter, Resources, RunCx, Secrecy, StepError};
+use crate::steps::{MASK, Output, PromptError, Prompter, Resources, RunCx, StepError};
 use crate::template;
 use event::{Bus, Event, RunStatus, StepStatus};
 
@@ -595,11 +595,4 @@ impl Prompter for MaskedPrompter<'_> {
     fn interactive(&self) -> bool {
         self.inner.interactive()
     }
-}
-
-/// Which outputs of a step are secrets, for plans.
-pub fn is_secret_output(step: &Step, name: &str) -> bool {
-    step.outputs
-        .iter()
-        .any(|o| o.name == name && o.secrecy != Secrecy::Public)
 }

@@ -273,9 +273,12 @@ impl Kind for HttpCheck {
                 }
             }
         }
-        let client = builder
-            .build()
-            .map_err(|e| StepError::new(format!("cannot set up the HTTP client: {}", chain(&e))))?;
+        let client = builder.build().map_err(|e| {
+            StepError::new(format!(
+                "cannot set up the HTTP client: {}",
+                super::error_chain(&e)
+            ))
+        })?;
 
         let expected = p.expected();
         let attempts = p.attempts.max(1);
@@ -486,21 +489,8 @@ fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
     cur.to_string()
 }
 
-fn chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut parts = vec![e.to_string()];
-    let mut cur = e.source();
-    while let Some(s) = cur {
-        let t = s.to_string();
-        if !parts.iter().any(|p| p.contains(&t)) {
-            parts.push(t);
-        }
-        cur = s.source();
-    }
-    parts.join(": ")
-}
-
 fn read_ca(path: &str) -> Result<Vec<reqwest::Certificate>, StepError> {
-    let pem = std::fs::read(path)
+    let pem = std::fs::read(super::expand_tilde(path))
         .map_err(|e| StepError::new(format!("cannot read `ca_file` {path}: {e}")))?;
     let certs = reqwest::Certificate::from_pem_bundle(&pem)
         .map_err(|_| StepError::new(format!("`ca_file` {path} is not a PEM certificate")))?;

@@ -412,5 +412,33 @@ pub fn step_schema(g: &mut SchemaGenerator) -> Schema {
     json_schema!({ "oneOf": variants })
 }
 
+/// An error and its causes joined with `: `, skipping a cause a layer already repeats in its
+/// own text. (The SDKs' own displays are either just "service error" or a debug dump.)
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut next = e.source();
+    while let Some(cause) = next {
+        let text = cause.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        next = cause.source();
+    }
+    out
+}
+
+/// `~` and `~/x` in a path of environments.yaml.
+pub fn expand_tilde(p: &str) -> std::path::PathBuf {
+    match (p.strip_prefix('~'), std::env::var_os("HOME")) {
+        (Some(rest), Some(home)) if rest.is_empty() || rest.starts_with('/') => {
+            let mut h = std::path::PathBuf::from(home);
+            h.push(rest.trim_start_matches('/'));
+            h
+        }
+        _ => std::path::PathBuf::from(p),
+    }
+}
+
 /// Mask in plans: a value that is a secret.
 pub const MASK: &str = "••••••";

@@ -148,18 +148,6 @@ async fn session(cx: &RunCx<'_>, host: &str) -> Result<Arc<Conn>, StepError> {
     pool.conn(&cx.env.name, host, spec).await
 }
 
-/// `~` and `~/x` in a path of environments.yaml.
-fn expand_tilde(p: &str) -> PathBuf {
-    match (p.strip_prefix('~'), std::env::var_os("HOME")) {
-        (Some(rest), Some(home)) if rest.is_empty() || rest.starts_with('/') => {
-            let mut h = PathBuf::from(home);
-            h.push(rest.trim_start_matches('/'));
-            h
-        }
-        _ => PathBuf::from(p),
-    }
-}
-
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 fn target_text(spec: &HostSpec) -> String {
@@ -185,10 +173,10 @@ async fn connect(
         b.port(port);
     }
     if let Some(key) = &spec.key_file {
-        b.keyfile(expand_tilde(key));
+        b.keyfile(super::expand_tilde(key));
     }
     if let Some(kh) = &spec.known_hosts {
-        b.user_known_hosts_file(expand_tilde(kh));
+        b.user_known_hosts_file(super::expand_tilde(kh));
     }
     b.known_hosts_check(match spec.host_key_checking {
         HostKeyChecking::Strict => KnownHosts::Strict,
@@ -350,18 +338,8 @@ pub async fn tunnel(
     ))
     .with_detail(format!(
         "{}\nhelp: the host's sshd must allow TCP forwarding (`AllowTcpForwarding yes`)",
-        last.map(|e| error_chain(&e)).unwrap_or_default()
+        last.map(|e| super::error_chain(&e)).unwrap_or_default()
     )))
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(c) = src {
-        let _ = write!(s, ": {c}");
-        src = c.source();
-    }
-    s
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -722,7 +700,7 @@ fn run_error(host: &str, e: &openssh::Error) -> StepError {
             StepError::new(format!("the SSH connection to `{host}` was lost"))
         }
         e => StepError::new(format!("cannot run the command on `{host}`"))
-            .with_detail(error_chain(e)),
+            .with_detail(super::error_chain(e)),
     }
 }
 
@@ -888,8 +866,11 @@ mod tests {
     #[test]
     fn tilde_expands_to_home() {
         if let Some(home) = std::env::var_os("HOME") {
-            assert_eq!(expand_tilde("~/k"), PathBuf::from(home).join("k"));
+            assert_eq!(
+                crate::steps::expand_tilde("~/k"),
+                PathBuf::from(home).join("k")
+            );
         }
-        assert_eq!(expand_tilde("/a/~b"), PathBuf::from("/a/~b"));
+        assert_eq!(crate::steps::expand_tilde("/a/~b"), PathBuf::from("/a/~b"));
     }
 }

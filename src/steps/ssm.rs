@@ -552,7 +552,7 @@ impl Ssm {
     {
         let t = &self.target;
         let scrub = |s: &str| scrub(s, value);
-        let context = scrub(&causes(&e));
+        let context = scrub(&super::error_chain(&e));
         match &e {
             SdkError::ServiceError(_) => {
                 let code = e.code().unwrap_or("unknown error");
@@ -642,23 +642,6 @@ impl Ssm {
                 .with_detail(format!("cause: {context}")),
         }
     }
-}
-
-/// An error and its causes joined with `: `, like the SDK's `DisplayErrorContext` but without
-/// the trailing `Debug` dump of the whole tree, which is noise to an operator.
-fn causes(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = e.to_string();
-    let mut next = e.source();
-    while let Some(cause) = next {
-        let text = cause.to_string();
-        // Some layers repeat their cause in their own text.
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        next = cause.source();
-    }
-    out
 }
 
 fn credentials_help(t: &Target) -> String {
