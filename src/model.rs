@@ -109,6 +109,10 @@ pub struct StepCommon {
     /// What a failure does: `abort` (default), `continue`, or the id of a rollback step.
     #[serde(default)]
     pub on_failure: Option<OnFailure>,
+    /// Safe to run again if a crash leaves it unfinished (e.g. a redeploy). Default: what the
+    /// step kind says (reads, `ssm.put` with overwrite, `set_password` are; commands are not).
+    #[serde(default)]
+    pub idempotent: Option<bool>,
 }
 
 /// The names of the common step fields, for telling them apart from step kinds.
@@ -373,6 +377,13 @@ pub struct Step {
 impl Step {
     pub fn id(&self) -> &str {
         &self.common.id
+    }
+
+    /// Safe to run again after a crash cut it short: the author's `idempotent:`, else the kind's.
+    pub fn idempotent(&self) -> bool {
+        self.common
+            .idempotent
+            .unwrap_or_else(|| self.kind.idempotent(&self.params))
     }
 
     /// The span of a common field's value, or of the `id:` when absent.

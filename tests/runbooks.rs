@@ -88,9 +88,8 @@ fn db_password_rolls_back_when_the_app_does_not_come_back() {
     std::fs::write(&fail, "test").unwrap();
     let before = deploys(&sb);
 
-    let run = shipped(&sb)
-        .args(&["run", "db-password", "--env", "sandbox", "--yes"])
-        .run();
+    let t = shipped(&sb).args(&["run", "db-password", "--env", "sandbox", "--yes"]);
+    let run = t.run();
     let _ = std::fs::remove_file(&fail);
     run.assert_code(1);
     assert!(
@@ -134,7 +133,20 @@ fn db_password_rolls_back_when_the_app_does_not_come_back() {
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
     assert_eq!(status, "200");
-    assert!(!String::from_utf8_lossy(&run.all_bytes()).contains(&old));
+    // The rollback's own check failed while the app was held down, so the run is unfinished
+    // (and keeps the old password in its private journal). Resuming finishes the rollback.
+    assert!(run.stderr.contains("ALSO FAILED"), "{}", run.stderr);
+    let resumed = t.again(&["resume", "--yes"]);
+    resumed.assert_code(1);
+    assert!(
+        resumed
+            .stderr
+            .contains("rollback from `restore_db_password` completed"),
+        "{}",
+        resumed.stderr
+    );
+    assert_eq!(deploys(&sb), before + 2, "resume repeated no finished step");
+    assert!(!String::from_utf8_lossy(&resumed.all_bytes()).contains(&old));
 }
 
 fn env_file_value(sb: &Sandbox, key: &str) -> String {

@@ -2,6 +2,7 @@
 //! the documented exit codes. Only this module prints diagnostics or decides colour and TTY.
 
 pub mod prompt;
+mod runs;
 pub mod ui;
 
 use std::io::IsTerminal;
@@ -11,13 +12,11 @@ use clap::{Parser, Subcommand, ValueEnum};
 use indexmap::IndexMap;
 
 use crate::diag::{self, Problem};
-use crate::engine::event::{Bus, Sink};
-use crate::engine::{Engine, InputValue, Interrupt, RunOptions};
+use crate::engine::InputValue;
 use crate::load::{self, Catalog};
 use crate::model::{Environment, Runbook};
-use crate::secret::Redactor;
 use crate::steps::Prompter;
-use crate::{journal, plan, schema};
+use crate::{plan, schema};
 
 /// Exit codes, as documented in `--help` and the README.
 pub mod exit {
@@ -125,6 +124,30 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = Output::Human)]
         output: Output,
     },
+    /// Continue a run that stopped (failure, Ctrl-C, crash) at its first unfinished step.
+    Resume {
+        /// The run (default: the latest unfinished one).
+        run_id: Option<String>,
+        /// Resume even though the runbook changed since the run began (recorded).
+        #[arg(long)]
+        force: bool,
+        /// For a step that was running when the run died and is not safe to repeat blindly.
+        #[arg(long, value_enum)]
+        in_flight: Option<runs::InFlightChoice>,
+        #[arg(long, short = 'y')]
+        yes: bool,
+        #[arg(long, value_name = "ENV")]
+        confirm_env: Option<String>,
+        #[arg(long, value_enum, default_value_t = Output::Human)]
+        output: Output,
+    },
+    /// List runs: id, runbook, environment, status, start, operator.
+    Runs {
+        #[arg(long, value_enum, default_value_t = Output::Human)]
+        output: Output,
+    },
+    /// Give up an unfinished run: it can no longer be resumed and its secrets are erased.
+    Abandon { run_id: String },
     /// Validate runbooks and environments; every problem with file:line:col. Exit 2 on errors.
     Check {
         /// Files or directories (default: the runbooks directory).
@@ -197,6 +220,23 @@ pub fn main() -> i32 {
                 output,
             )
         }
+        Command::Resume {
+            run_id,
+            force,
+            in_flight,
+            yes,
+            confirm_env,
+            output,
+        } => cx.resume(
+            run_id.as_deref(),
+            force,
+            in_flight,
+            yes,
+            confirm_env.as_deref(),
+            output,
+        ),
+        Command::Runs { output } => cx.runs(output),
+        Command::Abandon { run_id } => cx.abandon(&run_id),
         Command::Check { paths, format } => cx.check(&paths, format),
         Command::Schema { which } => {
             let s = match which {
@@ -494,140 +534,6 @@ impl Ctx {
             ),
         }
         exit::DONE
-    }
-
-    fn run(
-        &self,
-        name: &str,
-        env: Option<&str>,
-        inputs: &[String],
-        yes: bool,
-        confirm_env: Option<&str>,
-        output: Output,
-    ) -> i32 {
-        let interactive = prompt::is_interactive() && output == Output::Human;
-        let catalog = match self.catalog() {
-            Ok(c) => c,
-            Err(code) => return code,
-        };
-        let rb = match self.runbook(&catalog, name) {
-            Ok(r) => r,
-            Err(code) => return code,
-        };
-        let env = match self.environment(&catalog, env, interactive) {
-            Ok(e) => e,
-            Err(code) => return code,
-        };
-        let terminal = prompt::TerminalPrompter::new();
-        let prompter: &dyn Prompter = if interactive {
-            &terminal
-        } else {
-            &prompt::NoPrompter
-        };
-        let values = match resolve_inputs(rb, inputs, prompter) {
-            Ok(v) => v,
-            Err(Some(p)) => {
-                self.report(&[p]);
-                return exit::INVALID;
-            }
-            Err(None) => return exit::INTERRUPTED,
-        };
-        let plan = plan::plan(rb, env, &values);
-        if !interactive && plan.needs_operator() && !yes {
-            let p = Problem::error(
-                "runbook::needs-terminal",
-                format!("`{name}` has {} gate(s) or manual step(s) and there is no terminal to ask on", plan.gates()),
-            )
-            .help("run it in a terminal, or pass --yes to approve every gate (see `runbook plan` first)");
-            self.report(&[p]);
-            return exit::INVALID;
-        }
-        if yes && !interactive && env.doc.protected && confirm_env != Some(env.name.as_str()) {
-            let p = Problem::error(
-                "runbook::protected-env",
-                format!("`{}` is a protected environment", env.name),
-            )
-            .help(format!(
-                "to approve without a terminal, also pass --confirm-env {}",
-                env.name
-            ));
-            self.report(&[p]);
-            return exit::INVALID;
-        }
-        if interactive {
-            eprint!("{}", plan.render_text());
-        }
-
-        let run_id = journal::new_run_id();
-        let redactor = Redactor::new();
-        for v in values.values().filter(|v| v.secret) {
-            redactor.add(&v.value);
-        }
-        let mut sinks: Vec<Box<dyn Sink>> = Vec::new();
-        match output {
-            Output::Json => sinks.push(Box::new(ui::JsonSink::new(std::io::stdout()))),
-            Output::Human if std::io::stderr().is_terminal() => {
-                sinks.push(Box::new(ui::TerminalSink::new()))
-            }
-            Output::Human => sinks.push(Box::new(ui::PlainSink::new(std::io::stderr()))),
-        }
-        let state_dir = journal::state_dir(self.state_dir.as_deref());
-        match journal::JournalSink::create(&state_dir, &run_id) {
-            Ok(j) => sinks.push(Box::new(j)),
-            Err(e) => {
-                let p = Problem::error(
-                    "runbook::journal",
-                    format!(
-                        "cannot write the run journal in {}: {e}",
-                        state_dir.display()
-                    ),
-                )
-                .help("pass --state-dir to a writable directory");
-                self.report(&[p]);
-                return exit::INVALID;
-            }
-        }
-        let bus = Bus::new(redactor, sinks);
-        let runtime = match tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-        {
-            Ok(r) => r,
-            Err(e) => {
-                eprintln!("error: cannot start the async runtime: {e}");
-                return exit::STEP_FAILED;
-            }
-        };
-        let interrupt = Interrupt::default();
-        let engine = Engine {
-            runbook: rb,
-            env,
-            inputs: values,
-            prompter,
-            bus,
-            interrupt: interrupt.clone(),
-            options: RunOptions {
-                run_id,
-                assume_yes: yes,
-            },
-        };
-        let result = runtime.block_on(async move {
-            let signals = interrupt.clone();
-            tokio::spawn(async move {
-                while tokio::signal::ctrl_c().await.is_ok() {
-                    if signals.raise() == 1 {
-                        eprintln!(
-                            "\nstopping after the current step; press Ctrl-C again to abort it"
-                        );
-                    }
-                }
-            });
-            engine.run().await
-        });
-        // Don't wait for background tasks (the signal listener) at exit.
-        runtime.shutdown_background();
-        result.status.exit_code()
     }
 
     fn check(&self, paths: &[PathBuf], format: CheckFormat) -> i32 {

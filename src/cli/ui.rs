@@ -169,6 +169,7 @@ impl Sink for TerminalSink {
                     StepStatus::Failed => (style("✗").red(), style("failed").red()),
                     StepStatus::Declined => (style("✗").yellow(), style("declined").yellow()),
                     StepStatus::Interrupted => (style("✗").red(), style("interrupted").red()),
+                    StepStatus::Skipped => (style("–").dim(), style("skipped").dim()),
                 };
                 eprintln!(
                     "{mark} [{index}/{total}] {id} {word} {}",
@@ -361,6 +362,7 @@ fn status_word(s: StepStatus) -> &'static str {
         StepStatus::FailedIgnored => "failed (continuing)",
         StepStatus::Declined => "declined",
         StepStatus::Interrupted => "interrupted",
+        StepStatus::Skipped => "skipped",
     }
 }
 

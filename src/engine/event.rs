@@ -97,6 +97,8 @@ pub enum StepStatus {
     FailedIgnored,
     Declined,
     Interrupted,
+    /// `when:` was false.
+    Skipped,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -5,6 +5,7 @@
 //! AWS, SSH or SQL: those live in the step kinds.
 
 pub mod event;
+pub mod record;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -15,9 +16,10 @@ use minijinja::Value;
 
 use crate::load::yaml::Node;
 use crate::model::{Environment, OnFailure, Runbook, Step};
-use crate::steps::{MASK, Output, PromptError, Prompter, Resources, RunCx, StepError};
+use crate::steps::{Effect, MASK, Output, PromptError, Prompter, Resources, RunCx, StepError};
 use crate::template;
 use event::{Bus, Event, RunStatus, StepStatus};
+use record::{Phase, Record, Recorder, Resume};
 
 /// An input value the operator gave.
 #[derive(Debug, Clone)]
@@ -75,6 +77,10 @@ pub struct Engine<'a> {
     pub bus: Bus,
     pub interrupt: Interrupt,
     pub options: RunOptions,
+    /// The run journal; every step transition is recorded before the run goes on.
+    pub recorder: Option<std::sync::Mutex<Box<dyn Recorder>>>,
+    /// Where a resumed run starts (empty for a new run).
+    pub resume: Resume,
 }
 
 /// Outputs of finished steps, by step id.
@@ -101,8 +107,13 @@ impl Engine<'_> {
             inner: self.prompter,
             bus: &self.bus,
         };
+        for outs in self.resume.outputs.values() {
+            for o in outs.iter().filter(|o| o.secret) {
+                redactor.add_json(&o.value);
+            }
+        }
         let mut state = State {
-            outputs: IndexMap::new(),
+            outputs: self.resume.outputs.clone(),
             ok: 0,
             failed: 0,
             skipped: 0,
@@ -111,46 +122,98 @@ impl Engine<'_> {
         let mut status = RunStatus::Done;
         let mut message = None;
 
-        for (i, step) in self.runbook.steps.iter().enumerate() {
-            if self.interrupt.level() > 0 {
-                status = RunStatus::Interrupted;
-                message = Some(format!("interrupted before step `{}`", step.id()));
-                break;
-            }
-            match self
-                .run_step(step, i + 1, total, &mut state, &resources, &prompter)
-                .await
-            {
-                Flow::Next => {}
-                Flow::Stop(s, m) => {
-                    status = s;
-                    message = m;
+        let mut rollback = self.resume.rollback.clone();
+        if rollback.is_none() {
+            for (i, step) in self.runbook.steps.iter().enumerate() {
+                if self.resume.done.contains(step.id()) {
+                    self.bus.emit(Event::StepSkipped {
+                        index: i + 1,
+                        total,
+                        id: step.id().to_string(),
+                        reason: "finished before the resume".into(),
+                    });
+                    continue;
+                }
+                if self.interrupt.level() > 0 {
+                    status = RunStatus::Interrupted;
+                    message = Some(format!("interrupted before step `{}`", step.id()));
                     break;
                 }
-                Flow::Rollback(target, failed_msg) => {
-                    self.bus.emit(Event::RollbackStarted {
-                        failed: step.id().to_string(),
-                        from: target.clone(),
-                    });
-                    let rb = self
-                        .rollback(&target, &mut state, &resources, &prompter)
-                        .await;
-                    status = RunStatus::RolledBack;
-                    message = Some(match rb {
-                        Ok(()) => format!(
-                            "step `{}` failed ({failed_msg}); rollback from `{target}` completed",
-                            step.id()
-                        ),
-                        Err(m) => format!(
-                            "step `{}` failed ({failed_msg}); rollback from `{target}` ALSO FAILED: {m}",
-                            step.id()
-                        ),
-                    });
-                    break;
+                match self
+                    .run_step(
+                        step,
+                        Phase::Main,
+                        i + 1,
+                        total,
+                        &mut state,
+                        &resources,
+                        &prompter,
+                    )
+                    .await
+                {
+                    Flow::Next => {}
+                    Flow::Stop(s, m) => {
+                        status = s;
+                        message = m;
+                        break;
+                    }
+                    Flow::Rollback(target, failed_msg) => {
+                        if let Err(e) = self.record(Record::RollbackStarted {
+                            failed: step.id(),
+                            from: &target,
+                        }) {
+                            status = RunStatus::Failed;
+                            message = Some(e);
+                            break;
+                        }
+                        self.bus.emit(Event::RollbackStarted {
+                            failed: step.id().to_string(),
+                            from: target.clone(),
+                        });
+                        rollback = Some((
+                            target,
+                            format!("step `{}` failed ({failed_msg})", step.id()),
+                        ));
+                        break;
+                    }
                 }
             }
+        } else if let Some((target, failed)) = &rollback {
+            self.bus.emit(Event::RollbackStarted {
+                failed: failed.clone(),
+                from: target.clone(),
+            });
+        }
+        if let Some((target, why)) = rollback {
+            let rb = self
+                .rollback(&target, &mut state, &resources, &prompter)
+                .await;
+            (status, message) = match rb {
+                Ok(()) => (
+                    RunStatus::RolledBack,
+                    Some(format!("{why}; rollback from `{target}` completed")),
+                ),
+                Err((RunStatus::Failed, m)) => (
+                    RunStatus::Failed,
+                    Some(format!("{why}; rollback from `{target}` ALSO FAILED: {m}")),
+                ),
+                // Declined or interrupted during the rollback: resumable, and said plainly.
+                Err((s, m)) => (
+                    s,
+                    Some(format!("{why}; rollback from `{target}` stopped: {m}")),
+                ),
+            };
         }
         let message = message.map(|m| redactor.redact(&m).into_owned());
+        if let Err(e) = self.record(Record::RunFinished {
+            status,
+            message: message.as_deref(),
+        }) {
+            self.bus.emit(Event::Note {
+                id: String::new(),
+                text: format!("warning: {e}"),
+            });
+        }
         self.bus.emit(Event::RunFinished {
             run_id: self.options.run_id.clone(),
             status,
@@ -170,7 +233,7 @@ impl Engine<'_> {
         state: &mut State,
         resources: &Resources,
         prompter: &MaskedPrompter<'_>,
-    ) -> Result<(), String> {
+    ) -> Result<(), (RunStatus, String)> {
         let start = self
             .runbook
             .rollback
@@ -179,20 +242,52 @@ impl Engine<'_> {
             .unwrap_or(0);
         let steps = &self.runbook.rollback[start..];
         for (i, step) in steps.iter().enumerate() {
+            if self.resume.done.contains(step.id()) {
+                continue;
+            }
             match self
-                .run_step(step, i + 1, steps.len(), state, resources, prompter)
+                .run_step(
+                    step,
+                    Phase::Rollback,
+                    i + 1,
+                    steps.len(),
+                    state,
+                    resources,
+                    prompter,
+                )
                 .await
             {
                 Flow::Next => {}
-                Flow::Stop(_, m) => {
-                    return Err(
-                        m.unwrap_or_else(|| format!("rollback step `{}` failed", step.id()))
-                    );
+                Flow::Stop(s, m) => {
+                    return Err((
+                        s,
+                        m.unwrap_or_else(|| format!("rollback step `{}` failed", step.id())),
+                    ));
                 }
-                Flow::Rollback(_, m) => return Err(m),
+                Flow::Rollback(_, m) => return Err((RunStatus::Failed, m)),
             }
         }
         Ok(())
+    }
+
+    /// Append a record to the journal; an error stops the run (nothing may happen unrecorded).
+    fn record(&self, rec: Record<'_>) -> Result<(), String> {
+        let Some(r) = &self.recorder else {
+            return Ok(());
+        };
+        let mut r = r.lock().unwrap_or_else(|e| e.into_inner());
+        r.record(rec)
+            .map_err(|e| format!("cannot write the run journal: {e}"))
+    }
+
+    /// Make the journal durable before a step that changes something elsewhere.
+    fn sync(&self) -> Result<(), String> {
+        let Some(r) = &self.recorder else {
+            return Ok(());
+        };
+        let mut r = r.lock().unwrap_or_else(|e| e.into_inner());
+        r.sync()
+            .map_err(|e| format!("cannot write the run journal to disk: {e}"))
     }
 
     fn context(&self, outputs: &StepOutputs) -> Value {
@@ -218,9 +313,14 @@ impl Engine<'_> {
         }))
     }
 
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "the run's state, passed down explicitly"
+    )]
     async fn run_step(
         &self,
         step: &Step,
+        phase: Phase,
         index: usize,
         total: usize,
         state: &mut State,
@@ -231,11 +331,24 @@ impl Engine<'_> {
         let ctx = self.context(&state.outputs);
         let fail = |state: &mut State, error: String, detail: Option<String>, started: Instant| {
             state.failed += 1;
+            let status = if step.common.on_failure == Some(OnFailure::Continue) {
+                StepStatus::FailedIgnored
+            } else {
+                StepStatus::Failed
+            };
+            if let Err(e) = self.record(Record::StepFinished {
+                phase,
+                id: &id,
+                status,
+                outputs: &[],
+            }) {
+                return Flow::Stop(RunStatus::Failed, Some(e));
+            }
             self.bus.emit(Event::StepFinished {
                 index,
                 total,
                 id: id.clone(),
-                status: StepStatus::Failed,
+                status,
                 duration_ms: millis(started.elapsed()),
                 error: Some(error.clone()),
                 detail,
@@ -249,6 +362,15 @@ impl Engine<'_> {
                 Ok(true) => {}
                 Ok(false) => {
                     state.skipped += 1;
+                    let rec = Record::StepFinished {
+                        phase,
+                        id: &id,
+                        status: StepStatus::Skipped,
+                        outputs: &[],
+                    };
+                    if let Err(e) = self.record(rec) {
+                        return Flow::Stop(RunStatus::Failed, Some(e));
+                    }
                     self.bus.emit(Event::StepSkipped {
                         index,
                         total,
@@ -272,8 +394,8 @@ impl Engine<'_> {
             Ok(n) => n,
             Err(e) => return fail(state, e, None, Instant::now()),
         };
-        let action = match step.kind.describe(&rendered) {
-            Ok((a, _)) => a,
+        let (action, effect) = match step.kind.describe(&rendered) {
+            Ok(d) => d,
             Err(e) => {
                 return fail(
                     state,
@@ -314,6 +436,20 @@ impl Engine<'_> {
             }
         }
 
+        // Durable before anything happens elsewhere: the "running" mark (so a crash leaves an
+        // in-flight step, not a silent one) and every earlier output, secrets included.
+        let recorded = self
+            .record(Record::StepStarted { phase, id: &id })
+            .and_then(|()| {
+                if effect == Effect::Local {
+                    Ok(())
+                } else {
+                    self.sync()
+                }
+            });
+        if let Err(e) = recorded {
+            return Flow::Stop(RunStatus::Failed, Some(e));
+        }
         self.bus.emit(Event::StepStarted {
             index,
             total,
@@ -405,6 +541,15 @@ impl Engine<'_> {
                     );
                 }
                 state.ok += 1;
+                let rec = Record::StepFinished {
+                    phase,
+                    id: &id,
+                    status: StepStatus::Ok,
+                    outputs: &outputs,
+                };
+                if let Err(e) = self.record(rec) {
+                    return Flow::Stop(RunStatus::Failed, Some(e));
+                }
                 state.outputs.insert(id.clone(), outputs);
                 self.bus.emit(Event::StepFinished {
                     index,
@@ -419,6 +564,15 @@ impl Engine<'_> {
                 Flow::Next
             }
             Err(e) if e.declined => {
+                let rec = Record::StepFinished {
+                    phase,
+                    id: &id,
+                    status: StepStatus::Declined,
+                    outputs: &[],
+                };
+                if let Err(err) = self.record(rec) {
+                    return Flow::Stop(RunStatus::Failed, Some(err));
+                }
                 self.bus.emit(Event::StepFinished {
                     index,
                     total,
@@ -441,6 +595,15 @@ impl Engine<'_> {
             }
             Err(e) if self.interrupt.level() >= 2 => {
                 state.failed += 1;
+                let rec = Record::StepFinished {
+                    phase,
+                    id: &id,
+                    status: StepStatus::Interrupted,
+                    outputs: &[],
+                };
+                if let Err(err) = self.record(rec) {
+                    return Flow::Stop(RunStatus::Failed, Some(err));
+                }
                 self.bus.emit(Event::StepFinished {
                     index,
                     total,
@@ -487,6 +650,12 @@ impl Engine<'_> {
     ) -> Result<bool, PromptError> {
         let env = &self.env.name;
         if self.options.assume_yes {
+            self.record(Record::Gate {
+                id,
+                approved: true,
+                by: "--yes",
+            })
+            .map_err(|_| PromptError::Interrupted)?;
             self.bus.emit(Event::Gate {
                 id: id.into(),
                 question: question.into(),
@@ -509,7 +678,13 @@ impl Engine<'_> {
             })?;
             state.env_confirmed = approved;
         }
-        let by = std::env::var("USER").unwrap_or_else(|_| "operator".into());
+        let by = operator();
+        self.record(Record::Gate {
+            id,
+            approved,
+            by: &by,
+        })
+        .map_err(|_| PromptError::Interrupted)?;
         self.bus.emit(Event::Gate {
             id: id.into(),
             question: question.into(),
@@ -595,4 +770,11 @@ impl Prompter for MaskedPrompter<'_> {
     fn interactive(&self) -> bool {
         self.inner.interactive()
     }
+}
+
+/// Who is running this: the local user name.
+pub fn operator() -> String {
+    std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "unknown".into())
 }

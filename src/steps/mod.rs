@@ -322,6 +322,11 @@ pub trait Kind: Send + Sync + 'static {
 
     fn effect(params: &Self::Params) -> Effect;
 
+    /// Whether running the step again after a crash cut it short is harmless.
+    fn idempotent(params: &Self::Params) -> bool {
+        matches!(Self::effect(params), Effect::ReadOnly | Effect::Local)
+    }
+
     fn run(
         params: Self::Params,
         cx: &RunCx<'_>,
@@ -337,6 +342,7 @@ pub trait DynKind: Send + Sync + fmt::Debug {
     /// Parse the parameters, check them, and say which outputs the step will have.
     fn check(&self, params: &Node, cx: &mut CheckCx<'_>) -> Result<Vec<OutputSpec>, DeError>;
     fn interactive(&self, params: &Node) -> bool;
+    fn idempotent(&self, params: &Node) -> bool;
     fn describe(&self, rendered: &Node) -> Result<(String, Effect), DeError>;
     async fn run(&self, rendered: &Node, cx: &RunCx<'_>) -> Result<Outputs, StepError>;
 }
@@ -369,6 +375,11 @@ impl<K: Kind> DynKind for Adapter<K> {
         params
             .deserialize::<K::Params>()
             .is_ok_and(|p| K::interactive(&p))
+    }
+    fn idempotent(&self, params: &Node) -> bool {
+        params
+            .deserialize::<K::Params>()
+            .is_ok_and(|p| K::idempotent(&p))
     }
     fn describe(&self, rendered: &Node) -> Result<(String, Effect), DeError> {
         let p: K::Params = rendered.deserialize()?;

@@ -148,6 +148,11 @@ impl Kind for Psql {
         }
     }
 
+    /// Setting a role's password to the same value again is harmless; arbitrary SQL is not.
+    fn idempotent(p: &Params) -> bool {
+        p.set_password.is_some() || p.sql.as_deref().is_some_and(read_only)
+    }
+
     async fn run(p: Params, cx: &RunCx<'_>) -> Result<Outputs, StepError> {
         // Registered first: the redactor then hides them even in a server's error message.
         (cx.add_secret)(&p.password);

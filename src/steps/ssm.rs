@@ -288,6 +288,11 @@ impl Kind for Put {
         })
     }
 
+    /// Putting the same value again is harmless, unless the put must fail on an existing one.
+    fn idempotent(p: &PutParams) -> bool {
+        p.policy() != IfExists::Fail
+    }
+
     async fn run(p: PutParams, cx: &RunCx<'_>) -> Result<Outputs, StepError> {
         if p.kind == PutType::SecureString {
             // Before the call: an error or a trace must never show it.

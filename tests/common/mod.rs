@@ -64,6 +64,32 @@ impl Run {
         all
     }
 
+    /// Abandon every unfinished run of this state directory. An unfinished run keeps its
+    /// secrets in its journal (so it can be resumed); abandoning erases them. Tests of failing
+    /// runs call this before searching `all_bytes()` for planted secrets.
+    pub fn abandon_unfinished(&self) -> &Run {
+        let out = Command::new(BIN)
+            .arg("--state-dir")
+            .arg(&self.state)
+            .args(["runs", "--output", "json"])
+            .output()
+            .unwrap();
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            let r: serde_json::Value = serde_json::from_str(line).unwrap();
+            if r["resumable"] == true {
+                let id = r["run_id"].as_str().unwrap();
+                let st = Command::new(BIN)
+                    .arg("--state-dir")
+                    .arg(&self.state)
+                    .args(["abandon", id])
+                    .status()
+                    .unwrap();
+                assert!(st.success(), "abandon {id}");
+            }
+        }
+        self
+    }
+
     pub fn assert_code(&self, code: i32) -> &Run {
         assert_eq!(
             self.code, code,
@@ -169,6 +195,18 @@ impl Test {
             c.env(k, v);
         }
         c
+    }
+
+    /// Run the tool again in the same directory and environment with other arguments
+    /// (e.g. `resume` after a run).
+    pub fn again(&self, args: &[&str]) -> Run {
+        Test {
+            dir: self.dir.clone(),
+            args: args.iter().map(|s| s.to_string()).collect(),
+            env: self.env.clone(),
+            stdin: None,
+        }
+        .run()
     }
 
     pub fn run(&self) -> Run {

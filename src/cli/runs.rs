@@ -1,0 +1,492 @@
+//! `run`, `resume`, `runs` and `abandon`: starting a run under its lock and journal, and
+//! continuing one that stopped (a failure, Ctrl-C, a crash) without repeating finished steps.
+
+use std::io::IsTerminal;
+
+use indexmap::IndexMap;
+
+use super::{Ctx, Output, exit, prompt, resolve_inputs, ui};
+use crate::diag::Problem;
+use crate::engine::event::{Bus, Sink};
+use crate::engine::record::Resume;
+use crate::engine::{Engine, InputValue, Interrupt, RunOptions};
+use crate::journal::{self, LockError, RunJournal, RunLock, RunMeta};
+use crate::model::{Environment, Runbook};
+use crate::plan;
+use crate::secret::Redactor;
+use crate::steps::Prompter;
+
+/// How `resume` treats a step that was running when the run died.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum InFlightChoice {
+    /// Run it again.
+    Rerun,
+    /// It took effect (checked by hand): go on after it.
+    Done,
+}
+
+/// Everything `execute` needs, for a new run or a resumed one.
+struct Launch<'a> {
+    rb: &'a Runbook,
+    env: &'a Environment,
+    inputs: IndexMap<String, InputValue>,
+    yes: bool,
+    output: Output,
+    prompter: &'a dyn Prompter,
+    run_id: String,
+    resume: Resume,
+    journal: RunJournal,
+    _lock: RunLock,
+}
+
+impl Ctx {
+    pub(super) fn run(
+        &self,
+        name: &str,
+        env: Option<&str>,
+        inputs: &[String],
+        yes: bool,
+        confirm_env: Option<&str>,
+        output: Output,
+    ) -> i32 {
+        let interactive = prompt::is_interactive() && output == Output::Human;
+        let catalog = match self.catalog() {
+            Ok(c) => c,
+            Err(code) => return code,
+        };
+        let rb = match self.runbook(&catalog, name) {
+            Ok(r) => r,
+            Err(code) => return code,
+        };
+        let env = match self.environment(&catalog, env, interactive) {
+            Ok(e) => e,
+            Err(code) => return code,
+        };
+        let terminal = prompt::TerminalPrompter::new();
+        let prompter: &dyn Prompter = if interactive {
+            &terminal
+        } else {
+            &prompt::NoPrompter
+        };
+        let values = match resolve_inputs(rb, inputs, prompter) {
+            Ok(v) => v,
+            Err(Some(p)) => {
+                self.report(&[p]);
+                return exit::INVALID;
+            }
+            Err(None) => return exit::INTERRUPTED,
+        };
+        let plan = plan::plan(rb, env, &values);
+        if let Err(p) = approvals_possible(&plan, env, interactive, yes, confirm_env) {
+            self.report(&[p]);
+            return exit::INVALID;
+        }
+        if interactive {
+            eprint!("{}", plan.render_text());
+        }
+        let state = journal::state_dir(self.state_dir.as_deref());
+        let run_id = journal::new_run_id();
+        let lock = match self.lock(&state, rb, env, &run_id) {
+            Ok(l) => l,
+            Err(code) => return code,
+        };
+        let meta = RunMeta {
+            run_id: &run_id,
+            runbook: rb,
+            env: &env.name,
+            inputs: &values,
+        };
+        let journal = match RunJournal::create(&state, &meta) {
+            Ok(j) => j,
+            Err(e) => return self.journal_error(&state, &e),
+        };
+        self.execute(Launch {
+            rb,
+            env,
+            inputs: values,
+            yes,
+            output,
+            prompter,
+            run_id,
+            resume: Resume::default(),
+            journal,
+            _lock: lock,
+        })
+    }
+
+    pub(super) fn resume(
+        &self,
+        run_id: Option<&str>,
+        force: bool,
+        in_flight: Option<InFlightChoice>,
+        yes: bool,
+        confirm_env: Option<&str>,
+        output: Output,
+    ) -> i32 {
+        let interactive = prompt::is_interactive() && output == Output::Human;
+        let state = journal::state_dir(self.state_dir.as_deref());
+        let run = match run_id {
+            Some(id) => journal::load_run(&state, id),
+            None => journal::list_runs(&state)
+                .into_iter()
+                .rev()
+                .find(|r| r.resumable),
+        };
+        let Some(run) = run else {
+            let p = match run_id {
+                Some(id) => Problem::error(
+                    "runbook::no-such-run",
+                    format!("no run `{id}` in {}", state.display()),
+                ),
+                None => Problem::error(
+                    "runbook::nothing-to-resume",
+                    "there is no unfinished run to resume",
+                ),
+            }
+            .help("`runbook runs` lists the runs and their status");
+            self.report(&[p]);
+            return exit::INVALID;
+        };
+        if !run.resumable {
+            let p = Problem::error(
+                "runbook::not-resumable",
+                format!(
+                    "run {} is {}; only a failed, declined, interrupted or crashed run can be resumed",
+                    run.run_id, run.status
+                ),
+            );
+            self.report(&[p]);
+            return exit::INVALID;
+        }
+        let catalog = match self.catalog() {
+            Ok(c) => c,
+            Err(code) => return code,
+        };
+        let rb = match self.runbook(&catalog, &run.runbook) {
+            Ok(r) => r,
+            Err(code) => return code,
+        };
+        let env = match self.environment(&catalog, Some(&run.env), false) {
+            Ok(e) => e,
+            Err(code) => return code,
+        };
+        let began_with = run.records.iter().find_map(|r| match r {
+            journal::JRec::Meta { digest, .. } => Some(digest.clone()),
+            _ => None,
+        });
+        if began_with.as_deref() != Some(rb.digest().as_str()) && !force {
+            let p = Problem::error(
+                "runbook::changed-since-run",
+                format!("`{}` changed since run {} began; resuming could mix two versions of the procedure", rb.name(), run.run_id),
+            )
+            .help("review the change; `runbook resume --force` goes on with the new version and records that you did");
+            self.report(&[p]);
+            return exit::INVALID;
+        }
+        let (mut resume, in_flight_step, inputs) = journal::resume_point(&run);
+        if let Some(missing) = rb.doc.inputs.keys().find(|k| !inputs.contains_key(*k)) {
+            let p = Problem::error(
+                "runbook::missing-input",
+                format!(
+                    "input `{missing}` was not recorded when run {} began",
+                    run.run_id
+                ),
+            )
+            .help("the runbook gained an input since; start a new run instead");
+            self.report(&[p]);
+            return exit::INVALID;
+        }
+
+        let terminal = prompt::TerminalPrompter::new();
+        let prompter: &dyn Prompter = if interactive {
+            &terminal
+        } else {
+            &prompt::NoPrompter
+        };
+        // A step that was running when the run died: run it again only when that is safe or
+        // the operator says so.
+        let mut assume_done = None;
+        if let Some(step) = &in_flight_step {
+            let idempotent = rb
+                .all_steps()
+                .find(|s| s.id() == step.id)
+                .is_some_and(|s| s.idempotent());
+            let choice = match in_flight {
+                Some(c) => c,
+                None if idempotent => InFlightChoice::Rerun,
+                None if interactive => {
+                    eprintln!(
+                        "Step `{}` was running when run {} stopped; whether it took effect is unknown.",
+                        step.id, run.run_id
+                    );
+                    let options = vec![
+                        "run it again".to_string(),
+                        "it took effect (I checked): go on after it".to_string(),
+                        "stop here".to_string(),
+                    ];
+                    match prompter.ask("What now?", Some(&options), Some(&options[2]), false) {
+                        Ok(a) if a == options[0] => InFlightChoice::Rerun,
+                        Ok(a) if a == options[1] => InFlightChoice::Done,
+                        Ok(_) => return exit::DECLINED,
+                        Err(_) => return exit::INTERRUPTED,
+                    }
+                }
+                None => {
+                    let p = Problem::error(
+                        "runbook::in-flight",
+                        format!(
+                            "step `{}` was running when run {} stopped, and it is not safe to repeat blindly",
+                            step.id, run.run_id
+                        ),
+                    )
+                    .help("check whether it took effect, then pass --in-flight rerun or --in-flight done");
+                    self.report(&[p]);
+                    return exit::INVALID;
+                }
+            };
+            if choice == InFlightChoice::Done {
+                assume_done = Some(step.clone());
+                resume.done.insert(step.id.clone());
+            }
+        }
+        let plan = plan::plan(rb, env, &inputs);
+        if let Err(p) = approvals_possible(&plan, env, interactive, yes, confirm_env) {
+            self.report(&[p]);
+            return exit::INVALID;
+        }
+        let lock = match self.lock(&state, rb, env, &run.run_id) {
+            Ok(l) => l,
+            Err(code) => return code,
+        };
+        let digest_changed = began_with.as_deref() != Some(rb.digest().as_str());
+        let mut journal = match RunJournal::reopen(&state, &run.run_id, digest_changed) {
+            Ok(j) => j,
+            Err(e) => return self.journal_error(&state, &e),
+        };
+        if let Some(step) = &assume_done
+            && let Err(e) = journal::assume_done(&mut journal, step)
+        {
+            return self.journal_error(&state, &e);
+        }
+        eprintln!(
+            "resuming run {} of {} on {}",
+            run.run_id,
+            rb.name(),
+            env.name
+        );
+        self.execute(Launch {
+            rb,
+            env,
+            inputs,
+            yes,
+            output,
+            prompter,
+            run_id: run.run_id.clone(),
+            resume,
+            journal,
+            _lock: lock,
+        })
+    }
+
+    pub(super) fn runs(&self, output: Output) -> i32 {
+        let state = journal::state_dir(self.state_dir.as_deref());
+        let runs = journal::list_runs(&state);
+        match output {
+            Output::Json => {
+                for r in &runs {
+                    println!("{}", serde_json::to_string(r).unwrap_or_default());
+                }
+            }
+            Output::Human => {
+                println!(
+                    "{:<22}  {:<18}  {:<12}  {:<12}  {:<20}  OPERATOR",
+                    "RUN", "RUNBOOK", "ENV", "STATUS", "STARTED"
+                );
+                for r in &runs {
+                    let status = if r.resumable {
+                        format!("{} *", r.status)
+                    } else {
+                        r.status.clone()
+                    };
+                    println!(
+                        "{:<22}  {:<18}  {:<12}  {:<12}  {:<20}  {}",
+                        r.run_id, r.runbook, r.env, status, r.started, r.operator
+                    );
+                }
+                if runs.iter().any(|r| r.resumable) {
+                    println!(
+                        "\n* resumable: `runbook resume [RUN]` continues at the first unfinished step"
+                    );
+                }
+            }
+        }
+        exit::DONE
+    }
+
+    pub(super) fn abandon(&self, run_id: &str) -> i32 {
+        let state = journal::state_dir(self.state_dir.as_deref());
+        let Some(run) = journal::load_run(&state, run_id) else {
+            self.report(&[Problem::error(
+                "runbook::no-such-run",
+                format!("no run `{run_id}` in {}", state.display()),
+            )]);
+            return exit::INVALID;
+        };
+        if !run.resumable {
+            self.report(&[Problem::error(
+                "runbook::not-resumable",
+                format!("run {run_id} is {}", run.status),
+            )]);
+            return exit::INVALID;
+        }
+        match RunJournal::reopen(&state, run_id, false).and_then(|mut j| j.abandon()) {
+            Ok(()) => {
+                eprintln!(
+                    "run {run_id} abandoned; the secrets it held are erased from its journal"
+                );
+                exit::DONE
+            }
+            Err(e) => self.journal_error(&state, &e),
+        }
+    }
+
+    fn lock(
+        &self,
+        state: &std::path::Path,
+        rb: &Runbook,
+        env: &Environment,
+        run_id: &str,
+    ) -> Result<RunLock, i32> {
+        RunLock::acquire(state, rb.name(), &env.name, run_id).map_err(|e| {
+            let p = match e {
+                LockError::Held(h) => Problem::error(
+                    "runbook::locked",
+                    format!(
+                        "`{}` on `{}` is being run by {}@{} (pid {}, run {}, since {})",
+                        rb.name(),
+                        env.name,
+                        h.user,
+                        h.host,
+                        h.pid,
+                        h.run_id,
+                        h.started
+                    ),
+                )
+                .help("wait for that run to end; two runs of one procedure on one environment would race"),
+                LockError::Io(e) => Problem::error("runbook::journal", format!("cannot take the run lock in {}: {e}", state.display()))
+                    .help("pass --state-dir to a writable directory"),
+            };
+            self.report(&[p]);
+            exit::INVALID
+        })
+    }
+
+    fn journal_error(&self, state: &std::path::Path, e: &std::io::Error) -> i32 {
+        let p = Problem::error(
+            "runbook::journal",
+            format!("cannot write the run journal in {}: {e}", state.display()),
+        )
+        .help("pass --state-dir to a writable directory");
+        self.report(&[p]);
+        exit::INVALID
+    }
+
+    fn execute(&self, mut l: Launch<'_>) -> i32 {
+        let redactor = Redactor::new();
+        l.journal.set_redactor(redactor.clone());
+        for v in l.inputs.values().filter(|v| v.secret) {
+            redactor.add(&v.value);
+        }
+        let mut sinks: Vec<Box<dyn Sink>> = Vec::new();
+        match l.output {
+            Output::Json => sinks.push(Box::new(ui::JsonSink::new(std::io::stdout()))),
+            Output::Human if std::io::stderr().is_terminal() => {
+                sinks.push(Box::new(ui::TerminalSink::new()))
+            }
+            Output::Human => sinks.push(Box::new(ui::PlainSink::new(std::io::stderr()))),
+        }
+        let state = journal::state_dir(self.state_dir.as_deref());
+        match journal::EventLog::open(&state, &l.run_id) {
+            Ok(log) => sinks.push(Box::new(log)),
+            Err(e) => return self.journal_error(&state, &e),
+        }
+        let bus = Bus::new(redactor, sinks);
+        let runtime = match tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+        {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("error: cannot start the async runtime: {e}");
+                return exit::STEP_FAILED;
+            }
+        };
+        let interrupt = Interrupt::default();
+        let engine = Engine {
+            runbook: l.rb,
+            env: l.env,
+            inputs: l.inputs,
+            prompter: l.prompter,
+            bus,
+            interrupt: interrupt.clone(),
+            options: RunOptions {
+                run_id: l.run_id,
+                assume_yes: l.yes,
+            },
+            recorder: Some(std::sync::Mutex::new(Box::new(l.journal))),
+            resume: l.resume,
+        };
+        let result = runtime.block_on(async move {
+            let signals = interrupt.clone();
+            tokio::spawn(async move {
+                while tokio::signal::ctrl_c().await.is_ok() {
+                    if signals.raise() == 1 {
+                        eprintln!(
+                            "\nstopping after the current step; press Ctrl-C again to abort it"
+                        );
+                    }
+                }
+            });
+            engine.run().await
+        });
+        // Don't wait for background tasks (the signal listener) at exit.
+        runtime.shutdown_background();
+        result.status.exit_code()
+    }
+}
+
+/// A run that needs a person must have one, or `--yes` (and for a protected environment,
+/// `--confirm-env NAME`): a gate must never hang and never pass by accident.
+fn approvals_possible(
+    plan: &plan::Plan,
+    env: &Environment,
+    interactive: bool,
+    yes: bool,
+    confirm_env: Option<&str>,
+) -> Result<(), Problem> {
+    if !interactive && plan.needs_operator() && !yes {
+        return Err(Problem::error(
+            "runbook::needs-terminal",
+            format!(
+                "`{}` has {} gate(s) or manual step(s) and there is no terminal to ask on",
+                plan.runbook,
+                plan.gates()
+            ),
+        )
+        .help(
+            "run it in a terminal, or pass --yes to approve every gate (see `runbook plan` first)",
+        ));
+    }
+    if yes && !interactive && env.doc.protected && confirm_env != Some(env.name.as_str()) {
+        return Err(Problem::error(
+            "runbook::protected-env",
+            format!("`{}` is a protected environment", env.name),
+        )
+        .help(format!(
+            "to approve without a terminal, also pass --confirm-env {}",
+            env.name
+        )));
+    }
+    Ok(())
+}
