@@ -283,8 +283,9 @@ impl RunJournal {
     }
 
     /// The run is over for good: rewrite the journal without secret values, atomically.
-    fn compact(&mut self) -> std::io::Result<()> {
-        let recs = read_journal(&self.path)?;
+    fn compact(&mut self, last: Option<&JRec>) -> std::io::Result<()> {
+        let mut recs = read_journal(&self.path)?;
+        recs.extend(last.cloned());
         let tmp = self.path.with_extension("jsonl.tmp");
         {
             let mut f = OpenOptions::new()
@@ -315,12 +316,10 @@ impl RunJournal {
 
     /// Mark an unfinished run as given up, and erase its secrets.
     pub fn abandon(&mut self) -> std::io::Result<()> {
-        self.append(&JRec::Abandoned {
+        self.compact(Some(&JRec::Abandoned {
             at: now(),
             operator: operator(),
-        })?;
-        self.file.sync_data()?;
-        self.compact()
+        }))
     }
 }
 
@@ -372,17 +371,21 @@ impl Recorder for RunJournal {
                 at,
             },
             Record::RunFinished { status, message } => {
-                self.append(&JRec::End {
+                let end = JRec::End {
                     status,
                     at,
                     message: message.map(str::to_string),
-                })?;
-                self.file.sync_data()?;
+                };
+                if matches!(status, RunStatus::Done | RunStatus::RolledBack) {
+                    // One atomic step: the journal either still holds the secrets and no end
+                    // (a crash here leaves a resumable run), or the end and no secrets.
+                    self.compact(Some(&end))?;
+                } else {
+                    self.append(&end)?;
+                    self.file.sync_data()?;
+                }
                 if let Ok(recs) = read_journal(&self.path) {
                     let _ = append_audit(&self.state, &recs);
-                }
-                if matches!(status, RunStatus::Done | RunStatus::RolledBack) {
-                    self.compact()?;
                 }
                 return Ok(());
             }
@@ -628,9 +631,12 @@ fn append_audit(state: &Path, recs: &[JRec]) -> std::io::Result<()> {
     let mut end = serde_json::Value::Null;
     let mut forced = false;
     for v in inputs.iter().filter(|v| v.secret) {
-        if let Some(val) = &v.value {
-            secrets.push(serde_json::json!({ "input": v.name, "fingerprint": fingerprint(val) }));
-        }
+        let fp = v
+            .value
+            .as_ref()
+            .map(fingerprint)
+            .or_else(|| v.fingerprint.clone());
+        secrets.push(serde_json::json!({ "input": v.name, "fingerprint": fp }));
     }
     for r in recs {
         match r {

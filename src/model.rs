@@ -124,6 +124,7 @@ pub const COMMON_FIELDS: &[&str] = &[
     "timeout",
     "retry",
     "on_failure",
+    "idempotent",
 ];
 
 #[derive(Debug, Clone, Deserialize, JsonSchema)]

@@ -2,7 +2,6 @@
 //! SCRAM-SHA-256 verifier computed here, so the plaintext never reaches the server or its logs.
 //! A database with `via: HOST` is reached through that host's SSH connection of the run.
 
-use std::error::Error as _;
 use std::time::Duration;
 
 use postgres_protocol::escape::{escape_identifier, escape_literal};
@@ -166,7 +165,27 @@ impl Kind for Psql {
             ))
         })?;
         let user = p.user.clone().unwrap_or_else(|| spec.user.clone());
-        let mut client = connect(cx, &p.database, spec, &user, &p.password).await?;
+        let mut client = match connect(cx, &p.database, spec, &user, &p.password).await {
+            Ok(c) => c,
+            // A role changing its own password, run again after a crash cut the first attempt
+            // short: the server may already have the new password. If it accepts it, the
+            // change went through; setting it once more is harmless.
+            Err(e) if e.message.ends_with(&format!("({PASSWORD_REFUSED})")) => {
+                match &p.set_password {
+                    Some(s) if s.role == user && s.password != p.password => {
+                        let c = connect(cx, &p.database, spec, &user, &s.password)
+                            .await
+                            .map_err(|_| e)?;
+                        (cx.progress)(&format!(
+                            "role `{user}` already has the new password (an earlier attempt got through)"
+                        ));
+                        c
+                    }
+                    _ => return Err(e),
+                }
+            }
+            Err(e) => return Err(e),
+        };
 
         let (rows, affected) = match (&p.set_password, &p.sql) {
             (Some(s), None) => {
@@ -260,6 +279,9 @@ async fn connect(
 }
 
 /// A server error with its SQLSTATE, or the cause of a connection failure; never "db error".
+/// SQLSTATE of "password authentication failed"; `db_error` ends its message with it.
+const PASSWORD_REFUSED: &str = "28P01";
+
 fn db_error(context: &str, e: &tokio_postgres::Error) -> StepError {
     if let Some(db) = e.as_db_error() {
         let mut detail = Vec::new();
@@ -280,17 +302,7 @@ fn db_error(context: &str, e: &tokio_postgres::Error) -> StepError {
         .with_detail(detail.join("\n"));
     }
     // Not from the server: the cause (refused, timed out, closed) says what happened.
-    let mut text = e.to_string();
-    let mut src = e.source();
-    while let Some(c) = src {
-        let s = c.to_string();
-        if !text.contains(&s) {
-            text.push_str(": ");
-            text.push_str(&s);
-        }
-        src = c.source();
-    }
-    StepError::new(format!("{context}: {text}"))
+    StepError::new(format!("{context}: {}", super::error_chain(e)))
 }
 
 /// `ALTER ROLE … PASSWORD '<verifier>'` in one transaction with statement logging off.

@@ -1,0 +1,209 @@
+//! The run journal over the real binary: resume after a failure, refusal after a change (and
+//! `--force`, recorded), the lock against concurrent runs, the audit record, file modes.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::process::Stdio;
+
+use common::{Test, contains};
+
+/// A runbook whose second step runs `command` on the sandbox host.
+fn two_steps(command: &str) -> String {
+    format!(
+        r#"
+        version: 1
+        name: twostep
+        summary: generate, then a command
+        inputs:
+          token: {{ description: A token, secret: true }}
+        steps:
+          - id: key
+            generate: {{ format: hex, bytes: 24 }}
+          - id: cmd
+            ssh.exec: {{ host: app, command: "{command}" }}
+        "#
+    )
+}
+
+fn mode(p: &std::path::Path) -> u32 {
+    std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+}
+
+fn audit_lines(t: &Test) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(t.state_dir().join("audit.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn a_failed_run_resumes_at_the_failed_step_and_never_repeats_a_finished_one() {
+    let sb = common::sandbox();
+    let planted = "tok-PLANTED-resume-71b2";
+    let t = Test::new()
+        .with_sandbox(&sb)
+        .runbook("twostep", &two_steps("exit 3"))
+        .env("RUNBOOK_INPUT_TOKEN", planted);
+    let first = t.again(&["run", "twostep", "--env", "sandbox"]);
+    first.assert_code(1);
+
+    // Unfinished: the journal keeps what a resume needs, privately.
+    let runs_dir = t.state_dir().join("runs");
+    assert_eq!(mode(&t.state_dir().join("runs")), 0o700);
+    for f in common::walk(&runs_dir) {
+        assert_eq!(mode(&f), 0o600, "{}", f.display());
+    }
+    assert_eq!(mode(&t.state_dir().join("audit.jsonl")), 0o600);
+    let listed = t.again(&["runs"]);
+    assert!(listed.stdout.contains("failed *"), "{}", listed.stdout);
+
+    // The runbook changed since: refused, nothing ran.
+    std::fs::write(
+        t.runbooks_dir().join("twostep.yaml"),
+        common::unindent(&two_steps("true")),
+    )
+    .unwrap();
+    let refused = t.again(&["resume"]);
+    refused.assert_code(2);
+    assert!(
+        refused.stderr.contains("changed since run"),
+        "{}",
+        refused.stderr
+    );
+    assert!(refused.stderr.contains("--force"), "{}", refused.stderr);
+
+    // --force goes on with the new version, at the failed step; the generated key is reused.
+    let resumed = t.again(&["resume", "--force"]);
+    resumed.assert_code(0);
+    assert!(
+        resumed
+            .stderr
+            .contains("key: skipped (finished before the resume)"),
+        "{}",
+        resumed.stderr
+    );
+    assert!(resumed.stderr.contains("cmd: ok"), "{}", resumed.stderr);
+    let audit = audit_lines(&t);
+    assert_eq!(audit.len(), 2, "one line per run attempt");
+    assert_eq!(audit[1]["resumed_with_force"], true);
+    assert_eq!(audit[1]["ended"]["status"], "done");
+    let key_fp = audit[1]["secrets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["output"] == "steps.key.value")
+        .unwrap()["fingerprint"]
+        .clone();
+    assert_eq!(
+        audit[0]["secrets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["output"] == "steps.key.value")
+            .unwrap()["fingerprint"],
+        key_fp,
+        "the resumed run used the key generated before the failure"
+    );
+
+    // Finished: no secret anywhere, the journal included; the token only as a fingerprint.
+    use sha2::Digest;
+    let d = sha2::Sha256::digest(planted.as_bytes());
+    let fp = format!(
+        "sha256:{}",
+        d.iter()
+            .take(4)
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    );
+    assert!(
+        audit[1]["secrets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["input"] == "token" && s["fingerprint"] == fp)
+    );
+    assert!(
+        !contains(&resumed.all_bytes(), planted),
+        "the planted secret survived the run"
+    );
+    let again = t.again(&["resume"]);
+    again.assert_code(2);
+    assert!(
+        again.stderr.contains("no unfinished run"),
+        "{}",
+        again.stderr
+    );
+}
+
+#[test]
+fn a_second_concurrent_run_is_refused_naming_the_holder() {
+    let sb = common::sandbox();
+    let marker = format!("/tmp/runbook-sandbox/{}", common::unique("lock"));
+    let t = Test::new()
+        .with_sandbox(&sb)
+        .runbook("twostep", &two_steps(&format!("touch {marker}; sleep 3")))
+        .env("RUNBOOK_INPUT_TOKEN", "tok-lock-1234");
+    let mut first = t.command();
+    first
+        .args(["run", "twostep", "--env", "sandbox"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let mut child = first.spawn().unwrap();
+    // Wait until the first run is inside its long step.
+    for _ in 0..200 {
+        if std::path::Path::new(&marker).exists() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let second = t.again(&["run", "twostep", "--env", "sandbox"]);
+    second.assert_code(2);
+    assert!(
+        second.stderr.contains("is being run by"),
+        "{}",
+        second.stderr
+    );
+    assert!(
+        second.stderr.contains(&format!("pid {}", child.id())),
+        "{}",
+        second.stderr
+    );
+    assert!(child.wait().unwrap().success());
+    let third = t.again(&["run", "twostep", "--env", "sandbox"]);
+    third.assert_code(0);
+    let _ = std::fs::remove_file(&marker);
+}
+
+#[test]
+fn a_lock_left_by_a_dead_process_is_taken_over() {
+    let t = Test::new().with_repo_environments().runbook(
+        "gen",
+        r#"
+        version: 1
+        name: gen
+        summary: one step
+        steps:
+          - id: key
+            generate: { format: hex }
+        "#,
+    );
+    let locks = t.state_dir().join("locks");
+    std::fs::create_dir_all(&locks).unwrap();
+    // pid 2^22 + 1 is above the kernel's limit: certainly not running.
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    std::fs::write(
+        locks.join("gen@sandbox.lock"),
+        format!(
+            r#"{{"user":"x","host":"{}","pid":4194305,"run_id":"old","started":"then"}}"#,
+            host.trim()
+        ),
+    )
+    .unwrap();
+    t.again(&["run", "gen", "--env", "sandbox"]).assert_code(0);
+    assert!(
+        !locks.join("gen@sandbox.lock").exists(),
+        "the lock is released at the end"
+    );
+}
