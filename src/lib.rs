@@ -8,6 +8,7 @@
 pub mod check;
 pub mod cli;
 pub mod diag;
+pub mod docs;
 pub mod engine;
 pub mod journal;
 pub mod load;

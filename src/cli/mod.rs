@@ -155,6 +155,13 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = CheckFormat::Human)]
         format: CheckFormat,
     },
+    /// Render a runbook as Markdown a person can follow by hand (no secret values in it).
+    Docs {
+        name: String,
+        /// Fill in this environment's hosts and vars (default: placeholders).
+        #[arg(long)]
+        env: Option<String>,
+    },
     /// Print a JSON Schema (for editors: yaml-language-server).
     Schema {
         #[arg(value_enum, default_value_t = SchemaName::Runbook)]
@@ -238,6 +245,7 @@ pub fn main() -> i32 {
         Command::Runs { output } => cx.runs(output),
         Command::Abandon { run_id } => cx.abandon(&run_id),
         Command::Check { paths, format } => cx.check(&paths, format),
+        Command::Docs { name, env } => cx.docs(&name, env.as_deref()),
         Command::Schema { which } => {
             let s = match which {
                 SchemaName::Runbook => schema::runbook(),
@@ -485,6 +493,24 @@ impl Ctx {
                 );
             }
         }
+        exit::DONE
+    }
+
+    fn docs(&self, name: &str, env: Option<&str>) -> i32 {
+        let catalog = match self.catalog() {
+            Ok(c) => c,
+            Err(code) => return code,
+        };
+        let rb = match self.runbook(&catalog, name) {
+            Ok(r) => r,
+            Err(code) => return code,
+        };
+        let env = match env.map(|e| self.environment(&catalog, Some(e), false)) {
+            Some(Ok(e)) => Some(e),
+            Some(Err(code)) => return code,
+            None => None,
+        };
+        println!("{}", crate::docs::render(rb, env));
         exit::DONE
     }
 

@@ -116,6 +116,28 @@ impl Kind for Generate {
             secret: true,
         }])
     }
+
+    fn by_hand(p: &Params, cx: &crate::docs::HandCx<'_>) -> Option<String> {
+        let n = p.bytes.or(p.length).unwrap_or(32);
+        // Each writes the value without a trailing newline, as the tool's output has none.
+        let make = match p.format {
+            Format::Hex => format!("openssl rand -hex {n} | tr -d '\\n'"),
+            Format::Base64 => format!("openssl rand -base64 {n} | tr -d '\\n'"),
+            Format::Base64url => format!(
+                "python3 -c 'import base64, secrets; print(base64.urlsafe_b64encode(secrets.token_bytes({n})).decode().rstrip(\"=\"), end=\"\")'"
+            ),
+            Format::Fernet => "python3 -c 'import base64, secrets; print(base64.urlsafe_b64encode(secrets.token_bytes(32)).decode(), end=\"\")'".to_string(),
+            Format::Alphanumeric => format!(
+                "python3 -c 'import secrets, string; a = string.ascii_letters + string.digits; print(\"\".join(secrets.choice(a) for _ in range({n})), end=\"\")'"
+            ),
+        };
+        let file = cx.secret_file("value");
+        Some(format!(
+            "Generate it into the file `{file}` (`{}` below), readable only by you:\n\n\
+             ```sh\n(umask 077 && {make} > {file})\n```",
+            cx.secret_placeholder("value")
+        ))
+    }
 }
 
 pub fn random_bytes(n: usize) -> Result<Vec<u8>, StepError> {

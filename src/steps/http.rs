@@ -340,6 +340,86 @@ impl Kind for HttpCheck {
         }
         Err(failure(last, attempts))
     }
+
+    fn by_hand(p: &Params, cx: &crate::docs::HandCx<'_>) -> Option<String> {
+        use crate::docs::sh_quote;
+        let mut s = String::new();
+        let mut curl = String::from("curl -sS");
+        if let Some(via) = &p.via {
+            // The same port on this side of the tunnel, so the URL (and the certificate's
+            // name) stay as written.
+            let url = Url::parse(&p.url).ok();
+            let host = url.as_ref().and_then(|u| u.host_str().map(str::to_string));
+            let port = url.as_ref().and_then(Url::port_or_known_default);
+            let (host, port) = match (host, port) {
+                (Some(h), Some(p)) => (h, p.to_string()),
+                _ => ("<host>".into(), "<port>".into()),
+            };
+            let tunnel = cx.ssh(via, &format!("-N -L {port}:{host}:{port}"));
+            s.push_str(&format!(
+                "Open a tunnel through `{via}` (stop it with `kill %1` at the end of the step):\n\n\
+                 ```sh\n{tunnel} &\n```\n\nThen, from here:\n\n"
+            ));
+            if !matches!(host.as_str(), "localhost" | "127.0.0.1" | "[::1]") {
+                curl.push_str(&format!(" --connect-to {host}:{port}:127.0.0.1:{port}"));
+            }
+        }
+        if !p.method.eq_ignore_ascii_case("GET") {
+            curl.push_str(&format!(" -X {}", p.method.to_ascii_uppercase()));
+        }
+        for (k, v) in &p.headers {
+            if cx.mentions_secret(v) {
+                s.push_str(&format!(
+                    "Write the header line `{k}: {v}` into the file `headers` (with `umask 077`).\n\n"
+                ));
+                curl.push_str(" -H @headers");
+            } else {
+                curl.push_str(&format!(" -H {}", sh_quote(&format!("{k}: {v}"))));
+            }
+        }
+        if let Some(body) = &p.body {
+            match cx.file_of(body) {
+                Some(file) => curl.push_str(&format!(" --data-binary @{file}")),
+                None if cx.mentions_secret(body) => {
+                    s.push_str(&format!(
+                        "Write the body `{body}` into the file `body` (with `umask 077`).\n\n"
+                    ));
+                    curl.push_str(" --data-binary @body");
+                }
+                None => curl.push_str(&format!(" --data-binary {}", sh_quote(body))),
+            }
+        }
+        if let Some(ca) = &p.ca_file {
+            curl.push_str(&format!(" --cacert {}", crate::docs::sh_word(ca)));
+        }
+        if p.insecure {
+            curl.push_str(" --insecure");
+        }
+        let body_checked = p.body_contains.is_some() || p.body_matches.is_some();
+        if !body_checked {
+            curl.push_str(" -o /dev/null");
+        }
+        curl.push_str(&format!(" -w '%{{http_code}}\\n' {}", sh_quote(&p.url)));
+        s.push_str(&format!("```sh\n{curl}\n```\n\n"));
+        let codes: Vec<String> = p.expected().iter().map(u16::to_string).collect();
+        s.push_str(&format!("It must print {}", codes.join(" or ")));
+        if let Some(t) = &p.body_contains {
+            s.push_str(&format!(" after a body containing `{t}`"));
+        }
+        if let Some(r) = &p.body_matches {
+            s.push_str(&format!(" after a body matching `{r}`"));
+        }
+        if p.attempts > 1 {
+            s.push_str(&format!(
+                ". If not, try again every {}, {} times in all, before calling it failed.",
+                humantime::format_duration(p.delay.0),
+                p.attempts
+            ));
+        } else {
+            s.push('.');
+        }
+        Some(s)
+    }
 }
 
 /// The outcome of one request.

@@ -144,6 +144,40 @@ impl Kind for ManualConfirm {
         }
         Ok(outputs)
     }
+
+    fn by_hand(p: &Params, cx: &crate::docs::HandCx<'_>) -> Option<String> {
+        // A blockquote keeps the instructions' own headings and lists inside this step.
+        let mut s: String = p
+            .instructions
+            .trim_end()
+            .lines()
+            .map(|l| format!("> {l}").trim_end().to_string() + "\n")
+            .collect();
+        if !p.collect.is_empty() {
+            s.push_str("\nThen keep these values:\n\n");
+            for (name, c) in &p.collect {
+                if c.secret {
+                    let file = cx.secret_file(name);
+                    s.push_str(&format!(
+                        "- {}: a secret; paste it into the file `{file}` (`{}` below) without it \
+                         showing: `(umask 077 && read -rs v && printf '%s' \"$v\" > {file})`\n",
+                        c.description,
+                        cx.secret_placeholder(name)
+                    ));
+                } else {
+                    s.push_str(&format!(
+                        "- {}: note it (`<steps.{}.{name}>` below)\n",
+                        c.description, cx.step_id
+                    ));
+                }
+            }
+        }
+        s.push_str(&format!(
+            "\n**Stop and confirm:** {} Go on only if the answer is yes.",
+            p.question.as_deref().unwrap_or("Done?")
+        ));
+        Some(s)
+    }
 }
 
 fn prompt_err(e: PromptError) -> StepError {

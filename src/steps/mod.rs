@@ -327,6 +327,13 @@ pub trait Kind: Send + Sync + 'static {
         matches!(Self::effect(params), Effect::ReadOnly | Effect::Local)
     }
 
+    /// How to do the step by hand, as Markdown for `runbook docs`, from parameters rendered
+    /// with placeholders (a secret is only ever its placeholder or the file holding it).
+    /// `None` shows the plan's one-line description instead.
+    fn by_hand(_params: &Self::Params, _cx: &crate::docs::HandCx<'_>) -> Option<String> {
+        None
+    }
+
     fn run(
         params: Self::Params,
         cx: &RunCx<'_>,
@@ -344,6 +351,7 @@ pub trait DynKind: Send + Sync + fmt::Debug {
     fn interactive(&self, params: &Node) -> bool;
     fn idempotent(&self, params: &Node) -> bool;
     fn describe(&self, rendered: &Node) -> Result<(String, Effect), DeError>;
+    fn by_hand(&self, rendered: &Node, cx: &crate::docs::HandCx<'_>) -> Option<String>;
     async fn run(&self, rendered: &Node, cx: &RunCx<'_>) -> Result<Outputs, StepError>;
 }
 
@@ -384,6 +392,10 @@ impl<K: Kind> DynKind for Adapter<K> {
     fn describe(&self, rendered: &Node) -> Result<(String, Effect), DeError> {
         let p: K::Params = rendered.deserialize()?;
         Ok((K::describe(&p), K::effect(&p)))
+    }
+    fn by_hand(&self, rendered: &Node, cx: &crate::docs::HandCx<'_>) -> Option<String> {
+        let p: K::Params = rendered.deserialize().ok()?;
+        K::by_hand(&p, cx)
     }
     async fn run(&self, rendered: &Node, cx: &RunCx<'_>) -> Result<Outputs, StepError> {
         let p: K::Params = rendered.deserialize().map_err(|e| {

@@ -212,6 +212,49 @@ impl Kind for Psql {
             },
         ])
     }
+
+    fn by_hand(p: &Params, cx: &crate::docs::HandCx<'_>) -> Option<String> {
+        let mut s = cx.psql_session(&p.database, p.user.as_deref(), &p.password);
+        match (&p.set_password, &p.sql) {
+            (Some(sp), _) => {
+                // psql folds an unquoted name to lower case, like SQL.
+                let plain = sp.role.chars().all(|c| c.is_ascii_lowercase() || c == '_');
+                let role = if plain {
+                    sp.role.clone()
+                } else {
+                    escape_identifier(&sp.role)
+                };
+                s.push_str(&format!(
+                    "At the psql prompt, set the password, entering `{}` twice when asked:\n\n\
+                     ```\n\\password {role}\n```\n\n\
+                     `\\password` sends the server only a verifier it computes itself \
+                     (SCRAM-SHA-256 when the server's `password_encryption` is `scram-sha-256`), \
+                     never the password, so the password is in no command line, history or \
+                     server log.",
+                    sp.password
+                ));
+            }
+            (None, Some(sql)) => {
+                s.push_str(&format!(
+                    "At the psql prompt, run:\n\n```sql\n{}\n```",
+                    sql.trim_end()
+                ));
+                if !p.params.is_empty() {
+                    let binds: Vec<String> = p
+                        .params
+                        .iter()
+                        .enumerate()
+                        .map(|(i, v)| {
+                            format!("`${}` = `{}`", i + 1, v.as_deref().unwrap_or("NULL"))
+                        })
+                        .collect();
+                    s.push_str(&format!("\n\nwith {}.", binds.join(", ")));
+                }
+            }
+            (None, None) => {}
+        }
+        Some(s)
+    }
 }
 
 fn sslmode_name(m: SslMode) -> &'static str {

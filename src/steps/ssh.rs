@@ -684,6 +684,44 @@ impl Kind for SshExec {
             public("json", json),
         ])
     }
+
+    fn by_hand(p: &Params, cx: &crate::docs::HandCx<'_>) -> Option<String> {
+        let env: Vec<(&str, &str)> = p
+            .env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let mut s = cx.remote_command(&p.host, &p.command, &env, p.stdin.as_deref());
+        let e = &p.expect;
+        let mut checks = Vec::new();
+        let codes = e.exit_code.clone().map_or(vec![0], |c| c.0);
+        let codes: Vec<String> = codes.iter().map(i64::to_string).collect();
+        checks.push(format!("it exits with {} (`echo $?`)", codes.join(" or ")));
+        if let Some(t) = &e.stdout_contains {
+            checks.push(format!("its output contains `{t}`"));
+        }
+        if let Some(r) = &e.stdout_matches {
+            checks.push(format!("its output matches the regular expression `{r}`"));
+        }
+        if let Some(r) = &e.stdout_not_matches {
+            checks.push(format!(
+                "its output does not match the regular expression `{r}`"
+            ));
+        }
+        if let Some(r) = &e.stderr_not_matches {
+            checks.push(format!("its error output does not match `{r}`"));
+        }
+        for a in &e.json {
+            checks.push(format!(
+                "its JSON output has `{}` equal to `{}`",
+                a.path, a.equals
+            ));
+        }
+        s.push_str("\nCheck that ");
+        s.push_str(&checks.join("; "));
+        s.push_str(". Otherwise the step failed.");
+        Some(s)
+    }
 }
 
 fn public(name: &str, value: serde_json::Value) -> Output {

@@ -196,6 +196,19 @@ impl Kind for Get {
             },
         ])
     }
+
+    fn by_hand(p: &GetParams, cx: &crate::docs::HandCx<'_>) -> Option<String> {
+        let decrypt = if p.decrypt { " --with-decryption" } else { "" };
+        let file = cx.secret_file("value");
+        Some(format!(
+            "Read it into the file `{file}` (`{}` below), readable only by you:\n\n```sh\n\
+             (umask 077 && aws ssm get-parameter {} \\\n    --name {}{decrypt} \\\n    \
+             --query Parameter.Value --output text | tr -d '\\n' > {file})\n```",
+            cx.secret_placeholder("value"),
+            cx.aws_options(),
+            crate::docs::sh_word(&p.name),
+        ))
+    }
 }
 
 impl Kind for Put {
@@ -346,6 +359,55 @@ impl Kind for Put {
                 secret: false,
             },
         ])
+    }
+
+    fn by_hand(p: &PutParams, cx: &crate::docs::HandCx<'_>) -> Option<String> {
+        use crate::docs::{sh_quote, sh_word};
+        let mut s = String::new();
+        // `file://` makes the AWS CLI read the value from the file: never on a command line.
+        let value = match cx.file_of(&p.value) {
+            Some(file) => format!("file://{file}"),
+            None if cx.mentions_secret(&p.value) => {
+                s.push_str(&format!(
+                    "Write the value `{}` into the file `value` (with `umask 077`, never on a \
+                     command line), then:\n\n",
+                    p.value
+                ));
+                "file://value".to_string()
+            }
+            None => sh_quote(&p.value),
+        };
+        let mut cmd = format!(
+            "aws ssm put-parameter {} \\\n    --name {} \\\n    --type {}",
+            cx.aws_options(),
+            sh_word(&p.name),
+            p.kind.as_str()
+        );
+        if let Some(k) = &p.key_id {
+            cmd.push_str(&format!(" --key-id {}", sh_word(k)));
+        }
+        if p.policy() == IfExists::Overwrite {
+            cmd.push_str(" --overwrite");
+        }
+        if let Some(d) = &p.description {
+            cmd.push_str(&format!(" \\\n    --description {}", sh_quote(d)));
+        }
+        cmd.push_str(&format!(" \\\n    --value {value}"));
+        s.push_str(&format!("```sh\n{cmd}\n```"));
+        if value.starts_with("file://") {
+            s.push_str("\n\n`file://` makes the AWS CLI read the value from the file.");
+        }
+        match p.policy() {
+            IfExists::Skip => s.push_str(
+                "\n\nIf it answers `ParameterAlreadyExists`, the parameter is already set: leave \
+                 it as it is and go on.",
+            ),
+            IfExists::Fail => s.push_str(
+                "\n\nIf it answers `ParameterAlreadyExists`, stop: the parameter must not exist yet.",
+            ),
+            IfExists::Overwrite => {}
+        }
+        Some(s)
     }
 }
 

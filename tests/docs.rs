@@ -1,0 +1,167 @@
+//! `runbook docs`: the pages kept in docs/runbooks/ match the shipped runbooks, and a rendered
+//! page has every step, placeholders for what only a run knows, and no secret-looking value.
+
+mod common;
+
+use common::{Test, repo};
+
+/// A test directory holding the shipped runbooks and environments.
+fn shipped() -> Test {
+    let t = Test::new();
+    for f in common::walk(&repo().join("runbooks")) {
+        std::fs::copy(&f, t.runbooks_dir().join(f.file_name().unwrap())).unwrap();
+    }
+    t
+}
+
+fn shipped_names() -> Vec<String> {
+    let mut names: Vec<String> = common::walk(&repo().join("runbooks"))
+        .iter()
+        .filter(|f| f.extension().is_some_and(|e| e == "yaml"))
+        .map(|f| f.file_stem().unwrap().to_str().unwrap().to_string())
+        .filter(|n| n != "environments")
+        .collect();
+    names.sort();
+    names
+}
+
+fn docs(args: &[&str]) -> String {
+    let mut all = vec!["docs"];
+    all.extend_from_slice(args);
+    let run = shipped().args(&all).run();
+    run.assert_code(0);
+    run.stdout
+}
+
+#[test]
+fn committed_docs_match_the_shipped_runbooks() {
+    let dir = repo().join("docs/runbooks");
+    let update = std::env::var_os("UPDATE_DOCS").is_some();
+    if update {
+        std::fs::create_dir_all(&dir).unwrap();
+    }
+    let names = shipped_names();
+    for name in &names {
+        let page = docs(&[name, "--env", "production"]);
+        let path = dir.join(format!("{name}.md"));
+        if update {
+            std::fs::write(&path, &page).unwrap();
+        }
+        assert_eq!(secret_looking(&page), Vec::<String>::new(), "{name}");
+        let committed = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            committed == page,
+            "docs/runbooks/{name}.md is stale: run `UPDATE_DOCS=1 cargo test --test docs committed_docs` and commit it"
+        );
+    }
+    for f in common::walk(&dir) {
+        let stem = f.file_stem().unwrap().to_str().unwrap().to_string();
+        assert!(
+            names.contains(&stem),
+            "{} documents no shipped runbook: delete it",
+            f.display()
+        );
+    }
+}
+
+/// Runs of characters that look like a generated secret: long hex, or long base64 with upper
+/// case, lower case and digits mixed (split at `/`, so that paths are not taken for one).
+fn secret_looking(text: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut word = String::new();
+    for c in text.chars().chain(std::iter::once(' ')) {
+        if c.is_ascii_alphanumeric() || "+=_-".contains(c) {
+            word.push(c);
+            continue;
+        }
+        let hex = word.len() >= 20 && word.chars().all(|c| c.is_ascii_hexdigit());
+        let b64 = word.len() >= 20
+            && word.chars().any(|c| c.is_ascii_uppercase())
+            && word.chars().any(|c| c.is_ascii_lowercase())
+            && word.chars().any(|c| c.is_ascii_digit());
+        if hex || b64 {
+            found.push(word.clone());
+        }
+        word.clear();
+    }
+    found
+}
+
+#[test]
+fn db_password_page_has_every_step_and_no_secret() {
+    let page = docs(&["db-password", "--env", "production"]);
+    let ids = [
+        "current",
+        "new_password",
+        "alter_role",
+        "store",
+        "redeploy",
+        "verify",
+        "restore_db_password",
+        "restore_ssm",
+        "redeploy_old",
+        "verify_old",
+    ];
+    for id in ids {
+        assert!(
+            page.contains(&format!("(`{id}`)\n")),
+            "step `{id}` is missing:\n{page}"
+        );
+    }
+    let headings: Vec<&str> = page.lines().filter(|l| l.starts_with("### ")).collect();
+    assert_eq!(headings.len(), ids.len(), "{headings:#?}");
+    assert!(headings[0].starts_with("### 1. ") && headings[6].starts_with("### R1. "));
+
+    assert_eq!(
+        secret_looking("x 0123456789abcdef0123456789abcdef y Zm9vYmFyYmF6cXV4MTIzNDU2Nzg5"),
+        [
+            "0123456789abcdef0123456789abcdef",
+            "Zm9vYmFyYmF6cXV4MTIzNDU2Nzg5"
+        ],
+        "the detector finds hex and base64"
+    );
+    assert_eq!(secret_looking(&page), Vec::<String>::new());
+    // The secrets travel in files and prompts, never on a command line.
+    assert!(page.contains("--value file://new_password"), "{page}");
+    assert!(page.contains("--value file://current"), "{page}");
+    assert!(!page.contains("--value \"$") && !page.contains("--value $"));
+    assert!(page.contains("\\password musehub"), "{page}");
+    assert!(
+        !page.to_uppercase().contains("PASSWORD '"),
+        "no SQL literal"
+    );
+    assert!(page.contains("(umask 077 && openssl rand -hex 24 | tr -d '\\n' > new_password)"));
+    // Gates, rollback and the environment's values.
+    assert!(
+        page.contains("**Stop and confirm:** Set a new password on role musehub in production?")
+    );
+    assert!(page.contains("## If verification fails"));
+    assert!(page.contains("start at R1 (`restore_db_password`)"));
+    assert!(page.contains("--name /musehub/production/DB_PASSWORD"));
+    assert!(page.contains("ubuntu@musehub.example.com"));
+}
+
+#[test]
+fn without_an_environment_its_values_are_placeholders() {
+    let page = docs(&["db-password"]);
+    assert!(
+        page.contains("--name '<env.ssm_prefix>/DB_PASSWORD'"),
+        "{page}"
+    );
+    assert!(page.contains("--region <aws.region>"), "{page}");
+    assert!(!page.contains("/musehub/production"));
+    assert!(page.contains("'<env.app_url>/explore'"), "{page}");
+}
+
+#[test]
+fn an_unknown_environment_is_refused() {
+    let run = shipped()
+        .args(&["docs", "db-password", "--env", "prod"])
+        .run();
+    run.assert_code(2);
+    assert!(
+        run.stderr.contains("no environment `prod`"),
+        "{}",
+        run.stderr
+    );
+}
