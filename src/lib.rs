@@ -13,6 +13,7 @@ pub mod journal;
 pub mod load;
 pub mod model;
 pub mod plan;
+pub mod plan_md;
 pub mod schema;
 pub mod secret;
 pub mod steps;

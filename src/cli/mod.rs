@@ -72,6 +72,15 @@ pub enum Output {
     Json,
 }
 
+/// How `plan` shows the plan to a person (`--output json` is for programs).
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum PlanFormat {
+    /// For a terminal.
+    Text,
+    /// Markdown, for a pull-request comment.
+    Md,
+}
+
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
 pub enum CheckFormat {
     Human,
@@ -102,6 +111,9 @@ pub enum Command {
         inputs: Vec<String>,
         #[arg(long, value_enum, default_value_t = Output::Human)]
         output: Output,
+        /// How to show it to a person: `text`, or `md` for a pull-request comment.
+        #[arg(long, value_enum, default_value_t = PlanFormat::Text, conflicts_with = "output")]
+        format: PlanFormat,
     },
     /// Run a runbook against an environment.
     Run {
@@ -175,7 +187,8 @@ pub fn main() -> i32 {
             env,
             inputs,
             output,
-        } => cx.plan(&name, env.as_deref(), &inputs, output),
+            format,
+        } => cx.plan(&name, env.as_deref(), &inputs, output, format),
         Command::Run {
             name,
             env,
@@ -186,7 +199,7 @@ pub fn main() -> i32 {
             output,
         } => {
             if dry_run {
-                return cx.plan(&name, env.as_deref(), &inputs, output);
+                return cx.plan(&name, env.as_deref(), &inputs, output, PlanFormat::Text);
             }
             cx.run(
                 &name,
@@ -448,7 +461,14 @@ impl Ctx {
         exit::DONE
     }
 
-    fn plan(&self, name: &str, env: Option<&str>, inputs: &[String], output: Output) -> i32 {
+    fn plan(
+        &self,
+        name: &str,
+        env: Option<&str>,
+        inputs: &[String],
+        output: Output,
+        format: PlanFormat,
+    ) -> i32 {
         let catalog = match self.catalog() {
             Ok(c) => c,
             Err(code) => return code,
@@ -486,9 +506,10 @@ impl Ctx {
             }
         }
         let plan = plan::plan(rb, env, &values);
-        match output {
-            Output::Human => print!("{}", plan.render_text()),
-            Output::Json => println!(
+        match (output, format) {
+            (Output::Human, PlanFormat::Text) => print!("{}", plan.render_text()),
+            (Output::Human, PlanFormat::Md) => print!("{}", plan.render_markdown()),
+            (Output::Json, _) => println!(
                 "{}",
                 serde_json::to_string_pretty(&plan).unwrap_or_default()
             ),
