@@ -1,6 +1,7 @@
 //! The command line: parses arguments, picks terminal or plain output, and turns outcomes into
 //! the documented exit codes. Only this module prints diagnostics or decides colour and TTY.
 
+pub mod completions;
 pub mod prompt;
 pub mod ui;
 
@@ -42,6 +43,19 @@ Exit codes:
   2    invalid runbook, environment or input; nothing ran
   3    declined by the operator at a gate; nothing after it ran
   130  interrupted (Ctrl-C)";
+
+const PLAN_HELP: &str = "\
+Examples:
+  runbook plan db-password --env staging
+  runbook plan db-password --env production --format md   # for a pull-request comment
+  runbook plan db-password --env staging --output json";
+
+const RUN_HELP: &str = "\
+Examples:
+  runbook run db-password --env sandbox
+  runbook run db-password --env staging --dry-run         # the plan; nothing runs
+  runbook run db-password --env production --yes --confirm-env production --output json
+  RUNBOOK_INPUT_TOKEN=... runbook run NAME --env staging  # a secret input, not in argv";
 
 #[derive(Parser, Debug)]
 #[command(name = "runbook", version, about = "Run operational runbooks written as versioned YAML", after_help = AFTER_HELP)]
@@ -101,6 +115,7 @@ pub enum Command {
     /// Show one runbook: its inputs and steps.
     Show { name: String },
     /// Show what a run would do, every step rendered, secrets masked. No network, no change.
+    #[command(after_help = PLAN_HELP)]
     Plan {
         name: String,
         /// The environment (from environments.yaml).
@@ -116,6 +131,7 @@ pub enum Command {
         format: PlanFormat,
     },
     /// Run a runbook against an environment.
+    #[command(after_help = RUN_HELP)]
     Run {
         name: String,
         /// The environment (from environments.yaml); asked for on a terminal when absent.
@@ -149,6 +165,13 @@ pub enum Command {
         #[arg(value_enum, default_value_t = SchemaName::Runbook)]
         which: SchemaName,
     },
+    /// Print a shell completion script (bash: `source <(runbook completions bash)`).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (read it with `runbook man | man -l -`).
+    Man,
 }
 
 /// Parse arguments, run the command, return the exit code.
@@ -219,6 +242,8 @@ pub fn main() -> i32 {
             print!("{s}");
             exit::DONE
         }
+        Command::Completions { shell } => completions::completions(shell),
+        Command::Man => completions::man(),
     }
 }
 
