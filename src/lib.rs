@@ -14,6 +14,7 @@ pub mod load;
 pub mod model;
 pub mod plan;
 pub mod plan_md;
+pub mod preflight;
 pub mod schema;
 pub mod secret;
 pub mod steps;

@@ -2,6 +2,7 @@
 //! the documented exit codes. Only this module prints diagnostics or decides colour and TTY.
 
 pub mod completions;
+mod preflight;
 pub mod prompt;
 pub mod ui;
 
@@ -130,6 +131,17 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = PlanFormat::Text, conflicts_with = "output")]
         format: PlanFormat,
     },
+    /// Check, read-only, that a run would find what it needs: AWS credentials and SSM
+    /// parameters, SSH hosts, database logins, HTTP endpoints. Exit 1 when a check fails.
+    Preflight {
+        name: String,
+        /// The environment (from environments.yaml).
+        #[arg(long)]
+        env: Option<String>,
+        /// An input value, `name=value` (repeatable).
+        #[arg(long = "input", short = 'i', value_name = "NAME=VALUE")]
+        inputs: Vec<String>,
+    },
     /// Run a runbook against an environment.
     #[command(after_help = RUN_HELP)]
     Run {
@@ -212,6 +224,7 @@ pub fn main() -> i32 {
             output,
             format,
         } => cx.plan(&name, env.as_deref(), &inputs, output, format),
+        Command::Preflight { name, env, inputs } => cx.preflight(&name, env.as_deref(), &inputs),
         Command::Run {
             name,
             env,
