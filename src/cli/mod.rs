@@ -2,6 +2,7 @@
 //! the documented exit codes. Only this module prints diagnostics or decides colour and TTY.
 
 pub mod completions;
+mod list_json;
 mod preflight;
 pub mod prompt;
 pub mod ui;
@@ -34,6 +35,7 @@ const AFTER_HELP: &str = "\
 Examples:
   runbook list
   runbook plan db-password --env staging
+  runbook preflight db-password --env staging   # read-only checks before a run
   runbook run db-password --env sandbox
   runbook run r2-credentials --env production --input reason=scheduled
   runbook check                      # validate every runbook (CI, editors)
@@ -112,7 +114,10 @@ pub enum SchemaName {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// List the runbooks: name, summary, rotation, impact.
-    List,
+    List {
+        #[arg(long, value_enum, default_value_t = Output::Human)]
+        output: Output,
+    },
     /// Show one runbook: its inputs and steps.
     Show { name: String },
     /// Show what a run would do, every step rendered, secrets masked. No network, no change.
@@ -171,6 +176,9 @@ pub enum Command {
         paths: Vec<PathBuf>,
         #[arg(long, value_enum, default_value_t = CheckFormat::Human)]
         format: CheckFormat,
+        /// `--output json` is `--format json`: the flag every command takes for programs.
+        #[arg(long, value_enum, conflicts_with = "format")]
+        output: Option<Output>,
     },
     /// Print a JSON Schema (for editors: yaml-language-server).
     Schema {
@@ -215,7 +223,7 @@ pub fn main() -> i32 {
         state_dir: cli.state_dir.clone(),
     };
     match cli.command {
-        Command::List => cx.list(),
+        Command::List { output } => cx.list(output),
         Command::Show { name } => cx.show(&name),
         Command::Plan {
             name,
@@ -246,7 +254,14 @@ pub fn main() -> i32 {
                 output,
             )
         }
-        Command::Check { paths, format } => cx.check(&paths, format),
+        Command::Check {
+            paths,
+            format,
+            output,
+        } => match output {
+            Some(Output::Json) => cx.check(&paths, CheckFormat::Json),
+            _ => cx.check(&paths, format),
+        },
         Command::Schema { which } => {
             let s = match which {
                 SchemaName::Runbook => schema::runbook(),
@@ -392,11 +407,14 @@ impl Ctx {
         })
     }
 
-    fn list(&self) -> i32 {
+    fn list(&self, output: Output) -> i32 {
         let catalog = match self.catalog() {
             Ok(c) => c,
             Err(code) => return code,
         };
+        if output == Output::Json {
+            return list_json::print(&catalog);
+        }
         let w = catalog
             .runbooks
             .iter()
