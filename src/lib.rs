@@ -14,6 +14,8 @@ pub mod journal;
 pub mod load;
 pub mod model;
 pub mod plan;
+pub mod plan_md;
+pub mod preflight;
 pub mod schema;
 pub mod secret;
 pub mod steps;

@@ -55,6 +55,30 @@ pub enum PlanEffect {
 const OPEN: &str = "⟨";
 
 pub fn plan(runbook: &Runbook, env: &Environment, inputs: &IndexMap<String, InputValue>) -> Plan {
+    let ctx = crate::template::value(context(runbook, env, inputs));
+    let planned = |list: &[Step]| -> Vec<PlannedStep> {
+        list.iter()
+            .enumerate()
+            .map(|(i, s)| plan_step(s, i + 1, &ctx))
+            .collect()
+    };
+    Plan {
+        runbook: runbook.name().to_string(),
+        summary: runbook.doc.summary.clone(),
+        env: env.name.clone(),
+        protected: env.doc.protected,
+        steps: planned(&runbook.steps),
+        rollback: planned(&runbook.rollback),
+    }
+}
+
+/// What templates see before a run: the environment, the inputs given (secret ones masked,
+/// missing ones and every step output as a `⟨…⟩` placeholder, see [`is_known`]).
+pub fn context(
+    runbook: &Runbook,
+    env: &Environment,
+    inputs: &IndexMap<String, InputValue>,
+) -> serde_json::Value {
     let mut input_ctx = serde_json::Map::new();
     for (name, spec) in &runbook.doc.inputs {
         let v = match inputs.get(name) {
@@ -78,25 +102,17 @@ pub fn plan(runbook: &Runbook, env: &Environment, inputs: &IndexMap<String, Inpu
             .collect();
         steps_ctx.insert(s.id().to_string(), outs.into());
     }
-    let ctx = crate::template::value(serde_json::json!({
+    serde_json::json!({
         "inputs": input_ctx,
         "env": env.template_vars(),
         "steps": steps_ctx,
-    }));
-    let planned = |list: &[Step]| -> Vec<PlannedStep> {
-        list.iter()
-            .enumerate()
-            .map(|(i, s)| plan_step(s, i + 1, &ctx))
-            .collect()
-    };
-    Plan {
-        runbook: runbook.name().to_string(),
-        summary: runbook.doc.summary.clone(),
-        env: env.name.clone(),
-        protected: env.doc.protected,
-        steps: planned(&runbook.steps),
-        rollback: planned(&runbook.rollback),
-    }
+    })
+}
+
+/// Whether a value rendered with [`context`] is fully known before the run: no placeholder of
+/// a run-time value, no masked secret.
+pub fn is_known(rendered: &str) -> bool {
+    !rendered.contains(OPEN) && !rendered.contains(MASK)
 }
 
 fn plan_step(step: &Step, index: usize, ctx: &Value) -> PlannedStep {

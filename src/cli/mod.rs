@@ -1,6 +1,9 @@
 //! The command line: parses arguments, picks terminal or plain output, and turns outcomes into
 //! the documented exit codes. Only this module prints diagnostics or decides colour and TTY.
 
+pub mod completions;
+mod list_json;
+mod preflight;
 pub mod prompt;
 mod runs;
 pub mod ui;
@@ -31,8 +34,10 @@ const AFTER_HELP: &str = "\
 Examples:
   runbook list
   runbook plan db-password --env staging
+  runbook preflight db-password --env staging   # read-only checks before a run
   runbook run db-password --env sandbox
-  runbook run r2-credentials --env production --input reason=scheduled
+  runbook run image-audit --env production --yes --confirm-env production   # unattended, e.g. CI
+  runbook resume                     # continue the latest unfinished run where it stopped
   runbook check                      # validate every runbook (CI, editors)
 
 Exit codes:
@@ -41,6 +46,19 @@ Exit codes:
   2    invalid runbook, environment or input; nothing ran
   3    declined by the operator at a gate; nothing after it ran
   130  interrupted (Ctrl-C)";
+
+const PLAN_HELP: &str = "\
+Examples:
+  runbook plan db-password --env staging
+  runbook plan db-password --env production --format md   # for a pull-request comment
+  runbook plan db-password --env staging --output json";
+
+const RUN_HELP: &str = "\
+Examples:
+  runbook run db-password --env sandbox
+  runbook run db-password --env staging --dry-run         # the plan; nothing runs
+  runbook run db-password --env production --yes --confirm-env production --output json
+  RUNBOOK_INPUT_TOKEN=... runbook run NAME --env staging  # a secret input, not in argv";
 
 #[derive(Parser, Debug)]
 #[command(name = "runbook", version, about = "Run operational runbooks written as versioned YAML", after_help = AFTER_HELP)]
@@ -71,6 +89,15 @@ pub enum Output {
     Json,
 }
 
+/// How `plan` shows the plan to a person (`--output json` is for programs).
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum PlanFormat {
+    /// For a terminal.
+    Text,
+    /// Markdown, for a pull-request comment.
+    Md,
+}
+
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
 pub enum CheckFormat {
     Human,
@@ -87,10 +114,14 @@ pub enum SchemaName {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// List the runbooks: name, summary, rotation, impact.
-    List,
+    List {
+        #[arg(long, value_enum, default_value_t = Output::Human)]
+        output: Output,
+    },
     /// Show one runbook: its inputs and steps.
     Show { name: String },
     /// Show what a run would do, every step rendered, secrets masked. No network, no change.
+    #[command(after_help = PLAN_HELP)]
     Plan {
         name: String,
         /// The environment (from environments.yaml).
@@ -101,8 +132,23 @@ pub enum Command {
         inputs: Vec<String>,
         #[arg(long, value_enum, default_value_t = Output::Human)]
         output: Output,
+        /// How to show it to a person: `text`, or `md` for a pull-request comment.
+        #[arg(long, value_enum, default_value_t = PlanFormat::Text, conflicts_with = "output")]
+        format: PlanFormat,
+    },
+    /// Check, read-only, that a run would find what it needs: AWS credentials and SSM
+    /// parameters, SSH hosts, database logins, HTTP endpoints. Exit 1 when a check fails.
+    Preflight {
+        name: String,
+        /// The environment (from environments.yaml).
+        #[arg(long)]
+        env: Option<String>,
+        /// An input value, `name=value` (repeatable).
+        #[arg(long = "input", short = 'i', value_name = "NAME=VALUE")]
+        inputs: Vec<String>,
     },
     /// Run a runbook against an environment.
+    #[command(after_help = RUN_HELP)]
     Run {
         name: String,
         /// The environment (from environments.yaml); asked for on a terminal when absent.
@@ -154,6 +200,9 @@ pub enum Command {
         paths: Vec<PathBuf>,
         #[arg(long, value_enum, default_value_t = CheckFormat::Human)]
         format: CheckFormat,
+        /// `--output json` is `--format json`: the flag every command takes for programs.
+        #[arg(long, value_enum, conflicts_with = "format")]
+        output: Option<Output>,
     },
     /// Render a runbook as Markdown a person can follow by hand (no secret values in it).
     Docs {
@@ -167,6 +216,13 @@ pub enum Command {
         #[arg(value_enum, default_value_t = SchemaName::Runbook)]
         which: SchemaName,
     },
+    /// Print a shell completion script (bash: `source <(runbook completions bash)`).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (read it with `runbook man | man -l -`).
+    Man,
 }
 
 /// Parse arguments, run the command, return the exit code.
@@ -198,14 +254,16 @@ pub fn main() -> i32 {
         state_dir: cli.state_dir.clone(),
     };
     match cli.command {
-        Command::List => cx.list(),
+        Command::List { output } => cx.list(output),
         Command::Show { name } => cx.show(&name),
         Command::Plan {
             name,
             env,
             inputs,
             output,
-        } => cx.plan(&name, env.as_deref(), &inputs, output),
+            format,
+        } => cx.plan(&name, env.as_deref(), &inputs, output, format),
+        Command::Preflight { name, env, inputs } => cx.preflight(&name, env.as_deref(), &inputs),
         Command::Run {
             name,
             env,
@@ -216,7 +274,7 @@ pub fn main() -> i32 {
             output,
         } => {
             if dry_run {
-                return cx.plan(&name, env.as_deref(), &inputs, output);
+                return cx.plan(&name, env.as_deref(), &inputs, output, PlanFormat::Text);
             }
             cx.run(
                 &name,
@@ -244,7 +302,14 @@ pub fn main() -> i32 {
         ),
         Command::Runs { output } => cx.runs(output),
         Command::Abandon { run_id } => cx.abandon(&run_id),
-        Command::Check { paths, format } => cx.check(&paths, format),
+        Command::Check {
+            paths,
+            format,
+            output,
+        } => match output {
+            Some(Output::Json) => cx.check(&paths, CheckFormat::Json),
+            _ => cx.check(&paths, format),
+        },
         Command::Docs { name, env } => cx.docs(&name, env.as_deref()),
         Command::Schema { which } => {
             let s = match which {
@@ -254,6 +319,8 @@ pub fn main() -> i32 {
             print!("{s}");
             exit::DONE
         }
+        Command::Completions { shell } => completions::completions(shell),
+        Command::Man => completions::man(),
     }
 }
 
@@ -389,11 +456,14 @@ impl Ctx {
         })
     }
 
-    fn list(&self) -> i32 {
+    fn list(&self, output: Output) -> i32 {
         let catalog = match self.catalog() {
             Ok(c) => c,
             Err(code) => return code,
         };
+        if output == Output::Json {
+            return list_json::print(&catalog);
+        }
         let w = catalog
             .runbooks
             .iter()
@@ -514,7 +584,14 @@ impl Ctx {
         exit::DONE
     }
 
-    fn plan(&self, name: &str, env: Option<&str>, inputs: &[String], output: Output) -> i32 {
+    fn plan(
+        &self,
+        name: &str,
+        env: Option<&str>,
+        inputs: &[String],
+        output: Output,
+        format: PlanFormat,
+    ) -> i32 {
         let catalog = match self.catalog() {
             Ok(c) => c,
             Err(code) => return code,
@@ -552,9 +629,10 @@ impl Ctx {
             }
         }
         let plan = plan::plan(rb, env, &values);
-        match output {
-            Output::Human => print!("{}", plan.render_text()),
-            Output::Json => println!(
+        match (output, format) {
+            (Output::Human, PlanFormat::Text) => print!("{}", plan.render_text()),
+            (Output::Human, PlanFormat::Md) => print!("{}", plan.render_markdown()),
+            (Output::Json, _) => println!(
                 "{}",
                 serde_json::to_string_pretty(&plan).unwrap_or_default()
             ),

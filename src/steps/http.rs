@@ -95,7 +95,7 @@ const BODY_LIMIT: usize = 64 * 1024;
 const EXCERPT: usize = 300;
 
 impl Params {
-    fn expected(&self) -> Vec<u16> {
+    pub(crate) fn expected(&self) -> Vec<u16> {
         self.expect_status
             .as_ref()
             .map_or_else(|| vec![200], ExpectStatus::codes)

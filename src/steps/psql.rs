@@ -277,6 +277,29 @@ fn read_only(sql: &str) -> bool {
     matches!(first.as_str(), "select" | "show" | "values" | "table")
 }
 
+/// `runbook preflight`: log in to `database` as `user` (default: the database's) and run
+/// `SELECT 1`. The password must already be registered as a secret.
+pub(crate) async fn check_login(
+    cx: &RunCx<'_>,
+    database: &str,
+    user: Option<&str>,
+    password: &str,
+) -> Result<String, StepError> {
+    let spec = cx.env.doc.databases.get(database).ok_or_else(|| {
+        StepError::new(format!(
+            "environment `{}` has no database `{database}`",
+            cx.env.name
+        ))
+    })?;
+    let user = user.unwrap_or(&spec.user);
+    let client = connect(cx, database, spec, user, password).await?;
+    client
+        .simple_query("SELECT 1")
+        .await
+        .map_err(|e| db_error(&format!("cannot query database `{database}`"), &e))?;
+    Ok(format!("logged in as {user}"))
+}
+
 /// Log in, through the `via` host's SSH connection when there is one.
 async fn connect(
     cx: &RunCx<'_>,

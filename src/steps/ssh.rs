@@ -148,6 +148,19 @@ async fn session(cx: &RunCx<'_>, host: &str) -> Result<Arc<Conn>, StepError> {
     pool.conn(&cx.env.name, host, spec).await
 }
 
+/// `runbook preflight`: open (or reuse) the run's connection to `host`, which checks the
+/// address, the host key and the login. Returns the `user@address:port` it reached.
+pub(crate) async fn login(cx: &RunCx<'_>, host: &str) -> Result<String, StepError> {
+    session(cx, host).await?;
+    Ok(cx
+        .env
+        .doc
+        .hosts
+        .get(host)
+        .map(target_text)
+        .unwrap_or_default())
+}
+
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 fn target_text(spec: &HostSpec) -> String {

@@ -111,7 +111,7 @@ pub struct PutParams {
 
 impl PutParams {
     /// The policy in effect. `if_exists` wins when both are given; check refuses that anyway.
-    fn policy(&self) -> IfExists {
+    pub(crate) fn policy(&self) -> IfExists {
         self.if_exists.unwrap_or(if self.overwrite == Some(true) {
             IfExists::Overwrite
         } else {
@@ -479,6 +479,8 @@ struct Target {
 struct Ssm {
     client: Client,
     target: Target,
+    /// The SDK client does not expose its provider; `runbook preflight` asks it directly.
+    credentials: Option<aws_sdk_ssm::config::SharedCredentialsProvider>,
 }
 
 /// The run's SSM clients, one per environment.
@@ -539,6 +541,7 @@ async fn client(cx: &RunCx<'_>) -> Result<Ssm, StepError> {
         .unwrap_or_else(|| format!("https://ssm.{}.amazonaws.com", aws.region));
     let ssm = Ssm {
         client: Client::new(&conf),
+        credentials: conf.credentials_provider(),
         target: Target {
             env: env.name.clone(),
             region: aws.region.clone(),
@@ -548,6 +551,53 @@ async fn client(cx: &RunCx<'_>) -> Result<Ssm, StepError> {
     };
     by_env.insert(env.name.clone(), ssm.clone());
     Ok(ssm)
+}
+
+/// `runbook preflight`: the environment's AWS credentials resolve (without calling SSM).
+pub(crate) async fn check_credentials(cx: &RunCx<'_>) -> Result<String, StepError> {
+    use aws_sdk_ssm::config::ProvideCredentials;
+    let ssm = client(cx).await?;
+    let t = &ssm.target;
+    let provider = ssm.credentials.as_ref().ok_or_else(|| {
+        StepError::new(format!("no AWS credentials for environment `{}`", t.env))
+            .with_detail(format!("help: {}", credentials_help(t)))
+    })?;
+    provider.provide_credentials().await.map_err(|e| {
+        StepError::new(format!(
+            "no AWS credentials for environment `{}`: {}",
+            t.env,
+            super::error_chain(&e)
+        ))
+        .with_detail(format!("help: {}", credentials_help(t)))
+    })?;
+    Ok(format!("region {}, {}", t.region, t.endpoint))
+}
+
+/// `runbook preflight`: a parameter's metadata (never its value) through
+/// `ssm:DescribeParameters`: its version, or None when it does not exist.
+pub(crate) async fn describe(cx: &RunCx<'_>, name: &str) -> Result<Option<i64>, StepError> {
+    use aws_sdk_ssm::types::ParameterStringFilter;
+    let ssm = client(cx).await?;
+    let action = "ssm:DescribeParameters";
+    let filter = ParameterStringFilter::builder()
+        .key("Name")
+        .option("Equals")
+        .values(name)
+        .build()
+        .map_err(|e| StepError::new(format!("cannot describe `{name}`: {e}")))?;
+    let out = throttled(cx.progress, FIRST_DELAY, action, || {
+        ssm.client
+            .describe_parameters()
+            .parameter_filters(filter.clone())
+            .send()
+    })
+    .await
+    .map_err(|e| ssm.error(e, action, name, None))?;
+    Ok(out
+        .parameters()
+        .iter()
+        .find(|p| p.name() == Some(name))
+        .map(|p| p.version()))
 }
 
 /// Error codes that mean "slow down": safe to send again, nothing was changed.

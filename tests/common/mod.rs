@@ -329,3 +329,20 @@ impl Run {
             })
     }
 }
+
+/// A parameter's decrypted value, read by the test straight from the sandbox's SSM API.
+pub fn ssm_value(name: &str) -> String {
+    let out = Command::new("curl")
+        .args(["-sf", "-X", "POST", "http://127.0.0.1:5000/"])
+        .args(["-H", "X-Amz-Target: AmazonSSM.GetParameter", "-H", "Content-Type: application/x-amz-json-1.1"])
+        .args([
+            "-H",
+            "Authorization: AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/ssm/aws4_request, SignedHeaders=host, Signature=0",
+        ])
+        .args(["-d", &format!(r#"{{"Name":"{name}","WithDecryption":true}}"#)])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "GetParameter {name}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    v["Parameter"]["Value"].as_str().unwrap().to_string()
+}

@@ -1,0 +1,147 @@
+//! `runbook preflight NAME --env E`: the read-only checks of [`crate::preflight`] as a table,
+//! exit 0 when none failed and 1 otherwise.
+
+use std::fmt::Write as _;
+
+use indexmap::IndexMap;
+
+use super::{Ctx, exit, input_from_env, parse_inputs, prompt};
+use crate::engine::InputValue;
+use crate::preflight::{self, Check, Status};
+use crate::secret::Redactor;
+
+impl Ctx {
+    pub(super) fn preflight(&self, name: &str, env: Option<&str>, inputs: &[String]) -> i32 {
+        let catalog = match self.catalog() {
+            Ok(c) => c,
+            Err(code) => return code,
+        };
+        let rb = match self.runbook(&catalog, name) {
+            Ok(r) => r,
+            Err(code) => return code,
+        };
+        let env = match self.environment(&catalog, env, false) {
+            Ok(e) => e,
+            Err(code) => return code,
+        };
+        let given = match parse_inputs(rb, inputs) {
+            Ok(g) => g,
+            Err(p) => {
+                self.report(&[p]);
+                return exit::INVALID;
+            }
+        };
+        // As for a plan: inputs not given stay unknown, and so do the checks that need them.
+        let mut values = IndexMap::new();
+        for (name, spec) in &rb.doc.inputs {
+            if let Some(v) = given
+                .get(name)
+                .cloned()
+                .or_else(|| input_from_env(name))
+                .or_else(|| spec.default.clone())
+            {
+                values.insert(
+                    name.clone(),
+                    InputValue {
+                        value: v,
+                        secret: spec.secret,
+                    },
+                );
+            }
+        }
+        let redactor = Redactor::new();
+        for v in values.values().filter(|v| v.secret) {
+            redactor.add(&v.value);
+        }
+        let runtime = match tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+        {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("error: cannot start the async runtime: {e}");
+                return exit::STEP_FAILED;
+            }
+        };
+        eprintln!(
+            "preflight: {} on {}; read-only, nothing changes",
+            rb.name(),
+            env.name
+        );
+        let checks = runtime.block_on(preflight::preflight(
+            rb,
+            env,
+            &values,
+            &prompt::NoPrompter,
+            &redactor,
+        ));
+        runtime.shutdown_background();
+        print!("{}", table(&checks));
+        if preflight::passed(&checks) {
+            exit::DONE
+        } else {
+            exit::STEP_FAILED
+        }
+    }
+}
+
+fn status_text(s: Status) -> &'static str {
+    match s {
+        Status::Pass => "pass",
+        Status::Warn => "warn",
+        Status::Skip => "skip",
+        Status::Fail => "FAIL",
+    }
+}
+
+/// The checks as an aligned table, then what each failure said, then a count.
+fn table(checks: &[Check]) -> String {
+    let mut o = String::new();
+    let w_check = checks
+        .iter()
+        .map(|c| c.check.len())
+        .max()
+        .unwrap_or(0)
+        .max(5);
+    let w_target = checks
+        .iter()
+        .map(|c| c.target.chars().count())
+        .max()
+        .unwrap_or(0)
+        .max(6);
+    let _ = writeln!(
+        o,
+        "{:w_check$}  {:w_target$}  RESULT  REASON",
+        "CHECK", "TARGET"
+    );
+    for c in checks {
+        let _ = writeln!(
+            o,
+            "{:w_check$}  {:w_target$}  {:6}  {}",
+            c.check,
+            c.target,
+            status_text(c.status),
+            c.reason
+        );
+    }
+    for c in checks.iter().filter(|c| c.status == Status::Fail) {
+        if let Some(d) = &c.detail {
+            let _ = writeln!(o, "\n{} {}:", c.check, c.target);
+            for line in d.lines() {
+                let _ = writeln!(o, "  {line}");
+            }
+        }
+    }
+    let count = |s: Status| checks.iter().filter(|c| c.status == s).count();
+    let _ = writeln!(
+        o,
+        "\n{} check(s): {} passed, {} failed, {} warning(s), {} skipped",
+        checks.len(),
+        count(Status::Pass),
+        count(Status::Fail),
+        count(Status::Warn),
+        count(Status::Skip)
+    );
+    o
+}

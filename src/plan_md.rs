@@ -1,0 +1,172 @@
+//! A plan as Markdown, for a pull-request comment: what a run would do, its gates and its
+//! rollback, from the same masked [`Plan`] the terminal shows (so no secret can appear here).
+
+use std::fmt::Write;
+
+use crate::plan::{Plan, PlanEffect, PlannedStep};
+
+impl Plan {
+    /// The plan as GitHub-flavoured Markdown: a heading, a table of steps with their effect,
+    /// the gates spelled out, and the rollback in its own section.
+    pub fn render_markdown(&self) -> String {
+        let mut o = String::new();
+        let protected = if self.protected { " (protected)" } else { "" };
+        let _ = writeln!(
+            o,
+            "### Plan: `{}` on `{}`{protected}\n",
+            self.runbook, self.env
+        );
+        let _ = writeln!(o, "{}\n", inline(&self.summary));
+        let changes = self
+            .steps
+            .iter()
+            .filter(|s| matches!(s.effect, PlanEffect::Changes(_)))
+            .count();
+        let _ = writeln!(
+            o,
+            "{} ({} that change something), {}; nothing has run.",
+            count(self.steps.len(), "step"),
+            changes,
+            count(self.gates(), "gate")
+        );
+        if self.protected {
+            let _ = writeln!(
+                o,
+                "\n> **`{}` is a protected environment:** at the first gate the operator also types its name.",
+                self.env
+            );
+        }
+        o.push('\n');
+        table(&mut o, &self.steps);
+
+        let gated: Vec<&PlannedStep> = self.steps.iter().filter(|s| s.gate.is_some()).collect();
+        if !gated.is_empty() {
+            let _ = writeln!(o, "\n#### Gates\n");
+            let _ = writeln!(
+                o,
+                "The run stops and asks before each of these steps; declining ends it there.\n"
+            );
+            for s in gated {
+                let _ = writeln!(
+                    o,
+                    "- **{}. `{}`**: {}",
+                    s.index,
+                    s.id,
+                    inline(s.gate.as_deref().unwrap_or_default())
+                );
+            }
+        }
+
+        if !self.rollback.is_empty() {
+            let _ = writeln!(o, "\n#### Rollback\n");
+            let from: Vec<String> = self
+                .steps
+                .iter()
+                .filter_map(|s| s.on_failure.as_ref().map(|_| format!("`{}`", s.id)))
+                .collect();
+            if from.is_empty() {
+                let _ = writeln!(
+                    o,
+                    "No step rolls back on failure; these steps run only if one is told to.\n"
+                );
+            } else {
+                let _ = writeln!(
+                    o,
+                    "Runs only when {} fails, from the step its `on_failure` names.\n",
+                    or_list(&from)
+                );
+            }
+            table(&mut o, &self.rollback);
+        }
+        o
+    }
+}
+
+fn table(o: &mut String, steps: &[PlannedStep]) {
+    let _ = writeln!(o, "| # | Step | Does | Effect |");
+    let _ = writeln!(o, "|--:|------|------|--------|");
+    for s in steps {
+        let mut step = format!("`{}` `{}`", s.id, s.kind);
+        if let Some(t) = &s.title {
+            let _ = write!(step, "<br>{}", cell(t));
+        }
+        let mut notes = Vec::new();
+        if s.gate.is_some() {
+            notes.push("**gate**".to_string());
+        }
+        if let Some(when) = &s.when {
+            notes.push(format!("only when `{}`", code(when)));
+        }
+        if s.interactive {
+            notes.push("asks the operator".to_string());
+        }
+        if let Some(f) = &s.on_failure {
+            notes.push(format!("on failure: {}", cell(f)));
+        }
+        let notes = if notes.is_empty() {
+            String::new()
+        } else {
+            format!("<br>{}", notes.join("; "))
+        };
+        let _ = writeln!(
+            o,
+            "| {} | {step} | {} | {}{notes} |",
+            s.index,
+            cell(&s.action),
+            effect(&s.effect)
+        );
+    }
+}
+
+fn effect(e: &PlanEffect) -> String {
+    match e {
+        PlanEffect::ReadOnly => "read-only".into(),
+        PlanEffect::Local => "local only".into(),
+        PlanEffect::Changes(what) => format!("**changes** {}", cell(what)),
+        PlanEffect::Unknown(what) => format!("unknown until run time: {}", cell(what)),
+    }
+}
+
+/// Text inside a table cell: a `|` would end the cell, a newline the row, and `<`/`>` could
+/// start HTML (a command's redirection, a placeholder).
+fn cell(s: &str) -> String {
+    inline(s).replace('|', "\\|").replace('\n', "<br>")
+}
+
+/// Text in a paragraph or list item: HTML-looking text is shown, not interpreted. (`&&` in a
+/// command is left alone: only `&name;` would be an entity.)
+fn inline(s: &str) -> String {
+    s.trim().replace('<', "&lt;").replace('>', "&gt;")
+}
+
+/// Text inside a code span in a table: only `|` needs care (GitHub splits cells first).
+fn code(s: &str) -> String {
+    s.replace('`', "'").replace('|', "\\|")
+}
+
+/// `a`, `a or b`, `a, b or c`.
+fn or_list(items: &[String]) -> String {
+    match items {
+        [] => String::new(),
+        [one] => one.clone(),
+        [init @ .., last] => format!("{} or {last}", init.join(", ")),
+    }
+}
+
+fn count(n: usize, word: &str) -> String {
+    if n == 1 {
+        format!("1 {word}")
+    } else {
+        format!("{n} {word}s")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cells_escape_pipes_newlines_and_html() {
+        assert_eq!(cell("a | b\nc <x> && d"), "a \\| b<br>c &lt;x&gt; && d");
+    }
+}
