@@ -438,3 +438,78 @@ fn locate(node: &Node, source: &Source, range: std::ops::Range<usize>) -> ByteSp
     }
     node.span.clone()
 }
+
+/// `runbook.run` steps name runbooks of the same directory, with their inputs. A name written
+/// as `{{ inputs.x }}` is checked for every choice of input `x`.
+pub fn nested_runbooks(runbooks: &[crate::model::Runbook], problems: &mut Vec<Problem>) {
+    for rb in runbooks {
+        for step in rb.all_steps().filter(|s| s.kind.name() == "runbook.run") {
+            let Some(name_node) = step.params.get("name") else {
+                continue;
+            };
+            let Some(name) = name_node.as_str() else {
+                continue;
+            };
+            let candidates: Vec<String> = if !template::is_template(name) {
+                vec![name.to_string()]
+            } else {
+                let refs = template::references(name).unwrap_or_default();
+                match refs.as_slice() {
+                    [r] => r
+                        .strip_prefix("inputs.")
+                        .and_then(|input| rb.doc.inputs.get(input))
+                        .and_then(|spec| spec.choices.clone())
+                        .unwrap_or_default(),
+                    _ => Vec::new(),
+                }
+            };
+            let given: Vec<&str> = step
+                .params
+                .get("inputs")
+                .and_then(Node::as_map)
+                .map_or_else(Vec::new, |m| {
+                    m.iter().filter_map(|(k, _)| k.as_str()).collect()
+                });
+            for cand in candidates {
+                let at = |p: Problem| p.at(&rb.source, name_node.span.clone());
+                let Some(child) = runbooks.iter().find(|r| r.name() == cand) else {
+                    let names = runbooks.iter().map(|r| r.name());
+                    let mut p = Problem::error(
+                        "runbook::unknown-runbook",
+                        format!("no runbook named `{cand}`"),
+                    )
+                    .label("runs this runbook");
+                    p.help = did_you_mean(&cand, names);
+                    problems.push(at(p));
+                    continue;
+                };
+                if child.name() == rb.name() {
+                    problems.push(at(Problem::error(
+                        "runbook::nested-self",
+                        format!("runbook `{cand}` runs itself"),
+                    )));
+                    continue;
+                }
+                for k in &given {
+                    if !child.doc.inputs.contains_key(*k) {
+                        problems.push(at(Problem::error(
+                            "runbook::unknown-input",
+                            format!("runbook `{cand}` has no input `{k}`"),
+                        )));
+                    }
+                }
+                for (k, spec) in &child.doc.inputs {
+                    if spec.default.is_none() && !given.contains(&k.as_str()) {
+                        problems.push(at(Problem::error(
+                            "runbook::missing-input",
+                            format!(
+                                "runbook `{cand}` needs input `{k}`, which this step does not give"
+                            ),
+                        )
+                        .help(format!("add it under `inputs:` of step `{}`", step.id()))));
+                    }
+                }
+            }
+        }
+    }
+}

@@ -121,6 +121,7 @@ pub async fn preflight(
         progress: &progress,
         add_secret: &add_secret,
         assume_yes: false,
+        nested: None,
     };
     let mut checks = Vec::new();
 

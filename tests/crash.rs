@@ -6,73 +6,9 @@
 mod common;
 
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
-use common::{Sandbox, Test, repo};
-
-fn ssm_value(name: &str) -> String {
-    let out = Command::new("curl")
-        .args(["-sf", "-X", "POST", "http://127.0.0.1:5000/"])
-        .args(["-H", "X-Amz-Target: AmazonSSM.GetParameter", "-H", "Content-Type: application/x-amz-json-1.1"])
-        .args([
-            "-H",
-            "Authorization: AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/ssm/aws4_request, SignedHeaders=host, Signature=0",
-        ])
-        .args(["-d", &format!(r#"{{"Name":"{name}","WithDecryption":true}}"#)])
-        .output()
-        .unwrap();
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    v["Parameter"]["Value"].as_str().unwrap().to_string()
-}
-
-fn db_login(password: &str) -> bool {
-    Command::new("psql")
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            "5433",
-            "-U",
-            "musehub",
-            "-d",
-            "musehub",
-            "-qAtX",
-            "-c",
-            "select 1",
-        ])
-        .env("PGPASSWORD", password)
-        .env("PGCONNECT_TIMEOUT", "5")
-        .output()
-        .unwrap()
-        .status
-        .success()
-}
-
-fn env_file_password(sb: &Sandbox) -> String {
-    let text = std::fs::read_to_string(sb.state.join("musehub/.env")).unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix("DB_PASSWORD="))
-        .unwrap_or_default()
-        .trim_matches('"')
-        .to_string()
-}
-
-fn explore(sb: &Sandbox) -> String {
-    let out = Command::new("curl")
-        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--cacert"])
-        .arg(sb.get("SANDBOX_CA_FILE"))
-        .arg("https://127.0.0.1:1337/explore")
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn deploys(sb: &Sandbox) -> usize {
-    std::fs::read_to_string(sb.state.join("musehub/deploy.log"))
-        .unwrap_or_default()
-        .lines()
-        .count()
-}
+use common::{Test, db_login, shipped, ssm_value};
 
 /// Run `db-password` and SIGKILL it when the event `event` of step `id` appears. Returns
 /// whether the kill happened before the run ended.
@@ -175,11 +111,8 @@ fn db_password_survives_sigkill_at_every_step_boundary_and_mid_step() {
     }
     {
         for (event, label, id) in positions {
-            let t = Test::new().with_sandbox(&sb);
-            for f in common::walk(&repo().join("runbooks")) {
-                std::fs::copy(&f, t.runbooks_dir().join(f.file_name().unwrap())).unwrap();
-            }
-            let before = deploys(&sb);
+            let t = shipped(&sb);
+            let before = sb.deploys();
             let killed = run_and_kill(&t, event, id);
             let (in_flight, _) = journal_state(&t);
             // A kill after the last step can land after the run already ended: nothing to resume.
@@ -189,7 +122,7 @@ fn db_password_survives_sigkill_at_every_step_boundary_and_mid_step() {
             } else {
                 t.again(&["resume", "--yes"])
             };
-            let after = deploys(&sb);
+            let after = sb.deploys();
             let ssm = ssm_value("/musehub/sandbox/DB_PASSWORD");
             let redeploy_repeated = in_flight.iter().any(|s| s == "redeploy");
             let mut problems = Vec::new();
@@ -202,13 +135,13 @@ fn db_password_survives_sigkill_at_every_step_boundary_and_mid_step() {
                     resumed.code, resumed.stderr
                 ));
             }
-            if env_file_password(&sb) != ssm {
+            if sb.app_env("DB_PASSWORD") != ssm {
                 problems.push(".env differs from SSM".into());
             }
             if !db_login(&ssm) {
                 problems.push("the database refuses the SSM password".into());
             }
-            if explore(&sb) != "200" {
+            if sb.explore_status() != "200" {
                 problems.push("/explore is not 200".into());
             }
             let max = if redeploy_repeated { 2 } else { 1 };

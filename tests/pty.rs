@@ -321,3 +321,80 @@ fn without_a_terminal_a_gate_needs_yes() {
     assert!(!started(&t, "before") && !started(&t, "later"));
     assert_eq!(http_status(&sb, &format!("/flaky/{key}/1")), 503);
 }
+
+/// §7: the chosen rotation runs inside the response (its steps journaled as `rotate/<step>`),
+/// then every review collects its evidence and the incident summary is built from it.
+#[test]
+fn compromise_response_rotates_through_the_chosen_runbook_and_collects_evidence() {
+    let sb = sandbox();
+    let name = "/musehub/sandbox/RUNNER_TOKEN";
+    let before = common::ssm_value(name);
+    let t = common::shipped(&sb).args(&[
+        "run",
+        "compromise-response",
+        "--env",
+        "sandbox",
+        "--yes",
+        "--input",
+        "secret=runner-token",
+        "--input",
+        "suspected_since=2026-11-20T14:00Z",
+    ]);
+    let mut p = Pty::spawn(&t);
+    for (prompt, answer, done) in [
+        (
+            "What CloudTrail shows",
+            "only the deploy role",
+            "Is the CloudTrail review done?",
+        ),
+        (
+            "What was revoked",
+            "nothing to revoke: old token invalid",
+            "Is the old value revoked?",
+        ),
+        (
+            "What the logs show",
+            "no anomalies",
+            "Is the log review done?",
+        ),
+        (
+            "Link or id of the incident entry",
+            "INC-42",
+            "Is the incident recorded?",
+        ),
+    ] {
+        p.expect(prompt);
+        p.send(answer);
+        p.send(ENTER);
+        p.expect(done);
+        p.send("y");
+        p.send(ENTER);
+    }
+    assert_eq!(p.finish(), 0, "{}", p.output());
+    assert!(
+        p.output().contains("CloudTrail: only the deploy role"),
+        "{}",
+        p.output()
+    );
+    let after = common::ssm_value(name);
+    assert_ne!(after, before, "the runner token was rotated");
+    assert_eq!(sb.app_env("RUNNER_TOKEN"), after, "and deployed");
+    let nested: Vec<String> = events(&t)
+        .iter()
+        .filter(|e| e["event"] == "step_finished")
+        .filter_map(|e| e["id"].as_str().map(str::to_string))
+        .collect();
+    for id in ["store", "redeploy", "verify", "rotate", "record"] {
+        assert!(nested.iter().any(|n| n == id), "{id} ran: {nested:?}");
+    }
+    let journal: String = common::walk(&t.state_dir().join("runs"))
+        .iter()
+        .filter(|f| f.ends_with("journal.jsonl"))
+        .map(|f| std::fs::read_to_string(f).unwrap())
+        .collect();
+    assert!(
+        journal.contains(r#""id":"rotate/store""#),
+        "nested steps are journaled under the step"
+    );
+    assert!(!p.output().contains(&after), "the new token was printed");
+}

@@ -4,38 +4,12 @@
 
 mod common;
 
-use std::process::Command;
 use std::sync::Mutex;
 
-use common::{Sandbox, Test, repo};
+use common::{db_login, repo, shipped, ssm_value};
 
 /// The rotations share the sandbox's musehub role, SSM parameters and app: one at a time.
 static SERIAL: Mutex<()> = Mutex::new(());
-
-fn shipped(sb: &Sandbox) -> Test {
-    let t = Test::new().with_sandbox(sb);
-    for f in common::walk(&repo().join("runbooks")) {
-        std::fs::copy(&f, t.runbooks_dir().join(f.file_name().unwrap())).unwrap();
-    }
-    t
-}
-
-/// A parameter's decrypted value, read by the test straight from the SSM API.
-fn ssm_value(name: &str) -> String {
-    let out = Command::new("curl")
-        .args(["-sf", "-X", "POST", "http://127.0.0.1:5000/"])
-        .args(["-H", "X-Amz-Target: AmazonSSM.GetParameter", "-H", "Content-Type: application/x-amz-json-1.1"])
-        .args([
-            "-H",
-            "Authorization: AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/ssm/aws4_request, SignedHeaders=host, Signature=0",
-        ])
-        .args(["-d", &format!(r#"{{"Name":"{name}","WithDecryption":true}}"#)])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "GetParameter {name}");
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    v["Parameter"]["Value"].as_str().unwrap().to_string()
-}
 
 #[test]
 fn db_password_rotates_everywhere_and_prints_no_secret() {
@@ -58,12 +32,8 @@ fn db_password_rotates_everywhere_and_prints_no_secret() {
     assert_eq!(new.len(), 48, "24 random bytes as hex");
     assert!(db_login(&new), "the database accepts the new password");
     assert!(!db_login(&old), "the old password no longer works");
-    assert_eq!(
-        env_file_value(&sb, "DB_PASSWORD"),
-        new,
-        "the app's .env has it"
-    );
-    assert_eq!(explore_status(&sb), "200");
+    assert_eq!(sb.app_env("DB_PASSWORD"), new, "the app's .env has it");
+    assert_eq!(sb.explore_status(), "200");
 
     let all = String::from_utf8_lossy(&run.all_bytes()).into_owned();
     assert!(
@@ -86,7 +56,7 @@ fn db_password_rolls_back_when_the_app_does_not_come_back() {
     let old = ssm_value(name);
     let fail = sb.state.join("musehub/FAIL_HEALTH");
     std::fs::write(&fail, "test").unwrap();
-    let before = deploys(&sb);
+    let before = sb.deploys();
 
     let t = shipped(&sb).args(&["run", "db-password", "--env", "sandbox", "--yes"]);
     let run = t.run();
@@ -114,19 +84,19 @@ fn db_password_rolls_back_when_the_app_does_not_come_back() {
         "the database accepts the old password again"
     );
     assert_eq!(
-        env_file_value(&sb, "DB_PASSWORD"),
+        sb.app_env("DB_PASSWORD"),
         old,
         "the app's .env has the old password"
     );
     assert_eq!(
-        deploys(&sb),
+        sb.deploys(),
         before + 2,
         "deployed once with the new password, once back"
     );
     // The app was redeployed with the old password: once allowed to recover, it answers.
     let mut status = String::new();
     for _ in 0..50 {
-        status = explore_status(&sb);
+        status = sb.explore_status();
         if status == "200" {
             break;
         }
@@ -145,58 +115,8 @@ fn db_password_rolls_back_when_the_app_does_not_come_back() {
         "{}",
         resumed.stderr
     );
-    assert_eq!(deploys(&sb), before + 2, "resume repeated no finished step");
+    assert_eq!(sb.deploys(), before + 2, "resume repeated no finished step");
     assert!(!String::from_utf8_lossy(&resumed.all_bytes()).contains(&old));
-}
-
-fn env_file_value(sb: &Sandbox, key: &str) -> String {
-    let text = std::fs::read_to_string(sb.state.join("musehub/.env")).unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(&format!("{key}=")))
-        .unwrap_or_default()
-        .trim_matches('"')
-        .to_string()
-}
-
-/// Can role musehub log in with this password? (psql reads it from the environment.)
-fn db_login(password: &str) -> bool {
-    Command::new("psql")
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            "5433",
-            "-U",
-            "musehub",
-            "-d",
-            "musehub",
-            "-qAtX",
-            "-c",
-            "select 1",
-        ])
-        .env("PGPASSWORD", password)
-        .env("PGCONNECT_TIMEOUT", "5")
-        .output()
-        .unwrap()
-        .status
-        .success()
-}
-
-fn explore_status(sb: &Sandbox) -> String {
-    let out = Command::new("curl")
-        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--cacert"])
-        .arg(sb.get("SANDBOX_CA_FILE"))
-        .arg("https://127.0.0.1:1337/explore")
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn deploys(sb: &Sandbox) -> usize {
-    std::fs::read_to_string(sb.state.join("musehub/deploy.log"))
-        .unwrap_or_default()
-        .lines()
-        .count()
 }
 
 #[test]

@@ -28,6 +28,8 @@ pub enum InFlightChoice {
 /// Everything `execute` needs, for a new run or a resumed one.
 struct Launch<'a> {
     rb: &'a Runbook,
+    /// Every runbook of the directory, for `runbook.run` steps.
+    library: &'a [Runbook],
     env: &'a Environment,
     inputs: IndexMap<String, InputValue>,
     yes: bool,
@@ -102,6 +104,7 @@ impl Ctx {
         };
         self.execute(Launch {
             rb,
+            library: &catalog.runbooks,
             env,
             inputs: values,
             yes,
@@ -276,6 +279,7 @@ impl Ctx {
         );
         self.execute(Launch {
             rb,
+            library: &catalog.runbooks,
             env,
             inputs,
             yes,
@@ -434,7 +438,11 @@ impl Ctx {
                 run_id: l.run_id,
                 assume_yes: l.yes,
             },
-            recorder: Some(std::sync::Mutex::new(Box::new(l.journal))),
+            recorder: Some(std::sync::Arc::new(std::sync::Mutex::new(Box::new(
+                l.journal,
+            )))),
+            library: l.library,
+            nesting: Default::default(),
             resume: l.resume,
         };
         let result = runtime.block_on(async move {

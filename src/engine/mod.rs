@@ -8,7 +8,7 @@ pub mod event;
 pub mod record;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 
 use indexmap::IndexMap;
@@ -16,7 +16,9 @@ use minijinja::Value;
 
 use crate::load::yaml::Node;
 use crate::model::{Environment, OnFailure, Runbook, Step};
-use crate::steps::{Effect, MASK, Output, PromptError, Prompter, Resources, RunCx, StepError};
+use crate::steps::{
+    Effect, MASK, Nested, Output, PromptError, Prompter, Resources, RunCx, StepError,
+};
 use crate::template;
 use event::{Bus, Event, RunStatus, StepStatus};
 use record::{Phase, Record, Recorder, Resume};
@@ -78,10 +80,25 @@ pub struct Engine<'a> {
     pub interrupt: Interrupt,
     pub options: RunOptions,
     /// The run journal; every step transition is recorded before the run goes on.
-    pub recorder: Option<std::sync::Mutex<Box<dyn Recorder>>>,
+    pub recorder: Option<Arc<std::sync::Mutex<Box<dyn Recorder>>>>,
+    /// Every runbook of the directory, for `runbook.run` steps.
+    pub library: &'a [Runbook],
+    /// Where this engine sits when it runs a runbook inside another one.
+    pub nesting: Nesting,
     /// Where a resumed run starts (empty for a new run).
     pub resume: Resume,
 }
+
+/// A runbook run by a `runbook.run` step journals its steps as `<parent step>/<step>`, shares
+/// the run's "protected environment confirmed" state, and may not nest without end.
+#[derive(Debug, Clone, Default)]
+pub struct Nesting {
+    pub prefix: String,
+    pub depth: u8,
+    pub env_confirmed: Arc<AtomicBool>,
+}
+
+const MAX_NESTING: u8 = 4;
 
 /// Outputs of finished steps, by step id.
 type StepOutputs = IndexMap<String, Vec<Output>>;
@@ -117,7 +134,6 @@ impl Engine<'_> {
             ok: 0,
             failed: 0,
             skipped: 0,
-            env_confirmed: false,
         };
         let mut status = RunStatus::Done;
         let mut message = None;
@@ -276,8 +292,39 @@ impl Engine<'_> {
             return Ok(());
         };
         let mut r = r.lock().unwrap_or_else(|e| e.into_inner());
-        r.record(rec)
-            .map_err(|e| format!("cannot write the run journal: {e}"))
+        let result = if self.nesting.prefix.is_empty() {
+            r.record(rec)
+        } else {
+            let p = |id: &str| format!("{}{id}", self.nesting.prefix);
+            match rec {
+                // The run that holds this one records how the whole run ended.
+                Record::RunFinished { .. } => Ok(()),
+                Record::Gate { id, approved, by } => r.record(Record::Gate {
+                    id: &p(id),
+                    approved,
+                    by,
+                }),
+                Record::StepStarted { phase, id } => {
+                    r.record(Record::StepStarted { phase, id: &p(id) })
+                }
+                Record::StepFinished {
+                    phase,
+                    id,
+                    status,
+                    outputs,
+                } => r.record(Record::StepFinished {
+                    phase,
+                    id: &p(id),
+                    status,
+                    outputs,
+                }),
+                Record::RollbackStarted { failed, from } => r.record(Record::RollbackStarted {
+                    failed: &p(failed),
+                    from: &p(from),
+                }),
+            }
+        };
+        result.map_err(|e| format!("cannot write the run journal: {e}"))
     }
 
     /// Make the journal durable before a step that changes something elsewhere.
@@ -411,7 +458,7 @@ impl Engine<'_> {
                 Ok(q) => q,
                 Err(e) => return fail(state, e.message, None, Instant::now()),
             };
-            match self.gate(&id, &question, &action, state, prompter) {
+            match self.gate(&id, &question, &action, prompter) {
                 Ok(true) => {}
                 Ok(false) => {
                     return Flow::Stop(
@@ -480,6 +527,7 @@ impl Engine<'_> {
             progress: &progress,
             add_secret: &add_secret,
             assume_yes: self.options.assume_yes,
+            nested: Some(&EngineNested { engine: self }),
         };
 
         let retry = step.common.retry.clone();
@@ -645,7 +693,6 @@ impl Engine<'_> {
         id: &str,
         question: &str,
         action: &str,
-        state: &mut State,
         prompter: &MaskedPrompter<'_>,
     ) -> Result<bool, PromptError> {
         let env = &self.env.name;
@@ -669,14 +716,15 @@ impl Engine<'_> {
         }
         let full = format!("{question}\n  step `{id}`: {action}");
         let mut approved = tokio::task::block_in_place(|| prompter.confirm(&full))?;
-        if approved && self.env.doc.protected && !state.env_confirmed {
+        if approved && self.env.doc.protected && !self.nesting.env_confirmed.load(Ordering::SeqCst)
+        {
             approved = tokio::task::block_in_place(|| {
                 prompter.type_to_confirm(
                     &format!("`{env}` is a protected environment. Type its name to go on"),
                     env,
                 )
             })?;
-            state.env_confirmed = approved;
+            self.nesting.env_confirmed.store(approved, Ordering::SeqCst);
         }
         let by = operator();
         self.record(Record::Gate {
@@ -700,7 +748,6 @@ struct State {
     ok: usize,
     failed: usize,
     skipped: usize,
-    env_confirmed: bool,
 }
 
 enum Flow {
@@ -777,4 +824,112 @@ pub fn operator() -> String {
     std::env::var("USER")
         .or_else(|_| std::env::var("LOGNAME"))
         .unwrap_or_else(|_| "unknown".into())
+}
+
+/// `runbook.run`: the engine runs the named runbook of its library as part of this run.
+struct EngineNested<'e, 'a> {
+    engine: &'e Engine<'a>,
+}
+
+#[async_trait::async_trait]
+impl Nested for EngineNested<'_, '_> {
+    async fn run_runbook(
+        &self,
+        step_id: &str,
+        name: &str,
+        given: IndexMap<String, String>,
+    ) -> Result<Vec<Output>, StepError> {
+        let parent = self.engine;
+        if parent.nesting.depth >= MAX_NESTING {
+            return Err(StepError::new(format!(
+                "runbooks nest deeper than {MAX_NESTING} levels"
+            )));
+        }
+        let child = parent
+            .library
+            .iter()
+            .find(|r| r.name() == name)
+            .ok_or_else(|| StepError::new(format!("no runbook named `{name}`")))?;
+        let mut inputs = IndexMap::new();
+        for (k, spec) in &child.doc.inputs {
+            let value = given
+                .get(k)
+                .cloned()
+                .or_else(|| spec.default.clone())
+                .ok_or_else(|| {
+                    StepError::new(format!(
+                        "runbook `{name}` needs input `{k}`, which this step does not give"
+                    ))
+                })?;
+            inputs.insert(
+                k.clone(),
+                InputValue {
+                    value,
+                    secret: spec.secret,
+                },
+            );
+        }
+        if let Some(extra) = given.keys().find(|k| !child.doc.inputs.contains_key(*k)) {
+            return Err(StepError::new(format!(
+                "runbook `{name}` has no input `{extra}`"
+            )));
+        }
+        let prefix = format!("{}{step_id}/", parent.nesting.prefix);
+        // What the journal says the child already did, when this run is a resume.
+        let strip = |id: &str| id.strip_prefix(prefix.as_str()).map(str::to_string);
+        let resume = Resume {
+            outputs: parent
+                .resume
+                .outputs
+                .iter()
+                .filter_map(|(id, o)| strip(id).map(|id| (id, o.clone())))
+                .collect(),
+            done: parent
+                .resume
+                .done
+                .iter()
+                .filter_map(|id| strip(id))
+                .collect(),
+            rollback: parent
+                .resume
+                .rollback
+                .as_ref()
+                .and_then(|(from, why)| strip(from).map(|f| (f, why.clone()))),
+        };
+        let engine = Engine {
+            runbook: child,
+            env: parent.env,
+            inputs,
+            prompter: parent.prompter,
+            bus: parent.bus.clone(),
+            interrupt: parent.interrupt.clone(),
+            options: RunOptions {
+                run_id: parent.options.run_id.clone(),
+                assume_yes: parent.options.assume_yes,
+            },
+            recorder: parent.recorder.clone(),
+            library: parent.library,
+            nesting: Nesting {
+                prefix,
+                depth: parent.nesting.depth + 1,
+                env_confirmed: parent.nesting.env_confirmed.clone(),
+            },
+            resume,
+        };
+        let result = Box::pin(engine.run()).await;
+        let why = result.message.unwrap_or_default();
+        match result.status {
+            RunStatus::Done => Ok(vec![Output {
+                name: "status".into(),
+                value: "done".into(),
+                secret: false,
+            }]),
+            RunStatus::Declined | RunStatus::Interrupted => {
+                Err(StepError::declined(format!("runbook `{name}`: {why}")))
+            }
+            RunStatus::Failed | RunStatus::RolledBack => {
+                Err(StepError::new(format!("runbook `{name}` failed: {why}")))
+            }
+        }
+    }
 }

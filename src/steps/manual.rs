@@ -81,6 +81,8 @@ impl Kind for ManualConfirm {
             .lines()
             .find(|l| !l.trim().is_empty())
             .unwrap_or("")
+            .trim()
+            .trim_start_matches('#')
             .trim();
         if p.collect.is_empty() {
             format!("operator: {first}")

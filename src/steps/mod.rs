@@ -8,6 +8,7 @@ pub mod generate;
 pub mod http;
 pub mod manual;
 pub mod psql;
+pub mod runbook;
 pub mod ssh;
 pub mod ssm;
 
@@ -34,6 +35,7 @@ pub static KINDS: &[&dyn DynKind] = &[
     &Adapter::<ssh::SshExec>(PhantomData),
     &Adapter::<psql::Psql>(PhantomData),
     &Adapter::<http::HttpCheck>(PhantomData),
+    &Adapter::<runbook::RunRunbook>(PhantomData),
 ];
 
 pub fn find_kind(name: &str) -> Option<&'static dyn DynKind> {
@@ -215,6 +217,20 @@ pub struct RunCx<'a> {
     pub add_secret: &'a (dyn Fn(&str) + Send + Sync),
     /// The operator approved everything up front (`--yes`).
     pub assume_yes: bool,
+    /// Runs another runbook within this run (absent outside a run, e.g. in preflight).
+    pub nested: Option<&'a dyn Nested>,
+}
+
+/// What the engine offers `runbook.run`: another runbook of the directory, run as part of
+/// this run against the same environment.
+#[async_trait::async_trait]
+pub trait Nested: Send + Sync {
+    async fn run_runbook(
+        &self,
+        step_id: &str,
+        name: &str,
+        inputs: indexmap::IndexMap<String, String>,
+    ) -> Result<Outputs, StepError>;
 }
 
 /// What a kind can check about its parameters beyond their types.

@@ -346,3 +346,69 @@ pub fn ssm_value(name: &str) -> String {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     v["Parameter"]["Value"].as_str().unwrap().to_string()
 }
+
+/// The stand-in MuseHub host of the sandbox, as the rotation tests look at it.
+impl Sandbox {
+    /// A value of the app's `.env` (what the last deploy fetched from SSM).
+    pub fn app_env(&self, key: &str) -> String {
+        let text = std::fs::read_to_string(self.state.join("musehub/.env")).unwrap();
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{key}=")))
+            .unwrap_or_default()
+            .trim_matches('"')
+            .to_string()
+    }
+
+    /// The status code of the app's `/explore` (200 only while it can log in to the database).
+    pub fn explore_status(&self) -> String {
+        let out = Command::new("curl")
+            .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--cacert"])
+            .arg(self.get("SANDBOX_CA_FILE"))
+            .arg("https://127.0.0.1:1337/explore")
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// How many times the app was deployed.
+    pub fn deploys(&self) -> usize {
+        std::fs::read_to_string(self.state.join("musehub/deploy.log"))
+            .unwrap_or_default()
+            .lines()
+            .count()
+    }
+}
+
+/// Can role musehub log in to the sandbox database with this password? (psql reads it from
+/// the environment, not the command line.)
+pub fn db_login(password: &str) -> bool {
+    Command::new("psql")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            "5433",
+            "-U",
+            "musehub",
+            "-d",
+            "musehub",
+            "-qAtX",
+            "-c",
+            "select 1",
+        ])
+        .env("PGPASSWORD", password)
+        .env("PGCONNECT_TIMEOUT", "5")
+        .output()
+        .unwrap()
+        .status
+        .success()
+}
+
+/// A test directory with the repository's runbooks and environments, pointed at the sandbox.
+pub fn shipped(sb: &Sandbox) -> Test {
+    let t = Test::new().with_sandbox(sb);
+    for f in walk(&repo().join("runbooks")) {
+        std::fs::copy(&f, t.runbooks_dir().join(f.file_name().unwrap())).unwrap();
+    }
+    t
+}

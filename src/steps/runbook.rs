@@ -1,0 +1,61 @@
+//! `runbook.run`: run another runbook of the same directory as one step (e.g. the rotation
+//! that a compromise response chooses), against the same environment, in the same run.
+//!
+//! The engine does the running (through [`super::Nested`]): the child's steps are journaled
+//! inside this run, so a crash resumes inside the child without repeating its finished steps.
+
+use indexmap::IndexMap;
+use schemars::JsonSchema;
+use serde::Deserialize;
+
+use super::{Effect, Kind, OutputSpec, Outputs, RunCx, StepError};
+
+pub struct RunRunbook;
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Params {
+    /// The runbook to run (its `name`), from the same directory.
+    pub name: String,
+    /// Its inputs, by name.
+    #[serde(default)]
+    pub inputs: IndexMap<String, String>,
+}
+
+impl Kind for RunRunbook {
+    const NAME: &'static str = "runbook.run";
+    const SUMMARY: &'static str = "Run another runbook as one step, against the same environment.";
+    type Params = Params;
+
+    fn outputs(_: &Params) -> Vec<OutputSpec> {
+        vec![OutputSpec::public("status")]
+    }
+
+    fn describe(p: &Params) -> String {
+        if p.inputs.is_empty() {
+            format!("run runbook `{}`", p.name)
+        } else {
+            let given: Vec<String> = p.inputs.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            format!("run runbook `{}` with {}", p.name, given.join(", "))
+        }
+    }
+
+    fn effect(p: &Params) -> Effect {
+        Effect::Changes(format!(
+            "whatever runbook `{}` changes (see its plan)",
+            p.name
+        ))
+    }
+
+    /// Running it again resumes the child: its finished steps are never repeated.
+    fn idempotent(_: &Params) -> bool {
+        true
+    }
+
+    async fn run(p: Params, cx: &RunCx<'_>) -> Result<Outputs, StepError> {
+        let nested = cx
+            .nested
+            .ok_or_else(|| StepError::new("runbooks cannot be nested here"))?;
+        nested.run_runbook(cx.step_id, &p.name, p.inputs).await
+    }
+}
