@@ -12,6 +12,9 @@ use expectrl::process::unix::WaitStatus;
 use expectrl::session::OsSession;
 use expectrl::{Eof, Expect, Session};
 
+/// The tests that redeploy the sandbox's shared app run one at a time.
+static DEPLOYS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// Enter as a terminal sends it in raw mode.
 const ENTER: &str = "\r";
 const DOWN: &str = "\x1b[B";
@@ -326,6 +329,7 @@ fn without_a_terminal_a_gate_needs_yes() {
 /// then every review collects its evidence and the incident summary is built from it.
 #[test]
 fn compromise_response_rotates_through_the_chosen_runbook_and_collects_evidence() {
+    let _deploys = DEPLOYS.lock().unwrap_or_else(|e| e.into_inner());
     let sb = sandbox();
     let name = "/musehub/sandbox/RUNNER_TOKEN";
     let before = common::ssm_value(name);
@@ -397,4 +401,65 @@ fn compromise_response_rotates_through_the_chosen_runbook_and_collects_evidence(
         "nested steps are journaled under the step"
     );
     assert!(!p.output().contains(&after), "the new token was printed");
+}
+
+/// §4: the operator creates the token in the dashboard; the runbook collects both values with
+/// hidden entry, stores and deploys them, and only then asks for the old token's revocation.
+#[test]
+fn r2_credentials_collects_hidden_values_stores_and_deploys_them() {
+    let _deploys = DEPLOYS.lock().unwrap_or_else(|e| e.into_inner());
+    let sb = sandbox();
+    let key_id = format!("KEYID{}", unique("r2").replace('-', ""))
+        .chars()
+        .take(32)
+        .collect::<String>();
+    let secret: String = format!(
+        "SECRET{}{}",
+        unique("a").replace('-', ""),
+        unique("b").replace('-', "")
+    )
+    .chars()
+    .filter(char::is_ascii_alphanumeric)
+    .take(48)
+    .collect();
+    let t = common::shipped(&sb).args(&["run", "r2-credentials", "--env", "sandbox", "--yes"]);
+    let mut p = Pty::spawn(&t);
+    p.expect("Access Key ID of the new token");
+    p.send(&key_id);
+    p.send(ENTER);
+    p.expect("Secret Access Key of the new token");
+    p.send(&secret);
+    p.send(ENTER);
+    p.expect("Have you created the token");
+    p.send("y");
+    p.send(ENTER);
+    p.expect("Is the old token revoked?");
+    p.send("y");
+    p.send(ENTER);
+    assert_eq!(p.finish(), 0, "{}", p.output());
+    assert_eq!(
+        common::ssm_value("/musehub/sandbox/R2_ACCESS_KEY_ID"),
+        key_id
+    );
+    assert_eq!(
+        common::ssm_value("/musehub/sandbox/R2_SECRET_ACCESS_KEY"),
+        secret
+    );
+    assert_eq!(sb.app_env("R2_SECRET_ACCESS_KEY"), secret, "deployed");
+    assert!(
+        !p.output().contains(&secret),
+        "the hidden entry was echoed or printed"
+    );
+    assert!(
+        !p.output().contains(&key_id),
+        "the key id (collected as a secret) was printed"
+    );
+    let files: Vec<u8> = common::walk(&t.state_dir())
+        .iter()
+        .flat_map(|f| std::fs::read(f).unwrap())
+        .collect();
+    assert!(
+        !common::contains(&files, &secret),
+        "a finished run keeps no secret"
+    );
 }

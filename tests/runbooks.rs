@@ -162,3 +162,39 @@ fn ssm_bootstrap_twice_leaves_existing_values_alone() {
         assert_eq!(after, before, "existing values are unchanged");
     }
 }
+
+#[test]
+fn webhook_secret_rotates_to_a_fernet_key_and_asks_for_owners_to_be_told() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let sb = common::sandbox();
+    let name = "/musehub/sandbox/WEBHOOK_SECRET_KEY";
+    let old = ssm_value(name);
+    let run = shipped(&sb)
+        .args(&["run", "webhook-secret", "--env", "sandbox", "--yes"])
+        .run();
+    run.assert_code(0);
+    let new = ssm_value(name);
+    assert_ne!(new, old);
+    use base64::Engine;
+    let raw = base64::engine::general_purpose::URL_SAFE
+        .decode(&new)
+        .expect("a Fernet key is URL-safe base64");
+    assert_eq!(raw.len(), 32, "a Fernet key holds 32 bytes");
+    assert_eq!(sb.app_env("WEBHOOK_SECRET_KEY"), new, "deployed");
+    assert_eq!(sb.explore_status(), "200");
+    assert!(
+        run.stderr.contains("Notify webhook owners"),
+        "{}",
+        run.stderr
+    );
+    let all = String::from_utf8_lossy(&run.all_bytes()).into_owned();
+    assert!(!all.contains(&new) && !all.contains(&old), "a key leaked");
+}
+
+#[test]
+fn the_example_ci_workflow_is_valid_yaml_running_check() {
+    let text = std::fs::read_to_string(repo().join("examples/github-check.yml")).unwrap();
+    let node = runbook::load::yaml::parse(&text).expect("valid YAML");
+    assert!(node.get("jobs").is_some());
+    assert!(text.contains("runbook check --format github"));
+}

@@ -553,15 +553,16 @@ impl Engine<'_> {
             };
             match r {
                 Err(e) if !e.declined && attempt < attempts && self.interrupt.level() == 0 => {
+                    let wait = jitter(delay);
                     self.bus.emit(Event::StepRetry {
                         id: id.clone(),
                         attempt,
                         attempts,
                         error: e.message.clone(),
-                        delay_ms: millis(delay),
+                        delay_ms: millis(wait),
                     });
                     tokio::select! {
-                        _ = tokio::time::sleep(delay) => {},
+                        _ = tokio::time::sleep(wait) => {},
                         _ = self.interrupt.aborted() => break Err(StepError::new("aborted by a second Ctrl-C")),
                     }
                     let factor = retry.as_ref().map_or(1.0, |r| r.backoff.max(1.0));
@@ -762,6 +763,13 @@ pub fn render_node(params: &Node, ctx: &Value) -> Result<Node, String> {
     params.map_scalars(&mut |_, s| {
         template::render(s, ctx).map_err(|e| format!("template: {}", e.message))
     })
+}
+
+/// The delay spread by ±20 %, so operators retrying against one service don't retry in step.
+fn jitter(d: Duration) -> Duration {
+    let mut b = [0u8; 1];
+    let _ = getrandom::fill(&mut b);
+    d.mul_f64(0.8 + 0.4 * f64::from(b[0]) / 255.0)
 }
 
 fn millis(d: Duration) -> u64 {
