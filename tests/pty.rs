@@ -463,3 +463,56 @@ fn r2_credentials_collects_hidden_values_stores_and_deploys_them() {
         "a finished run keeps no secret"
     );
 }
+
+/// The first Ctrl-C lets the running step finish and stops the run (exit 130); `resume` then
+/// runs only what is left.
+#[test]
+fn ctrl_c_stops_after_the_current_step_and_resume_finishes_the_run() {
+    let sb = sandbox();
+    let marker = format!("/tmp/runbook-sandbox/{}", unique("ctrlc"));
+    let t = Test::new()
+        .with_sandbox(&sb)
+        .runbook(
+            "slow",
+            &format!(
+                r#"
+                version: 1
+                name: slow
+                summary: a slow step between two quick ones
+                steps:
+                  - id: first
+                    generate: {{ format: hex }}
+                  - id: slow
+                    ssh.exec: {{ host: app, command: "echo started; sleep 2; touch {marker}" }}
+                  - id: last
+                    generate: {{ format: hex }}
+                "#
+            ),
+        )
+        .args(&["run", "slow", "--env", "sandbox"]);
+    let mut p = Pty::spawn(&t);
+    p.expect("│ started"); // the remote command's output, shown live
+    p.send("\x03");
+    p.expect("stopping after the current step");
+    assert_eq!(p.finish(), 130, "{}", p.output());
+    assert!(
+        std::path::Path::new(&marker).exists(),
+        "the running step was allowed to finish"
+    );
+    assert!(
+        finished_ok(&t, "slow") && !finished_ok(&t, "last"),
+        "{}",
+        p.output()
+    );
+    let resumed = t.again(&["resume"]);
+    resumed.assert_code(0);
+    assert!(
+        resumed
+            .stderr
+            .contains("slow: skipped (finished before the resume)"),
+        "{}",
+        resumed.stderr
+    );
+    assert!(finished_ok(&t, "last"));
+    let _ = std::fs::remove_file(&marker);
+}
