@@ -198,3 +198,52 @@ fn the_example_ci_workflow_is_valid_yaml_running_check() {
     assert!(node.get("jobs").is_some());
     assert!(text.contains("runbook check --format github"));
 }
+
+/// The secret canary of a whole rotation: the new password — raw, base64- and URL-encoded —
+/// is in no byte the tool wrote (stdout, JSON events, stderr, the finished journal, the event
+/// log, the audit log) and in no local process's command line sampled during the run.
+#[test]
+fn a_rotation_leaves_no_trace_of_the_secret_in_any_output_file_or_argv() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let sb = common::sandbox();
+    let old = ssm_value("/musehub/sandbox/DB_PASSWORD");
+    let sampler = common::ArgvSampler::start();
+    let run = shipped(&sb)
+        .args(&[
+            "run",
+            "db-password",
+            "--env",
+            "sandbox",
+            "--yes",
+            "--output",
+            "json",
+        ])
+        .run();
+    let argv = sampler.finish();
+    run.assert_code(0);
+    let new = ssm_value("/musehub/sandbox/DB_PASSWORD");
+    assert!(run.stdout.lines().count() > 10, "JSON events were written");
+    assert!(run.state.join("audit.jsonl").exists());
+    use base64::Engine;
+    let forms = |s: &str| {
+        vec![
+            s.to_string(),
+            base64::engine::general_purpose::STANDARD.encode(s),
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s),
+            s.bytes().map(|b| format!("%{b:02X}")).collect::<String>(),
+        ]
+    };
+    let all = run.all_bytes();
+    for secret in [&new, &old] {
+        for form in forms(secret) {
+            assert!(
+                !common::contains(&all, &form),
+                "a form of a password is in the tool's output or files"
+            );
+            assert!(
+                !argv.iter().any(|a| common::contains(a, &form)),
+                "a form of a password is in a process's command line"
+            );
+        }
+    }
+}

@@ -4,10 +4,8 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 
-use common::{Run, Sandbox, Test, sandbox, unique};
+use common::{ArgvSampler, Run, Sandbox, Test, sandbox, unique};
 
 /// A sandbox environment file whose `app` host has the given extra fields.
 fn environments(sb: &Sandbox, app_extra: &str) -> String {
@@ -191,38 +189,6 @@ fn expectations_pass_and_fail_with_the_failed_one_named() {
             "{}",
             text(&r)
         );
-    }
-}
-
-/// Every local process's command line, sampled until stopped.
-struct ArgvSampler {
-    stop: Arc<AtomicBool>,
-    seen: Arc<Mutex<BTreeSet<Vec<u8>>>>,
-    thread: std::thread::JoinHandle<()>,
-}
-
-impl ArgvSampler {
-    fn start() -> ArgvSampler {
-        let stop = Arc::new(AtomicBool::new(false));
-        let seen = Arc::new(Mutex::new(BTreeSet::new()));
-        let (s, v) = (stop.clone(), seen.clone());
-        let thread = std::thread::spawn(move || {
-            while !s.load(Ordering::Relaxed) {
-                for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-                    if let Ok(c) = std::fs::read(e.path().join("cmdline")) {
-                        v.lock().unwrap().insert(c);
-                    }
-                }
-                std::thread::sleep(std::time::Duration::from_millis(2));
-            }
-        });
-        ArgvSampler { stop, seen, thread }
-    }
-
-    fn finish(self) -> BTreeSet<Vec<u8>> {
-        self.stop.store(true, Ordering::Relaxed);
-        self.thread.join().unwrap();
-        Arc::try_unwrap(self.seen).unwrap().into_inner().unwrap()
     }
 }
 

@@ -412,3 +412,38 @@ pub fn shipped(sb: &Sandbox) -> Test {
     }
     t
 }
+
+/// Every local process's command line, sampled until stopped.
+pub struct ArgvSampler {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    seen: std::sync::Arc<std::sync::Mutex<std::collections::BTreeSet<Vec<u8>>>>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl ArgvSampler {
+    pub fn start() -> ArgvSampler {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(std::collections::BTreeSet::new()));
+        let (s, v) = (stop.clone(), seen.clone());
+        let thread = std::thread::spawn(move || {
+            while !s.load(std::sync::atomic::Ordering::Relaxed) {
+                for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+                    if let Ok(c) = std::fs::read(e.path().join("cmdline")) {
+                        v.lock().unwrap().insert(c);
+                    }
+                }
+                std::thread::sleep(std::time::Duration::from_millis(2));
+            }
+        });
+        ArgvSampler { stop, seen, thread }
+    }
+
+    pub fn finish(self) -> std::collections::BTreeSet<Vec<u8>> {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.thread.join().unwrap();
+        std::sync::Arc::try_unwrap(self.seen)
+            .unwrap()
+            .into_inner()
+            .unwrap()
+    }
+}
