@@ -375,7 +375,12 @@ impl Engine<'_> {
         prompter: &MaskedPrompter<'_>,
     ) -> Flow {
         let id = step.id().to_string();
-        let ctx = self.context(&state.outputs);
+        // Building the context costs a copy of every earlier output: only for steps that read it.
+        let ctx = if uses_templates(step) {
+            self.context(&state.outputs)
+        } else {
+            Value::UNDEFINED
+        };
         let fail = |state: &mut State, error: String, detail: Option<String>, started: Instant| {
             state.failed += 1;
             let status = if step.common.on_failure == Some(OnFailure::Continue) {
@@ -763,6 +768,16 @@ pub fn render_node(params: &Node, ctx: &Value) -> Result<Node, String> {
     params.map_scalars(&mut |_, s| {
         template::render(s, ctx).map_err(|e| format!("template: {}", e.message))
     })
+}
+
+fn uses_templates(step: &Step) -> bool {
+    let mut any = step.common.when.is_some()
+        || [&step.common.title, &step.common.confirm]
+            .iter()
+            .any(|t| t.as_deref().is_some_and(template::is_template));
+    step.params
+        .walk_scalars(&mut |_, s| any |= template::is_template(s));
+    any
 }
 
 /// The delay spread by ±20 %, so operators retrying against one service don't retry in step.
