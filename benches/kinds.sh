@@ -15,8 +15,11 @@ cargo build --release --locked -q
 bin=$PWD/target/release/runbook
 work=$(mktemp -d)
 cm="$work/cm"   # the ControlMaster's socket
+param="/bench/kinds-$$"
 cleanup() {
   ssh -F "$SANDBOX_SSH_CONFIG" -o ControlPath="$cm" -O exit runbook-sandbox 2>/dev/null || true
+  [ -x "$work/venv/bin/aws" ] && "$work/venv/bin/aws" ssm delete-parameter --name "$param" \
+    --endpoint-url "$AWS_ENDPOINT_URL_SSM" >/dev/null 2>&1 || true
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -47,7 +50,6 @@ environments:
         user: $SANDBOX_PG_ADMIN_USER
         sslmode: disable
 YAML
-param="/bench/kinds-$$"
 # runbook NAME N STEP-YAML: a runbook of N copies of one step
 runbook() {
   local name=$1 n=$2 step=$3 i
