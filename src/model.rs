@@ -306,10 +306,11 @@ pub struct DatabaseSpec {
     /// Reach the server through an SSH local forward from this host of the environment.
     #[serde(default)]
     pub via: Option<String>,
-    /// Like libpq's sslmode.
+    /// TLS to the server, like libpq's `sslmode` (default `prefer`).
     #[serde(default)]
     pub sslmode: SslMode,
-    /// CA certificate for `verify-ca`/`verify-full`.
+    /// PEM file of the CAs to trust for `verify-ca`/`verify-full` (only these; without it,
+    /// the platform's roots).
     #[serde(default)]
     pub ca_file: Option<String>,
 }
@@ -326,11 +327,17 @@ impl DatabaseSpec {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum SslMode {
+    /// No TLS: for a connection through `via:` (the SSH tunnel encrypts it) or on one machine.
     Disable,
+    /// TLS when the server offers it, plain otherwise; the certificate is not checked, so this
+    /// protects against passive eavesdropping only (as in libpq).
     #[default]
     Prefer,
+    /// TLS or no connection; the certificate is not checked (as in libpq).
     Require,
+    /// TLS with a certificate signed by a trusted CA (`ca_file`), for whatever host name.
     VerifyCa,
+    /// TLS with a certificate signed by a trusted CA and valid for `host` (also through `via:`).
     VerifyFull,
 }
 

@@ -265,7 +265,7 @@ fn a_wrong_password_is_refused_with_the_server_message_and_never_shown() {
 }
 
 #[test]
-fn check_requires_exactly_one_action_and_a_supported_sslmode() {
+fn check_requires_exactly_one_action_and_warns_of_an_unused_ca_file() {
     let r = Test::new()
         .environments(
             "
@@ -273,7 +273,7 @@ fn check_requires_exactly_one_action_and_a_supported_sslmode() {
             environments:
               sandbox:
                 databases:
-                  tls: { host: db.example.com, name: app, user: app }
+                  tls: { host: db.example.com, name: app, user: app, sslmode: require, ca_file: ca.pem }
             ",
         )
         .runbook(
@@ -300,7 +300,7 @@ fn check_requires_exactly_one_action_and_a_supported_sslmode() {
         "{text}"
     );
     assert!(
-        text.contains("sslmode `prefer`, which is not supported yet"),
+        text.contains("has a `ca_file`, which sslmode `require` does not use"),
         "{text}"
     );
 }
