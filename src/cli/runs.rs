@@ -136,17 +136,18 @@ impl Ctx {
             }
             Err(None) => return exit::INTERRUPTED,
         };
-        let mut plan = plan::plan(rb, env, &values);
+        let plan = plan::plan(rb, env, &values);
+        // Only the steps that run: their gates are the ones to approve.
+        let mut to_run = plan::plan(rb, env, &values);
         if let Some(sel) = &selected {
-            // Only the steps that run: their gates are the ones to approve.
-            plan.steps.retain(|s| sel.contains(&s.id));
+            to_run.steps.retain(|s| sel.contains(&s.id));
         }
-        if let Err(p) = approvals_possible(&plan, env, interactive, yes, confirm_env) {
+        if let Err(p) = approvals_possible(&to_run, env, interactive, yes, confirm_env) {
             self.report(&[p]);
             return exit::INVALID;
         }
         if interactive {
-            eprint!("{}", plan.render_text());
+            say(&plan.render_text());
         }
         if let Some(sel) = &selected {
             let skipped: Vec<&str> = rb
@@ -155,10 +156,10 @@ impl Ctx {
                 .map(|s| s.id())
                 .filter(|id| !sel.iter().any(|s| s == id))
                 .collect();
-            eprintln!(
-                "warning: partial run: {} will not run (not selected). The selected steps read none of their outputs; anything else they did (a secret written, a service redeployed) you must have done or checked yourself.",
+            say(&format!(
+                "warning: partial run: {} will not run (not selected). The selected steps read none of their outputs; anything else they do (a secret written, a service redeployed) you must have done or checked yourself.\n",
                 list_ids(&skipped)
-            );
+            ));
         }
         let state = journal::state_dir(self.state_dir.as_deref());
         let run_id = journal::new_run_id();
@@ -361,12 +362,12 @@ impl Ctx {
         {
             return self.journal_error(&state, &e);
         }
-        eprintln!(
-            "resuming run {} of {} on {}",
+        say(&format!(
+            "resuming run {} of {} on {}\n",
             run.run_id,
             rb.name(),
             env.name
-        );
+        ));
         self.execute(Launch {
             rb,
             library: &catalog.runbooks,
@@ -555,6 +556,15 @@ impl Ctx {
         // Don't wait for background tasks (the signal listener) at exit.
         runtime.shutdown_background();
         result.status.exit_code()
+    }
+}
+
+/// Text for the operator on stderr, wrapped to the terminal's width when it is one.
+fn say(text: &str) {
+    if std::io::stderr().is_terminal() {
+        eprint!("{}", ui::wrap(text, ui::terminal_width()));
+    } else {
+        eprint!("{text}");
     }
 }
 
