@@ -124,6 +124,9 @@ pub enum JRec {
         pid: u32,
         started: String,
         inputs: Vec<JValue>,
+        /// A partial run (`--from`, `--only`): the main steps it runs. A resume runs no other.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        selected: Option<Vec<String>>,
     },
     Resumed {
         at: String,
@@ -204,6 +207,8 @@ pub struct RunMeta<'a> {
     pub runbook: &'a crate::model::Runbook,
     pub env: &'a str,
     pub inputs: &'a IndexMap<String, InputValue>,
+    /// The main steps a partial run runs.
+    pub selected: Option<&'a [String]>,
 }
 
 impl RunJournal {
@@ -246,6 +251,7 @@ impl RunJournal {
             pid: std::process::id(),
             started: now(),
             inputs,
+            selected: meta.selected.map(<[String]>::to_vec),
         })?;
         j.sync()?;
         Ok(j)
@@ -595,6 +601,14 @@ pub fn resume_point(run: &RunSummary) -> (Resume, Option<InFlight>, IndexMap<Str
     (resume, in_flight, inputs)
 }
 
+/// The main steps a partial run was started with (`None`: the whole runbook).
+pub fn selection(run: &RunSummary) -> Option<Vec<String>> {
+    match run.records.first() {
+        Some(JRec::Meta { selected, .. }) => selected.clone(),
+        _ => None,
+    }
+}
+
 /// Record that the operator says an in-flight step took effect (resume goes on after it).
 pub fn assume_done(j: &mut RunJournal, step: &InFlight) -> std::io::Result<()> {
     j.append(&JRec::Step {
@@ -620,6 +634,7 @@ fn append_audit(state: &Path, recs: &[JRec]) -> std::io::Result<()> {
         host,
         started,
         inputs,
+        selected,
         ..
     }) = recs.first()
     else {
@@ -688,6 +703,7 @@ fn append_audit(state: &Path, recs: &[JRec]) -> std::io::Result<()> {
         "started": started,
         "ended": end,
         "resumed_with_force": forced,
+        "selected": selected,
         "approvals": approvals,
         "steps": steps,
         "secrets": secrets,

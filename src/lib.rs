@@ -18,5 +18,6 @@ pub mod plan_md;
 pub mod preflight;
 pub mod schema;
 pub mod secret;
+pub mod select;
 pub mod steps;
 pub mod template;

@@ -5,12 +5,9 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::time::Duration;
 
+use common::pty::Pty;
 use common::{Sandbox, Test, sandbox, unique};
-use expectrl::process::unix::WaitStatus;
-use expectrl::session::OsSession;
-use expectrl::{Eof, Expect, Session};
 
 /// The tests that redeploy the sandbox's shared app run one at a time.
 static DEPLOYS: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -18,66 +15,6 @@ static DEPLOYS: std::sync::Mutex<()> = std::sync::Mutex::new(());
 /// Enter as a terminal sends it in raw mode.
 const ENTER: &str = "\r";
 const DOWN: &str = "\x1b[B";
-
-/// A PTY session of `runbook` with the test's arguments, and everything it printed so far.
-struct Pty {
-    session: OsSession,
-    seen: Vec<u8>,
-}
-
-impl Pty {
-    fn spawn(t: &Test) -> Pty {
-        let mut cmd = t.command();
-        cmd.env("TERM", "xterm-256color");
-        let mut session = Session::spawn(cmd).expect("spawn runbook in a pty");
-        // Without a size, the terminal reports 0 columns and prompts wrap at every character.
-        let _ = session.get_process_mut().set_window_size(120, 40);
-        // Generous: a slow machine must not fail the test; a hang still ends it.
-        session.set_expect_timeout(Some(Duration::from_secs(60)));
-        Pty {
-            session,
-            seen: Vec::new(),
-        }
-    }
-
-    fn expect(&mut self, text: &str) {
-        match self.session.expect(text) {
-            Ok(c) => {
-                self.seen.extend_from_slice(c.before());
-                for m in c.matches() {
-                    self.seen.extend_from_slice(m);
-                }
-            }
-            Err(e) => panic!(
-                "waiting for {text:?}: {e}\n--- output so far\n{}",
-                String::from_utf8_lossy(&self.seen)
-            ),
-        }
-    }
-
-    fn send(&mut self, keys: &str) {
-        self.session.send(keys).expect("write to the pty");
-        self.session.flush().expect("flush the pty");
-    }
-
-    /// Read to the end and return the exit code.
-    fn finish(&mut self) -> i32 {
-        if let Ok(c) = self.session.expect(Eof) {
-            self.seen.extend_from_slice(c.before());
-            for m in c.matches() {
-                self.seen.extend_from_slice(m);
-            }
-        }
-        match self.session.get_process().wait().expect("wait for runbook") {
-            WaitStatus::Exited(_, code) => code,
-            other => panic!("runbook did not exit normally: {other:?}"),
-        }
-    }
-
-    fn output(&self) -> String {
-        String::from_utf8_lossy(&self.seen).into_owned()
-    }
-}
 
 /// Every journal event of the test's runs.
 fn events(t: &Test) -> Vec<serde_json::Value> {

@@ -58,7 +58,10 @@ Examples:
   runbook run db-password --env sandbox
   runbook run db-password --env staging --dry-run         # the plan; nothing runs
   runbook run db-password --env production --yes --confirm-env production --output json
-  RUNBOOK_INPUT_TOKEN=... runbook run NAME --env staging  # a secret input, not in argv";
+  RUNBOOK_INPUT_TOKEN=... runbook run NAME --env staging  # a secret input, not in argv
+  runbook run db-password --env sandbox --step            # ask before every step
+  runbook run db-password --env sandbox --from alter_role # refused: it reads earlier outputs
+  runbook run NAME --env staging --only verify,notify     # just these steps";
 
 #[derive(Parser, Debug)]
 #[command(name = "runbook", version, about = "Run operational runbooks written as versioned YAML", after_help = AFTER_HELP)]
@@ -167,6 +170,18 @@ pub enum Command {
         /// Show the plan and stop (same as `runbook plan`).
         #[arg(long)]
         dry_run: bool,
+        /// Ask before every step: y runs it, n stops the run, c runs the rest without asking.
+        /// Needs a terminal.
+        #[arg(long)]
+        step: bool,
+        /// Start at this step; earlier steps do not run. Refused when a step that runs reads
+        /// an output of one that does not.
+        #[arg(long, value_name = "STEP", conflicts_with = "only")]
+        from: Option<String>,
+        /// Run only these steps (a comma list, or repeat the flag), in runbook order; refused
+        /// like --from when one reads an output of a step that does not run.
+        #[arg(long, value_name = "STEP", value_delimiter = ',')]
+        only: Vec<String>,
         #[arg(long, value_enum, default_value_t = Output::Human)]
         output: Output,
     },
@@ -180,6 +195,9 @@ pub enum Command {
         /// For a step that was running when the run died and is not safe to repeat blindly.
         #[arg(long, value_enum)]
         in_flight: Option<runs::InFlightChoice>,
+        /// Ask before every step (as `run --step`).
+        #[arg(long)]
+        step: bool,
         #[arg(long, short = 'y')]
         yes: bool,
         #[arg(long, value_name = "ENV")]
@@ -271,17 +289,25 @@ pub fn main() -> i32 {
             yes,
             confirm_env,
             dry_run,
+            step,
+            from,
+            only,
             output,
         } => {
             if dry_run {
                 return cx.plan(&name, env.as_deref(), &inputs, output, PlanFormat::Text);
             }
+            let asking = runs::Asking {
+                yes,
+                confirm_env: confirm_env.as_deref(),
+                step,
+            };
             cx.run(
                 &name,
                 env.as_deref(),
                 &inputs,
-                yes,
-                confirm_env.as_deref(),
+                &asking,
+                &runs::Selection { from, only },
                 output,
             )
         }
@@ -289,6 +315,7 @@ pub fn main() -> i32 {
             run_id,
             force,
             in_flight,
+            step,
             yes,
             confirm_env,
             output,
@@ -296,8 +323,11 @@ pub fn main() -> i32 {
             run_id.as_deref(),
             force,
             in_flight,
-            yes,
-            confirm_env.as_deref(),
+            &runs::Asking {
+                yes,
+                confirm_env: confirm_env.as_deref(),
+                step,
+            },
             output,
         ),
         Command::Runs { output } => cx.runs(output),

@@ -5,7 +5,7 @@ use std::io::IsTerminal;
 use dialoguer::theme::ColorfulTheme;
 use dialoguer::{Confirm, Input, Password, Select};
 
-use crate::steps::{PromptError, Prompter};
+use crate::steps::{PromptError, Prompter, StepAnswer};
 
 /// Asks on the terminal (stderr), default No at every gate.
 pub struct TerminalPrompter {
@@ -104,6 +104,30 @@ impl Prompter for TerminalPrompter {
 
     fn interactive(&self) -> bool {
         true
+    }
+
+    fn step(&self, question: &str) -> Result<StepAnswer, PromptError> {
+        // A typed letter and Enter, no default: a stray Enter must neither run a step nor
+        // end the run.
+        let answer: String = Input::with_theme(&self.theme)
+            .with_prompt(format!(
+                "{question} [y]es / [n]o, stop / [c]ontinue without asking"
+            ))
+            .validate_with(|a: &String| -> Result<(), &str> {
+                parse_step_answer(a).map(|_| ()).ok_or("answer y, n or c")
+            })
+            .interact_text()
+            .map_err(map_err)?;
+        parse_step_answer(&answer).ok_or(PromptError::Interrupted)
+    }
+}
+
+fn parse_step_answer(a: &str) -> Option<StepAnswer> {
+    match a.trim().to_lowercase().as_str() {
+        "y" | "yes" => Some(StepAnswer::Run),
+        "n" | "no" => Some(StepAnswer::Stop),
+        "c" | "continue" => Some(StepAnswer::Continue),
+        _ => None,
     }
 }
 

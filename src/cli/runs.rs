@@ -14,6 +14,7 @@ use crate::journal::{self, LockError, RunJournal, RunLock, RunMeta};
 use crate::model::{Environment, Runbook};
 use crate::plan;
 use crate::secret::Redactor;
+use crate::select;
 use crate::steps::Prompter;
 
 /// How `resume` treats a step that was running when the run died.
@@ -23,6 +24,22 @@ pub enum InFlightChoice {
     Rerun,
     /// It took effect (checked by hand): go on after it.
     Done,
+}
+
+/// How the operator approves: `--yes` (with `--confirm-env` for a protected environment
+/// without a terminal), and `--step` to be asked before every step.
+#[derive(Debug, Default)]
+pub struct Asking<'a> {
+    pub yes: bool,
+    pub confirm_env: Option<&'a str>,
+    pub step: bool,
+}
+
+/// Which main steps a run runs: `--from STEP`, or `--only STEP,...`; neither is all of them.
+#[derive(Debug, Default)]
+pub struct Selection {
+    pub from: Option<String>,
+    pub only: Vec<String>,
 }
 
 /// Everything `execute` needs, for a new run or a resumed one.
@@ -37,6 +54,8 @@ struct Launch<'a> {
     prompter: &'a dyn Prompter,
     run_id: String,
     resume: Resume,
+    selected: Option<Vec<String>>,
+    step: bool,
     journal: RunJournal,
     _lock: RunLock,
 }
@@ -47,11 +66,20 @@ impl Ctx {
         name: &str,
         env: Option<&str>,
         inputs: &[String],
-        yes: bool,
-        confirm_env: Option<&str>,
+        asking: &Asking<'_>,
+        selection: &Selection,
         output: Output,
     ) -> i32 {
+        let Asking {
+            yes,
+            confirm_env,
+            step,
+        } = *asking;
         let interactive = prompt::is_interactive() && output == Output::Human;
+        if step && !interactive {
+            self.report(&[step_needs_terminal()]);
+            return exit::INVALID;
+        }
         let catalog = match self.catalog() {
             Ok(c) => c,
             Err(code) => return code,
@@ -60,6 +88,36 @@ impl Ctx {
             Ok(r) => r,
             Err(code) => return code,
         };
+        let selected = match select::select(rb, selection.from.as_deref(), &selection.only) {
+            Ok(s) => s,
+            Err(p) => {
+                self.report(&[p]);
+                return exit::INVALID;
+            }
+        };
+        if let Some(sel) = &selected {
+            let missing = select::missing_outputs(rb, sel);
+            if !missing.is_empty() {
+                let problems: Vec<Problem> = missing
+                    .iter()
+                    .map(|m| {
+                        Problem::error(
+                            "runbook::unselected-output",
+                            format!(
+                                "step `{}` reads `{}`, but step `{}` will not run",
+                                m.step, m.reference, m.source
+                            ),
+                        )
+                        .help(format!(
+                            "select `{}` too (--from an earlier step, or add it to --only), or run the whole runbook",
+                            m.source
+                        ))
+                    })
+                    .collect();
+                self.report(&problems);
+                return exit::INVALID;
+            }
+        }
         let env = match self.environment(&catalog, env, interactive) {
             Ok(e) => e,
             Err(code) => return code,
@@ -79,12 +137,29 @@ impl Ctx {
             Err(None) => return exit::INTERRUPTED,
         };
         let plan = plan::plan(rb, env, &values);
-        if let Err(p) = approvals_possible(&plan, env, interactive, yes, confirm_env) {
+        // Only the steps that run: their gates are the ones to approve.
+        let mut to_run = plan::plan(rb, env, &values);
+        if let Some(sel) = &selected {
+            to_run.steps.retain(|s| sel.contains(&s.id));
+        }
+        if let Err(p) = approvals_possible(&to_run, env, interactive, yes, confirm_env) {
             self.report(&[p]);
             return exit::INVALID;
         }
         if interactive {
-            eprint!("{}", plan.render_text());
+            say(&plan.render_text());
+        }
+        if let Some(sel) = &selected {
+            let skipped: Vec<&str> = rb
+                .steps
+                .iter()
+                .map(|s| s.id())
+                .filter(|id| !sel.iter().any(|s| s == id))
+                .collect();
+            say(&format!(
+                "warning: partial run: {} will not run (not selected). The selected steps read none of their outputs; anything else they do (a secret written, a service redeployed) you must have done or checked yourself.\n",
+                list_ids(&skipped)
+            ));
         }
         let state = journal::state_dir(self.state_dir.as_deref());
         let run_id = journal::new_run_id();
@@ -97,6 +172,7 @@ impl Ctx {
             runbook: rb,
             env: &env.name,
             inputs: &values,
+            selected: selected.as_deref(),
         };
         let journal = match RunJournal::create(&state, &meta) {
             Ok(j) => j,
@@ -112,6 +188,8 @@ impl Ctx {
             prompter,
             run_id,
             resume: Resume::default(),
+            selected,
+            step,
             journal,
             _lock: lock,
         })
@@ -122,11 +200,19 @@ impl Ctx {
         run_id: Option<&str>,
         force: bool,
         in_flight: Option<InFlightChoice>,
-        yes: bool,
-        confirm_env: Option<&str>,
+        asking: &Asking<'_>,
         output: Output,
     ) -> i32 {
+        let Asking {
+            yes,
+            confirm_env,
+            step,
+        } = *asking;
         let interactive = prompt::is_interactive() && output == Output::Human;
+        if step && !interactive {
+            self.report(&[step_needs_terminal()]);
+            return exit::INVALID;
+        }
         let state = journal::state_dir(self.state_dir.as_deref());
         let run = match run_id {
             Some(id) => journal::load_run(&state, id),
@@ -252,7 +338,12 @@ impl Ctx {
                 resume.done.insert(step.id.clone());
             }
         }
-        let plan = plan::plan(rb, env, &inputs);
+        // A partial run stays partial: the steps it did not select do not run now either.
+        let selected = journal::selection(&run);
+        let mut plan = plan::plan(rb, env, &inputs);
+        if let Some(sel) = &selected {
+            plan.steps.retain(|s| sel.contains(&s.id));
+        }
         if let Err(p) = approvals_possible(&plan, env, interactive, yes, confirm_env) {
             self.report(&[p]);
             return exit::INVALID;
@@ -271,12 +362,12 @@ impl Ctx {
         {
             return self.journal_error(&state, &e);
         }
-        eprintln!(
-            "resuming run {} of {} on {}",
+        say(&format!(
+            "resuming run {} of {} on {}\n",
             run.run_id,
             rb.name(),
             env.name
-        );
+        ));
         self.execute(Launch {
             rb,
             library: &catalog.runbooks,
@@ -287,6 +378,8 @@ impl Ctx {
             prompter,
             run_id: run.run_id.clone(),
             resume,
+            selected,
+            step,
             journal,
             _lock: lock,
         })
@@ -437,6 +530,8 @@ impl Ctx {
             options: RunOptions {
                 run_id: l.run_id,
                 assume_yes: l.yes,
+                selected: l.selected.map(|s| s.into_iter().collect()),
+                step_by_step: std::sync::Arc::new(std::sync::atomic::AtomicBool::new(l.step)),
             },
             recorder: Some(std::sync::Arc::new(std::sync::Mutex::new(Box::new(
                 l.journal,
@@ -461,6 +556,33 @@ impl Ctx {
         // Don't wait for background tasks (the signal listener) at exit.
         runtime.shutdown_background();
         result.status.exit_code()
+    }
+}
+
+/// Text for the operator on stderr, wrapped to the terminal's width when it is one.
+fn say(text: &str) {
+    if std::io::stderr().is_terminal() {
+        eprint!("{}", ui::wrap(text, ui::terminal_width()));
+    } else {
+        eprint!("{text}");
+    }
+}
+
+fn step_needs_terminal() -> Problem {
+    Problem::error(
+        "runbook::needs-terminal",
+        "--step asks before every step and there is no terminal to ask on",
+    )
+    .help("run it in a terminal (and without --output json), or leave out --step")
+}
+
+/// `a`, `a and b`, `a, b and c`, each in backticks.
+fn list_ids(ids: &[&str]) -> String {
+    let q: Vec<String> = ids.iter().map(|i| format!("`{i}`")).collect();
+    match q.split_last() {
+        None => String::new(),
+        Some((last, [])) => last.clone(),
+        Some((last, rest)) => format!("{} and {last}", rest.join(", ")),
     }
 }
 

@@ -10,6 +10,10 @@ use crate::engine::event::{Event, RunStatus, Sink, Stamped, StepStatus};
 
 /// Live progress: one spinner for the running step (n/m, title, elapsed, last output line),
 /// a line per finished step with its duration, and a summary.
+///
+/// Every line fits the terminal's width: the spinner's line is cut (a line that wraps cannot
+/// be redrawn in place, so it would flicker and leave copies behind) and printed lines are
+/// wrapped by the sink itself, under their indent, so nothing is lost in a narrow terminal.
 pub struct TerminalSink {
     bar: Option<ProgressBar>,
     width: usize,
@@ -23,17 +27,23 @@ impl Default for TerminalSink {
 
 impl TerminalSink {
     pub fn new() -> TerminalSink {
-        let width = console::Term::stderr().size().1 as usize;
         TerminalSink {
             bar: None,
-            width: width.clamp(40, 200),
+            width: terminal_width(),
         }
     }
 
+    /// Print a line above the spinner; one too long for the terminal is wrapped, without
+    /// its colours (a style cannot be cut in the middle safely).
     fn line(&self, s: &str) {
+        let text = if console::measure_text_width(s) <= self.width {
+            s.to_string()
+        } else {
+            wrap(&console::strip_ansi_codes(s), self.width)
+        };
         match &self.bar {
-            Some(b) => b.println(s),
-            None => eprintln!("{s}"),
+            Some(b) => b.println(text),
+            None => eprintln!("{text}"),
         }
     }
 
@@ -47,6 +57,55 @@ impl TerminalSink {
             t
         }
     }
+}
+
+/// The width of the terminal on stderr, at least 40 columns.
+pub fn terminal_width() -> usize {
+    (console::Term::stderr().size().1 as usize).clamp(40, 200)
+}
+
+/// `text` with every line longer than `width` columns wrapped at spaces (or anywhere, for a
+/// word longer than the line), continuation lines indented two columns past the line's own
+/// indent so they read as one item.
+pub fn wrap(text: &str, width: usize) -> String {
+    text.split('\n')
+        .map(|l| wrap_line(l, width.max(10)))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn wrap_line(line: &str, width: usize) -> String {
+    if line.chars().count() <= width {
+        return line.to_string();
+    }
+    let indent = line.chars().take_while(|c| *c == ' ').count();
+    let (first, hang) = (indent.min(width / 2), (indent + 2).min(width / 2));
+    let mut lines = Vec::new();
+    let mut cur = " ".repeat(first);
+    let mut len = first;
+    let mut empty = true;
+    for word in line[indent..].split(' ').filter(|w| !w.is_empty()) {
+        let mut w: Vec<char> = word.chars().collect();
+        if !empty && len + 1 + w.len() > width {
+            lines.push(std::mem::replace(&mut cur, " ".repeat(hang)));
+            (len, empty) = (hang, true);
+        }
+        if !empty {
+            cur.push(' ');
+            len += 1;
+        }
+        // A word longer than the room left: cut it where the line ends.
+        while len + w.len() > width {
+            cur.extend(w.drain(..width - len));
+            lines.push(std::mem::replace(&mut cur, " ".repeat(hang)));
+            len = hang;
+        }
+        len += w.len();
+        cur.extend(w);
+        empty = false;
+    }
+    lines.push(cur);
+    lines.join("\n")
 }
 
 pub fn fmt_ms(ms: u64) -> String {
@@ -105,8 +164,8 @@ impl Sink for TerminalSink {
             }
             Event::StepProgress { line, id } => {
                 if let Some(b) = &self.bar {
-                    let room = self.width.saturating_sub(24 + id.len());
-                    b.set_message(format!("{id} │ {}", self.cut(line.trim(), room)));
+                    let shown = format!("{id} │ {}", line.trim());
+                    b.set_message(self.cut(&shown, self.width.saturating_sub(20)));
                 }
             }
             Event::StepSkipped {
@@ -162,25 +221,30 @@ impl Sink for TerminalSink {
                     b.finish_and_clear();
                 }
                 let (mark, word) = match status {
-                    StepStatus::Ok => (style("✓").green(), style("").dim()),
-                    StepStatus::FailedIgnored => {
-                        (style("!").yellow(), style("failed, continuing").yellow())
-                    }
-                    StepStatus::Failed => (style("✗").red(), style("failed").red()),
-                    StepStatus::Declined => (style("✗").yellow(), style("declined").yellow()),
-                    StepStatus::Interrupted => (style("✗").red(), style("interrupted").red()),
-                    StepStatus::Skipped => (style("–").dim(), style("skipped").dim()),
+                    StepStatus::Ok => (style("✓").green(), None),
+                    StepStatus::FailedIgnored => (
+                        style("!").yellow(),
+                        Some(style("failed, continuing").yellow()),
+                    ),
+                    StepStatus::Failed => (style("✗").red(), Some(style("failed").red())),
+                    StepStatus::Declined => (style("✗").yellow(), Some(style("declined").yellow())),
+                    StepStatus::Interrupted => (style("✗").red(), Some(style("interrupted").red())),
+                    StepStatus::Skipped => (style("–").dim(), Some(style("skipped").dim())),
                 };
-                eprintln!(
-                    "{mark} [{index}/{total}] {id} {word} {}",
+                let word = word.map(|w| format!("{w} ")).unwrap_or_default();
+                self.line(&format!(
+                    "{mark} [{index}/{total}] {id} {word}{}",
                     style(fmt_ms(*duration_ms)).dim()
-                );
+                ));
                 if let Some(err) = error {
-                    eprintln!("    {}", style(err).red());
+                    self.line(&format!("    {}", style(err).red()));
                 }
+                // All of it: what the step printed is what the operator needs to see.
                 if let Some(d) = detail {
                     for l in d.lines() {
-                        eprintln!("    │ {l}");
+                        // Redrawn lines (`\r`) as a terminal would have left them.
+                        let l = l.rsplit('\r').next().unwrap_or_default();
+                        self.line(&format!("    │ {l}"));
                     }
                 }
             }
@@ -209,12 +273,12 @@ impl Sink for TerminalSink {
                     RunStatus::Declined => style("stopped: declined").yellow().bold(),
                     RunStatus::Interrupted => style("interrupted").yellow().bold(),
                 };
-                eprintln!(
+                self.line(&format!(
                     "{word} in {} — {ok} ok, {failed} failed, {skipped} skipped (run {run_id})",
                     fmt_ms(*duration_ms)
-                );
+                ));
                 if let Some(m) = message {
-                    eprintln!("  {m}");
+                    self.line(&format!("  {m}"));
                 }
             }
         }
@@ -393,5 +457,29 @@ impl<W: Write + Send> Sink for JsonSink<W> {
             let _ = writeln!(self.out, "{line}");
             let _ = self.out.flush();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::wrap;
+
+    #[test]
+    fn long_lines_wrap_under_their_indent_and_fit() {
+        let w = wrap(
+            "    the command exited with 4 (expected 0) after a long wait",
+            20,
+        );
+        assert_eq!(
+            w,
+            "    the command\n      exited with 4\n      (expected 0)\n      after a long\n      wait"
+        );
+        let long = wrap("  id: 0123456789abcdef0123456789", 16);
+        assert!(long.lines().all(|l| l.chars().count() <= 16), "{long}");
+        assert_eq!(
+            long.replace(['\n', ' '], ""),
+            "id:0123456789abcdef0123456789"
+        );
+        assert_eq!(wrap("short\n\nlines", 20), "short\n\nlines");
     }
 }

@@ -7,6 +7,7 @@
 pub mod event;
 pub mod record;
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::time::{Duration, Instant};
@@ -17,7 +18,7 @@ use minijinja::Value;
 use crate::load::yaml::Node;
 use crate::model::{Environment, OnFailure, Runbook, Step};
 use crate::steps::{
-    Effect, MASK, Nested, Output, PromptError, Prompter, Resources, RunCx, StepError,
+    Effect, MASK, Nested, Output, PromptError, Prompter, Resources, RunCx, StepAnswer, StepError,
 };
 use crate::template;
 use event::{Bus, Event, RunStatus, StepStatus};
@@ -61,6 +62,12 @@ pub struct RunOptions {
     pub run_id: String,
     /// Approve every gate (`--yes`).
     pub assume_yes: bool,
+    /// The main steps that run (`--from`, `--only`); `None` runs them all. The others are
+    /// reported as skipped and produce no outputs.
+    pub selected: Option<HashSet<String>>,
+    /// Step by step (`--step`): ask before every step while this is true; answering
+    /// "continue" clears it. Shared with nested runbooks.
+    pub step_by_step: Arc<AtomicBool>,
 }
 
 /// The outcome of a run.
@@ -141,6 +148,18 @@ impl Engine<'_> {
         let mut rollback = self.resume.rollback.clone();
         if rollback.is_none() {
             for (i, step) in self.runbook.steps.iter().enumerate() {
+                if let Some(selected) = &self.options.selected
+                    && !selected.contains(step.id())
+                {
+                    state.skipped += 1;
+                    self.bus.emit(Event::StepSkipped {
+                        index: i + 1,
+                        total,
+                        id: step.id().to_string(),
+                        reason: "not selected".into(),
+                    });
+                    continue;
+                }
                 if self.resume.done.contains(step.id()) {
                     self.bus.emit(Event::StepSkipped {
                         index: i + 1,
@@ -458,6 +477,12 @@ impl Engine<'_> {
             }
         };
 
+        if self.options.step_by_step.load(Ordering::SeqCst)
+            && let Some(stop) = self.ask_step(step, index, total, &action, prompter)
+        {
+            return stop;
+        }
+
         if let Some(question) = &step.common.confirm {
             let question = match template::render(question, &ctx) {
                 Ok(q) => q,
@@ -693,6 +718,47 @@ impl Engine<'_> {
         }
     }
 
+    /// Step by step: ask before the step; `Some` when the run stops here.
+    fn ask_step(
+        &self,
+        step: &Step,
+        index: usize,
+        total: usize,
+        action: &str,
+        prompter: &MaskedPrompter<'_>,
+    ) -> Option<Flow> {
+        let id = step.id();
+        let phase = if step.rollback {
+            "rollback step"
+        } else {
+            "step"
+        };
+        let question = format!("Run {phase} {index}/{total} `{id}`: {action}?");
+        match tokio::task::block_in_place(|| prompter.step(&question)) {
+            Ok(StepAnswer::Run) => None,
+            Ok(StepAnswer::Continue) => {
+                self.options.step_by_step.store(false, Ordering::SeqCst);
+                None
+            }
+            Ok(StepAnswer::Stop) => Some(Flow::Stop(
+                RunStatus::Declined,
+                Some(format!(
+                    "stopped before step `{id}` (step by step); it and the steps after it did not run"
+                )),
+            )),
+            Err(PromptError::Interrupted) => Some(Flow::Stop(
+                RunStatus::Interrupted,
+                Some(format!("interrupted before step `{id}`")),
+            )),
+            Err(PromptError::NotInteractive) => Some(Flow::Stop(
+                RunStatus::Declined,
+                Some(format!(
+                    "cannot ask before step `{id}`: a step-by-step run needs a terminal"
+                )),
+            )),
+        }
+    }
+
     /// Ask at a gate. `--yes` approves; a protected environment also needs its name typed once.
     fn gate(
         &self,
@@ -840,6 +906,10 @@ impl Prompter for MaskedPrompter<'_> {
     fn interactive(&self) -> bool {
         self.inner.interactive()
     }
+    fn step(&self, question: &str) -> Result<StepAnswer, PromptError> {
+        let q = self.bus.redactor.redact(question).into_owned();
+        self.bus.suspend(|| self.inner.step(&q))
+    }
 }
 
 /// Who is running this: the local user name.
@@ -929,6 +999,9 @@ impl Nested for EngineNested<'_, '_> {
             options: RunOptions {
                 run_id: parent.options.run_id.clone(),
                 assume_yes: parent.options.assume_yes,
+                // A selection names the steps of the runbook it was given for, not these.
+                selected: None,
+                step_by_step: parent.options.step_by_step.clone(),
             },
             recorder: parent.recorder.clone(),
             library: parent.library,

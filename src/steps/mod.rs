@@ -165,6 +165,23 @@ pub trait Prompter: Send + Sync {
     fn show(&self, markdown: &str);
     /// True when the prompter can really ask someone.
     fn interactive(&self) -> bool;
+    /// A step-by-step run (`run --step`): run this step, stop the run, or run it and stop
+    /// asking. Only an interactive prompter can answer.
+    fn step(&self, question: &str) -> Result<StepAnswer, PromptError> {
+        let _ = question;
+        Err(PromptError::NotInteractive)
+    }
+}
+
+/// The operator's answer before a step of a step-by-step run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StepAnswer {
+    /// `y`: run this step, ask again before the next.
+    Run,
+    /// `n`: stop the run here (declined).
+    Stop,
+    /// `c`: run this step and every later one without asking.
+    Continue,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -828,7 +828,9 @@ async fn collect<R: AsyncRead + Unpin>(
     all
 }
 
-const TAIL_LINES: usize = 20;
+/// A failure shows what the command printed in full (the first error is often at the top);
+/// only a runaway output is cut, to its last lines.
+const TAIL_LINES: usize = 1000;
 
 fn tail(s: &str) -> String {
     let lines: Vec<&str> = s.trim_end().lines().collect();
@@ -836,7 +838,7 @@ fn tail(s: &str) -> String {
     lines[start..].join("\n")
 }
 
-/// The last lines of both streams, for a failure's detail.
+/// Both streams, for a failure's detail (only a runaway one cut to its last lines).
 fn tails(stdout: &str, stderr: &str) -> String {
     let mut d = String::new();
     for (name, s) in [("stdout", stdout), ("stderr", stderr)] {
@@ -910,8 +912,14 @@ mod tests {
     fn tails_keep_the_last_lines() {
         let out: String = (1..=30).map(|i| format!("line {i}\n")).collect();
         let t = tails(&out, "boom\n");
-        assert!(t.starts_with("stdout (last 20 of 30 lines):\nline 11\n"));
+        assert!(t.starts_with("stdout:\nline 1\n"), "{t}");
         assert!(t.ends_with("line 30\nstderr:\nboom"));
+        let runaway: String = (1..=1005).map(|i| format!("line {i}\n")).collect();
+        let t = tails(&runaway, "");
+        assert!(
+            t.starts_with("stdout (last 1000 of 1005 lines):\nline 6\n"),
+            "{t}"
+        );
     }
 
     #[test]

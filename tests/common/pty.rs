@@ -1,0 +1,70 @@
+//! The real binary in a pseudo-terminal, driven like a person at a keyboard.
+
+use std::io::Write;
+use std::time::Duration;
+
+use expectrl::process::unix::WaitStatus;
+use expectrl::session::OsSession;
+use expectrl::{Eof, Expect, Session};
+
+use super::Test;
+
+/// A PTY session of `runbook` with the test's arguments, and everything it printed so far.
+pub struct Pty {
+    pub session: OsSession,
+    seen: Vec<u8>,
+}
+
+impl Pty {
+    pub fn spawn(t: &Test) -> Pty {
+        let mut cmd = t.command();
+        cmd.env("TERM", "xterm-256color");
+        let mut session = Session::spawn(cmd).expect("spawn runbook in a pty");
+        // Without a size, the terminal reports 0 columns and prompts wrap at every character.
+        let _ = session.get_process_mut().set_window_size(120, 40);
+        // Generous: a slow machine must not fail the test; a hang still ends it.
+        session.set_expect_timeout(Some(Duration::from_secs(60)));
+        Pty {
+            session,
+            seen: Vec::new(),
+        }
+    }
+
+    pub fn expect(&mut self, text: &str) {
+        match self.session.expect(text) {
+            Ok(c) => {
+                self.seen.extend_from_slice(c.before());
+                for m in c.matches() {
+                    self.seen.extend_from_slice(m);
+                }
+            }
+            Err(e) => panic!(
+                "waiting for {text:?}: {e}\n--- output so far\n{}",
+                String::from_utf8_lossy(&self.seen)
+            ),
+        }
+    }
+
+    pub fn send(&mut self, keys: &str) {
+        self.session.send(keys).expect("write to the pty");
+        self.session.flush().expect("flush the pty");
+    }
+
+    /// Read to the end and return the exit code.
+    pub fn finish(&mut self) -> i32 {
+        if let Ok(c) = self.session.expect(Eof) {
+            self.seen.extend_from_slice(c.before());
+            for m in c.matches() {
+                self.seen.extend_from_slice(m);
+            }
+        }
+        match self.session.get_process().wait().expect("wait for runbook") {
+            WaitStatus::Exited(_, code) => code,
+            other => panic!("runbook did not exit normally: {other:?}"),
+        }
+    }
+
+    pub fn output(&self) -> String {
+        String::from_utf8_lossy(&self.seen).into_owned()
+    }
+}

@@ -1,0 +1,185 @@
+//! What an operator's terminal shows at the end of a run, captured from a real terminal
+//! (tmux): the rendered plan, step lines and summary as a snapshot at 80 columns, and at 40
+//! columns no line wider than the terminal (a wrapped progress line cannot be redrawn in place:
+//! it flickers and leaves copies behind).
+//!
+//! tmux must be installed (`scripts/test` installs it when missing); these tests install
+//! nothing.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::Test;
+
+/// Quick local steps: one generates, one is skipped by `when`, one fails and the run goes on
+/// (nothing listens on port 9 of the loopback), one more after it.
+const RUNBOOK: &str = r#"
+    version: 1
+    name: screen
+    summary: Quick local steps, for a look at the terminal output
+    steps:
+      - id: token
+        title: A new token
+        generate: { format: hex, bytes: 16 }
+      - id: legacy
+        title: Only for the old setup
+        when: "false"
+        generate: { format: hex }
+      - id: probe
+        title: Probe a service that is down
+        on_failure: continue
+        http.check: { url: "http://127.0.0.1:9/health", request_timeout: 5s }
+      - id: after
+        generate: { format: base64 }
+"#;
+
+/// A tmux server of its own (its own socket), killed when the test ends, pass or fail.
+struct Tmux {
+    socket: String,
+}
+
+impl Tmux {
+    fn cmd(&self) -> Command {
+        let mut c = Command::new("tmux");
+        c.args(["-L", &self.socket, "-f", "/dev/null"]);
+        c
+    }
+
+    /// Run `script` in a detached session of `cols` x `rows`.
+    fn start(script: &Path, cols: u16, rows: u16) -> Tmux {
+        let t = Tmux {
+            socket: common::unique("runbook-screen"),
+        };
+        let st = t
+            .cmd()
+            .args(["new-session", "-d", "-s", "run"])
+            .args(["-x", &cols.to_string(), "-y", &rows.to_string()])
+            .arg(format!("sh {}", script.display()))
+            .status()
+            .expect("tmux is needed for this test (scripts/test installs it)");
+        assert!(st.success(), "tmux new-session");
+        t
+    }
+
+    /// The pane's text; `history` adds the lines scrolled off, `join` undoes the terminal's
+    /// own wrapping (so a line the tool printed too long shows as one long line).
+    fn capture(&self, history: bool, join: bool) -> String {
+        let mut c = self.cmd();
+        c.args(["capture-pane", "-p", "-t", "run"]);
+        if history {
+            c.args(["-S", "-"]);
+        }
+        if join {
+            c.arg("-J");
+        }
+        let out = c.output().expect("tmux capture-pane");
+        assert!(out.status.success(), "tmux capture-pane");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Wait for the script's last line (`[exit N]`).
+    fn wait_for_exit(&self) -> String {
+        let start = Instant::now();
+        loop {
+            let screen = self.capture(true, true);
+            if screen.contains("[exit ") {
+                return screen;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(120),
+                "the run did not end:\n{screen}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = self.cmd().arg("kill-server").status();
+    }
+}
+
+fn quote(s: &std::ffi::OsStr) -> String {
+    format!("'{}'", s.to_string_lossy().replace('\'', r"'\''"))
+}
+
+/// A shell script that runs the test's command as `Test::run` would, prints its exit code,
+/// and waits (so the pane stays to be captured).
+fn script(t: &Test) -> std::path::PathBuf {
+    let cmd = t.command();
+    let mut line = String::from("exec 2>&1\n");
+    if let Some(dir) = cmd.get_current_dir() {
+        line.push_str(&format!("cd {}\n", quote(dir.as_os_str())));
+    }
+    line.push_str("env");
+    for (k, v) in cmd.get_envs() {
+        if let Some(v) = v {
+            line.push_str(&format!(" {}={}", k.to_string_lossy(), quote(v)));
+        }
+    }
+    line.push_str(&format!(" {}", quote(cmd.get_program())));
+    for a in cmd.get_args() {
+        line.push_str(&format!(" {}", quote(a)));
+    }
+    line.push_str("\necho \"[exit $?]\"\nsleep 600\n");
+    let path = t.dir.path().join("run.sh");
+    std::fs::write(&path, line).unwrap();
+    path
+}
+
+fn screen_test() -> Test {
+    Test::new()
+        .with_repo_environments()
+        .runbook("screen", RUNBOOK)
+        .args(&["run", "screen", "--env", "sandbox"])
+}
+
+/// Durations and run ids change from run to run.
+fn redact(screen: &str) -> String {
+    let run_id = regex::Regex::new(r"\d{8}-\d{6}-[0-9a-f]{4}").unwrap();
+    let dur = regex::Regex::new(r"\b(\d+m\d{2}s|\d+(\.\d+)?(ms|s))\b").unwrap();
+    let s = run_id.replace_all(screen, "[run-id]");
+    let s = dur.replace_all(&s, "[time]");
+    s.lines()
+        .map(str::trim_end)
+        .collect::<Vec<_>>()
+        .join("\n")
+        .trim_matches('\n')
+        .to_string()
+}
+
+#[test]
+fn the_final_screen_at_80_columns() {
+    let t = screen_test();
+    let tmux = Tmux::start(&script(&t), 80, 60);
+    tmux.wait_for_exit();
+    let screen = tmux.capture(false, false);
+    assert!(screen.contains("[exit 0]"), "{screen}");
+    insta::assert_snapshot!(redact(&screen));
+}
+
+#[test]
+fn no_line_is_wider_than_a_40_column_terminal() {
+    let t = screen_test();
+    let tmux = Tmux::start(&script(&t), 40, 30);
+    let all = tmux.wait_for_exit();
+    assert!(all.contains("[exit 0]"), "{all}");
+    for line in all.lines() {
+        assert!(
+            line.trim_end().chars().count() <= 40,
+            "wider than 40 columns: {line:?}\n{all}"
+        );
+    }
+    // The progress redrew in place: each step's result is on the screen once.
+    for id in ["token", "probe", "after"] {
+        let n = all
+            .lines()
+            .filter(|l| l.contains(&format!("] {id} ")) || l.ends_with(&format!("] {id}")))
+            .count();
+        assert_eq!(n, 1, "`{id}` shown {n} times:\n{all}");
+    }
+}
