@@ -240,6 +240,10 @@ pub struct EnvironmentDoc {
     /// SSH hosts, by the name steps use (`host: app`).
     #[serde(default)]
     pub hosts: IndexMap<String, HostSpec>,
+    /// Host groups, by name: `web: [app, app2]`. `ssh.exec` with `hosts: web` runs on every
+    /// member, in this order.
+    #[serde(default)]
+    pub groups: IndexMap<String, Vec<String>>,
     /// Databases, by the name steps use (`database: main`).
     #[serde(default)]
     pub databases: IndexMap<String, DatabaseSpec>,

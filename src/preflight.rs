@@ -317,9 +317,13 @@ fn gather(runbook: &Runbook, env: &Environment, ctx: &minijinja::Value) -> Needs
             }
             ssh::SshExec::NAME => {
                 if let Ok(p) = rendered.deserialize::<ssh::Params>()
-                    && known(&mut n, "ssh", &id, &p.host)
+                    && let Ok(hosts) = p.targets(env)
                 {
-                    n.hosts.entry(p.host).or_default().push(id);
+                    for host in hosts {
+                        if known(&mut n, "ssh", &id, &host) {
+                            n.hosts.entry(host).or_default().push(id.clone());
+                        }
+                    }
                 }
             }
             http::HttpCheck::NAME => {

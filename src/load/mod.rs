@@ -140,6 +140,39 @@ pub fn load_environments(path: &Path, text: String, problems: &mut Vec<Problem>)
     }
     for env in &list {
         let env_node = node.get("environments").and_then(|n| n.get(&env.name));
+        for (group, members) in &env.doc.groups {
+            let member_nodes = env_node
+                .and_then(|n| n.get("groups"))
+                .and_then(|n| n.get(group))
+                .and_then(Node::as_seq);
+            for (i, member) in members.iter().enumerate() {
+                if env.doc.hosts.contains_key(member) {
+                    continue;
+                }
+                let span = member_nodes
+                    .and_then(|m| m.get(i))
+                    .map_or(0..0, |n| n.span.clone());
+                let known: Vec<&str> = env.doc.hosts.keys().map(String::as_str).collect();
+                let mut p = Problem::error(
+                    "runbook::unknown-host",
+                    format!(
+                        "group `{group}` of environment `{}` names host `{member}`, which it does not have",
+                        env.name
+                    ),
+                )
+                .at(&source, span)
+                .label("no such host");
+                p.help = Some(
+                    crate::diag::did_you_mean(member, known.iter().copied()).unwrap_or_else(|| {
+                        format!(
+                            "add it under `environments.{}.hosts`, or remove it from the group",
+                            env.name
+                        )
+                    }),
+                );
+                problems.push(p);
+            }
+        }
         for (name, db) in &env.doc.databases {
             if let Some(via) = &db.via
                 && !env.doc.hosts.contains_key(via)

@@ -20,7 +20,7 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWriteExt, BufReader};
 
 use super::{CheckCx, Effect, Kind, Output, OutputSpec, Outputs, Resources, RunCx, StepError};
 use crate::diag::Problem;
-use crate::model::{HostKeyChecking, HostSpec};
+use crate::model::{Environment, HostKeyChecking, HostSpec};
 
 // ---------------------------------------------------------------------------------------------
 // The connection pool
@@ -364,8 +364,24 @@ pub struct SshExec;
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Params {
-    /// A host of the environment (`hosts:` in environments.yaml).
-    pub host: String,
+    /// One host of the environment (`hosts:` in environments.yaml). Give `host` or `hosts`.
+    #[serde(default)]
+    pub host: Option<String>,
+    /// Several hosts: a list of hosts of the environment, or the name of one of its `groups`.
+    /// The outputs are then `hosts` (per host: stdout, stderr, exit_code, ok) and `failed`.
+    #[serde(default)]
+    pub hosts: Option<Targets>,
+    /// With `hosts`: how many hosts run the command at the same time (default 1).
+    #[serde(default)]
+    pub parallel: Option<u32>,
+    /// With `hosts`: how many hosts may fail with the step still succeeding (default 0). One
+    /// more failure stops starting new hosts, lets the running ones finish, and fails the step.
+    #[serde(default)]
+    pub max_failures: Option<u32>,
+    /// With `hosts`: a rolling change in batches of this many hosts. A batch starts only when
+    /// every host of the previous one finished and the failures are within `max_failures`.
+    #[serde(default)]
+    pub batch: Option<u32>,
     /// Run by the remote user's login shell. Never put a secret here: use `env` or `stdin`.
     pub command: String,
     /// Text given to the command on its standard input.
@@ -378,6 +394,108 @@ pub struct Params {
     /// What the result must look like; the step fails otherwise.
     #[serde(default)]
     pub expect: Expect,
+}
+
+/// The hosts of a multi-host `ssh.exec`: a list of hosts, or a group's name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Targets {
+    List(Vec<String>),
+    Group(String),
+}
+
+impl<'de> Deserialize<'de> for Targets {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Targets;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a list of hosts or the name of a host group")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Targets, E> {
+                Ok(Targets::Group(v.to_string()))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut a: A,
+            ) -> Result<Targets, A::Error> {
+                let mut v = Vec::new();
+                while let Some(h) = a.next_element::<String>()? {
+                    v.push(h);
+                }
+                Ok(Targets::List(v))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl JsonSchema for Targets {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Targets".into()
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "oneOf": [
+                { "type": "string", "description": "a host group of the environment (`groups:`)" },
+                { "type": "array", "items": { "type": "string" }, "minItems": 1, "description": "hosts of the environment" }
+            ]
+        })
+    }
+}
+
+impl Params {
+    /// The hosts the step runs on, in order, for `env` (a group resolved, duplicates dropped).
+    pub fn targets(&self, env: &Environment) -> Result<Vec<String>, StepError> {
+        let list = match (&self.host, &self.hosts) {
+            (Some(h), None) => return Ok(vec![h.clone()]),
+            (None, Some(Targets::List(l))) => l.clone(),
+            (None, Some(Targets::Group(g))) => env
+                .doc
+                .groups
+                .get(g)
+                .cloned()
+                .ok_or_else(|| unknown_group(env, g))?,
+            (Some(_), Some(_)) => return Err(StepError::new(BOTH_HOST_AND_HOSTS)),
+            (None, None) => return Err(StepError::new(NEITHER_HOST_NOR_HOSTS)),
+        };
+        let mut seen = std::collections::HashSet::new();
+        Ok(list
+            .into_iter()
+            .filter(|h| seen.insert(h.clone()))
+            .collect())
+    }
+
+    /// `host`, or `hosts` as written, for plans.
+    fn target_text(&self) -> String {
+        match (&self.host, &self.hosts) {
+            (Some(h), _) => h.clone(),
+            (None, Some(Targets::Group(g))) => format!("group {g}"),
+            (None, Some(Targets::List(l))) if l.len() <= 3 => l.join(", "),
+            (None, Some(Targets::List(l))) => {
+                format!("{} hosts ({}, …)", l.len(), l[..2].join(", "))
+            }
+            (None, None) => "?".into(),
+        }
+    }
+}
+
+const BOTH_HOST_AND_HOSTS: &str = "`host` and `hosts` exclude each other: give one";
+const NEITHER_HOST_NOR_HOSTS: &str =
+    "`ssh.exec` needs `host` (one host) or `hosts` (a list or a group)";
+
+fn unknown_group(env: &Environment, group: &str) -> StepError {
+    let known: Vec<&str> = env.doc.groups.keys().map(String::as_str).collect();
+    let help = crate::diag::did_you_mean(group, known.iter().copied()).unwrap_or_else(|| {
+        format!(
+            "define it under `environments.{}.groups` in environments.yaml; for one host write `host: {group}` or `hosts: [{group}]`",
+            env.name
+        )
+    });
+    StepError::new(format!(
+        "environment `{}` has no host group `{group}`",
+        env.name
+    ))
+    .with_detail(format!("help: {help}"))
 }
 
 #[derive(Debug, Default, Deserialize, JsonSchema)]
@@ -471,11 +589,14 @@ fn valid_env_name(name: &str) -> bool {
 
 impl Kind for SshExec {
     const NAME: &'static str = "ssh.exec";
-    const SUMMARY: &'static str =
-        "Run a command on a host over SSH (outputs `stdout`, `stderr`, `exit_code`, `json`).";
+    const SUMMARY: &'static str = "Run a command on a host over SSH (outputs `stdout`, `stderr`, `exit_code`, `json`), \
+         or on several hosts with `hosts:` (outputs `hosts`, `failed`).";
     type Params = Params;
 
-    fn outputs(_: &Params) -> Vec<OutputSpec> {
+    fn outputs(p: &Params) -> Vec<OutputSpec> {
+        if p.hosts.is_some() {
+            return vec![OutputSpec::public("hosts"), OutputSpec::public("failed")];
+        }
         vec![
             OutputSpec::public("stdout"),
             OutputSpec::public("stderr"),
@@ -485,7 +606,7 @@ impl Kind for SshExec {
     }
 
     fn check(p: &Params, cx: &mut CheckCx<'_>) {
-        cx.require_host("host", &p.host);
+        check_targets(p, cx);
         if let Ok(refs) = crate::template::references(&p.command) {
             let secret: Vec<String> = refs.into_iter().filter(|r| (cx.secret_refs)(r)).collect();
             if !secret.is_empty() {
@@ -559,152 +680,99 @@ impl Kind for SshExec {
         } else {
             ""
         };
-        format!("on {}: {first}{more}", p.host)
+        let mut how = Vec::new();
+        if p.hosts.is_some() {
+            how.push(format!("{} at a time", p.parallel.unwrap_or(1)));
+            if let Some(b) = p.batch {
+                how.push(format!("batches of {b}"));
+            }
+            if let Some(m) = p.max_failures.filter(|m| *m > 0) {
+                how.push(format!("up to {m} may fail"));
+            }
+        }
+        let how = if how.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", how.join(", "))
+        };
+        format!("on {}{how}: {first}{more}", p.target_text())
     }
 
     fn effect(p: &Params) -> Effect {
-        Effect::Changes(format!("runs a command on `{}`", p.host))
+        Effect::Changes(match (&p.host, &p.hosts) {
+            (_, Some(Targets::Group(g))) => format!("runs a command on every host of group `{g}`"),
+            (_, Some(Targets::List(l))) => {
+                let l: Vec<String> = l.iter().map(|h| format!("`{h}`")).collect();
+                format!("runs a command on {}", l.join(", "))
+            }
+            (h, None) => format!("runs a command on `{}`", h.as_deref().unwrap_or("?")),
+        })
     }
 
     async fn run(p: Params, cx: &RunCx<'_>) -> Result<Outputs, StepError> {
-        // Compile patterns before touching the host.
-        let re = |field: &str, pat: &Option<String>| -> Result<Option<regex::Regex>, StepError> {
-            pat.as_deref()
-                .map(|s| {
-                    regex::Regex::new(s).map_err(|e| {
-                        StepError::new(format!(
-                            "invalid regular expression in `expect.{field}`: {e}"
-                        ))
-                    })
-                })
-                .transpose()
-        };
-        let stdout_matches = re("stdout_matches", &p.expect.stdout_matches)?;
-        let stdout_not = re("stdout_not_matches", &p.expect.stdout_not_matches)?;
-        let stderr_not = re("stderr_not_matches", &p.expect.stderr_not_matches)?;
-        for name in p.env.keys() {
-            if !valid_env_name(name) {
-                return Err(StepError::new(format!(
-                    "`{name}` is not a valid environment variable name"
-                )));
+        let checks = Checks::compile(&p)?;
+        let hosts = p.targets(cx.env)?;
+        if p.hosts.is_none() {
+            let host = &hosts[0];
+            let ran = exec(cx, host, &p, cx.progress).await?;
+            if let Err(f) = checks.judge(&p, &ran) {
+                return Err(StepError::new(f.message).with_detail(tails(&ran.stdout, &ran.stderr)));
             }
+            // Like the shell's `$(...)`: trailing newlines are not part of the value.
+            let json: serde_json::Value =
+                serde_json::from_str(&ran.stdout).unwrap_or(serde_json::Value::Null);
+            return Ok(vec![
+                public("stdout", trim_newlines(&ran.stdout).into()),
+                public("stderr", trim_newlines(&ran.stderr).into()),
+                public("exit_code", ran.code.into()),
+                public("json", json),
+            ]);
         }
-        if p.env.values().any(|v| v.contains('\0')) {
-            return Err(StepError::new("an `env` value contains a NUL byte"));
-        }
-
-        let conn = session(cx, &p.host).await?;
-        let (script, input) = remote_script(&p.command, &p.env, p.stdin.as_deref());
-        let mut cmd = Session::arc_raw_command(conn.session.clone(), &script);
-        cmd.stdin(if input.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-        let mut child = cmd.spawn().await.map_err(|e| run_error(&p.host, &e))?;
-        let stdin = child.stdin().take();
-        let stdout = child.stdout().take();
-        let stderr = child.stderr().take();
-
-        let feed = async move {
-            if let (Some(mut w), Some(data)) = (stdin, input) {
-                // A command that exits without reading its input closes the pipe: not an error.
-                let _ = w.write_all(data.as_bytes()).await;
-                let _ = w.shutdown().await;
-            }
-        };
-        let progress = cx.progress;
-        let (_, out, err) =
-            tokio::join!(feed, collect(stdout, progress), collect(stderr, progress));
-        let status = child.wait().await.map_err(|e| run_error(&p.host, &e))?;
-
-        let stdout = String::from_utf8_lossy(&out).into_owned();
-        let stderr = String::from_utf8_lossy(&err).into_owned();
-        let code = status.code();
-        let json: serde_json::Value =
-            serde_json::from_str(&stdout).unwrap_or(serde_json::Value::Null);
-
-        let fail = |message: String| StepError::new(message).with_detail(tails(&stdout, &stderr));
-        let allowed = p.expect.exit_code.clone().unwrap_or(ExitCodes(vec![0]));
-        match code {
-            None => {
-                return Err(fail(
-                    "the command ended without an exit code (killed by a signal, or the connection dropped)".into(),
-                ));
-            }
-            Some(c) if !allowed.0.contains(&i64::from(c)) => {
-                let expected: Vec<String> = allowed.0.iter().map(i64::to_string).collect();
-                return Err(fail(format!(
-                    "the command exited with {c} (expected {})",
-                    expected.join(" or ")
-                )));
-            }
-            Some(_) => {}
-        }
-        if let Some(s) = &p.expect.stdout_contains
-            && !stdout.contains(s.as_str())
-        {
-            return Err(fail(format!(
-                "expect.stdout_contains: stdout does not contain `{s}`"
-            )));
-        }
-        if let Some(r) = &stdout_matches
-            && !r.is_match(&stdout)
-        {
-            return Err(fail(format!(
-                "expect.stdout_matches: stdout does not match `{r}`"
-            )));
-        }
-        if let Some(r) = &stdout_not
-            && let Some(m) = r.find(&stdout)
-        {
-            return Err(fail(format!(
-                "expect.stdout_not_matches: stdout matches `{r}` (at `{}`)",
-                line_of(&stdout, m.start())
-            )));
-        }
-        if let Some(r) = &stderr_not
-            && let Some(m) = r.find(&stderr)
-        {
-            return Err(fail(format!(
-                "expect.stderr_not_matches: stderr matches `{r}` (at `{}`)",
-                line_of(&stderr, m.start())
-            )));
-        }
-        if !p.expect.json.is_empty() {
-            let doc: serde_json::Value = serde_json::from_str(&stdout)
-                .map_err(|e| fail(format!("expect.json: stdout is not JSON ({e})")))?;
-            for a in &p.expect.json {
-                let got = json_path(&doc, &a.path);
-                if got != Some(&a.equals) {
-                    let got = got.map_or("nothing".to_string(), |v| format!("`{v}`"));
-                    return Err(fail(format!(
-                        "expect.json: `{}` is {got}, expected `{}`",
-                        a.path, a.equals
-                    )));
-                }
-            }
-        }
-
-        // Like the shell's `$(...)`: trailing newlines are not part of the value.
-        let trim = |s: &str| s.trim_end_matches(['\n', '\r']).to_string();
-        Ok(vec![
-            public("stdout", trim(&stdout).into()),
-            public("stderr", trim(&stderr).into()),
-            public("exit_code", code.into()),
-            public("json", json),
-        ])
+        fan_out(&p, &checks, &hosts, cx).await
     }
 
     fn by_hand(p: &Params, cx: &crate::docs::HandCx<'_>) -> Option<String> {
-        let env: Vec<(&str, &str)> = p
+        let mut env: Vec<(&str, &str)> = p
             .env
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect();
-        let mut s = cx.remote_command(&p.host, &p.command, &env, p.stdin.as_deref());
+        // By hand, the automatic variable is only worth writing when the command reads it.
+        let hosts = match cx.env {
+            Some(e) => p.targets(e).ok(),
+            None => None,
+        };
+        let first = hosts
+            .as_ref()
+            .and_then(|h| h.first().cloned())
+            .or_else(|| p.host.clone())
+            .unwrap_or_else(|| "HOST".to_string());
+        if p.command.contains(HOST_VAR) && !p.env.contains_key(HOST_VAR) {
+            env.insert(0, (HOST_VAR, first.as_str()));
+        }
+        let mut s = String::new();
+        if p.hosts.is_some() {
+            let which = match (&hosts, &p.hosts) {
+                (Some(h), _) => h
+                    .iter()
+                    .map(|h| format!("`{h}`"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                (None, Some(Targets::Group(g))) => format!("every host of group `{g}`"),
+                (None, _) => p.target_text(),
+            };
+            let _ = write!(
+                s,
+                "On each of these hosts: {which}; {} at a time{}. Stop starting new hosts once more than {} failed. \
+                 Shown for `{first}`:\n\n",
+                p.parallel.unwrap_or(1),
+                p.batch
+                    .map(|b| format!(", in batches of {b} (finish a batch before the next)"))
+                    .unwrap_or_default(),
+                p.max_failures.unwrap_or(0),
+            );
+        }
+        s.push_str(&cx.remote_command(&first, &p.command, &env, p.stdin.as_deref()));
         let e = &p.expect;
         let mut checks = Vec::new();
         let codes = e.exit_code.clone().map_or(vec![0], |c| c.0);
@@ -735,6 +803,525 @@ impl Kind for SshExec {
         s.push_str(". Otherwise the step failed.");
         Some(s)
     }
+}
+
+/// Check-time problems of `host`/`hosts`/`parallel`/`max_failures`/`batch`.
+fn check_targets(p: &Params, cx: &mut CheckCx<'_>) {
+    match (&p.host, &p.hosts) {
+        (Some(h), None) => {
+            cx.require_host("host", h);
+            for (field, v) in [
+                ("parallel", p.parallel),
+                ("max_failures", p.max_failures),
+                ("batch", p.batch),
+            ] {
+                if v.is_some() {
+                    cx.problem_at(
+                        field,
+                        Problem::error(
+                            "runbook::fan-out-needs-hosts",
+                            format!("`{field}` applies only to several hosts"),
+                        )
+                        .label("with `host:`")
+                        .help(format!("write `hosts: [{h}, …]` or `hosts: GROUP`")),
+                    );
+                }
+            }
+        }
+        (Some(_), Some(_)) => cx.problem_at(
+            "hosts",
+            Problem::error("runbook::host-and-hosts", BOTH_HOST_AND_HOSTS)
+                .help("`host:` names one host; `hosts:` a list or a group"),
+        ),
+        (None, None) => cx.problem_at(
+            "command",
+            Problem::error("runbook::no-host", NEITHER_HOST_NOR_HOSTS)
+                .help("add `host: NAME`, `hosts: [A, B]` or `hosts: GROUP`"),
+        ),
+        (None, Some(Targets::List(list))) => {
+            if list.is_empty() {
+                cx.problem_at(
+                    "hosts",
+                    Problem::error("runbook::no-host", "`hosts` is an empty list"),
+                );
+            }
+            let mut seen = std::collections::HashSet::new();
+            for h in list {
+                cx.require_host("hosts", h);
+                if !seen.insert(h) {
+                    cx.problem_at(
+                        "hosts",
+                        Problem::warning(
+                            "runbook::duplicate-host",
+                            format!("host `{h}` is listed twice: it runs once"),
+                        ),
+                    );
+                }
+            }
+        }
+        (None, Some(Targets::Group(g))) => {
+            if !g.contains("{{") {
+                for env in cx.environments {
+                    if !env.doc.groups.contains_key(g) {
+                        let err = unknown_group(env, g);
+                        let help = err.detail.unwrap_or_default();
+                        let problems = Problem::error("runbook::unknown-group", err.message)
+                            .label("this group")
+                            .help(help.trim_start_matches("help: "));
+                        cx.problem_at("hosts", problems);
+                    }
+                }
+            }
+        }
+    }
+    for field in ["parallel", "batch"] {
+        let v = if field == "parallel" {
+            p.parallel
+        } else {
+            p.batch
+        };
+        if v == Some(0) {
+            cx.problem_at(
+                field,
+                Problem::error(
+                    "runbook::bad-fan-out",
+                    format!("`{field}` must be at least 1"),
+                ),
+            );
+        }
+    }
+}
+
+/// The command's result on one host.
+struct Ran {
+    stdout: String,
+    stderr: String,
+    code: Option<i32>,
+}
+
+/// Why a host failed: a few words for progress, and the whole sentence.
+struct Failure {
+    short: String,
+    message: String,
+}
+
+/// The step's `expect:` with its patterns compiled once for every host.
+struct Checks {
+    stdout_matches: Option<regex::Regex>,
+    stdout_not: Option<regex::Regex>,
+    stderr_not: Option<regex::Regex>,
+}
+
+impl Checks {
+    /// Compile the patterns and validate `env` before touching any host.
+    fn compile(p: &Params) -> Result<Checks, StepError> {
+        let re = |field: &str, pat: &Option<String>| -> Result<Option<regex::Regex>, StepError> {
+            pat.as_deref()
+                .map(|s| {
+                    regex::Regex::new(s).map_err(|e| {
+                        StepError::new(format!(
+                            "invalid regular expression in `expect.{field}`: {e}"
+                        ))
+                    })
+                })
+                .transpose()
+        };
+        for name in p.env.keys() {
+            if !valid_env_name(name) {
+                return Err(StepError::new(format!(
+                    "`{name}` is not a valid environment variable name"
+                )));
+            }
+        }
+        if p.env.values().any(|v| v.contains('\0')) {
+            return Err(StepError::new("an `env` value contains a NUL byte"));
+        }
+        Ok(Checks {
+            stdout_matches: re("stdout_matches", &p.expect.stdout_matches)?,
+            stdout_not: re("stdout_not_matches", &p.expect.stdout_not_matches)?,
+            stderr_not: re("stderr_not_matches", &p.expect.stderr_not_matches)?,
+        })
+    }
+
+    /// Whether a result is what `expect:` asks for.
+    fn judge(&self, p: &Params, ran: &Ran) -> Result<(), Failure> {
+        let fail = |short: &str, message: String| {
+            Err(Failure {
+                short: short.to_string(),
+                message,
+            })
+        };
+        let (stdout, stderr) = (&ran.stdout, &ran.stderr);
+        let allowed = p.expect.exit_code.clone().unwrap_or(ExitCodes(vec![0]));
+        match ran.code {
+            None => {
+                return fail(
+                    "no exit code",
+                    "the command ended without an exit code (killed by a signal, or the connection dropped)".into(),
+                );
+            }
+            Some(c) if !allowed.0.contains(&i64::from(c)) => {
+                let expected: Vec<String> = allowed.0.iter().map(i64::to_string).collect();
+                return fail(
+                    &format!("exit {c}"),
+                    format!(
+                        "the command exited with {c} (expected {})",
+                        expected.join(" or ")
+                    ),
+                );
+            }
+            Some(_) => {}
+        }
+        if let Some(s) = &p.expect.stdout_contains
+            && !stdout.contains(s.as_str())
+        {
+            return fail(
+                "stdout_contains",
+                format!("expect.stdout_contains: stdout does not contain `{s}`"),
+            );
+        }
+        if let Some(r) = &self.stdout_matches
+            && !r.is_match(stdout)
+        {
+            return fail(
+                "stdout_matches",
+                format!("expect.stdout_matches: stdout does not match `{r}`"),
+            );
+        }
+        if let Some(r) = &self.stdout_not
+            && let Some(m) = r.find(stdout)
+        {
+            return fail(
+                "stdout_not_matches",
+                format!(
+                    "expect.stdout_not_matches: stdout matches `{r}` (at `{}`)",
+                    line_of(stdout, m.start())
+                ),
+            );
+        }
+        if let Some(r) = &self.stderr_not
+            && let Some(m) = r.find(stderr)
+        {
+            return fail(
+                "stderr_not_matches",
+                format!(
+                    "expect.stderr_not_matches: stderr matches `{r}` (at `{}`)",
+                    line_of(stderr, m.start())
+                ),
+            );
+        }
+        if !p.expect.json.is_empty() {
+            let doc: serde_json::Value = match serde_json::from_str(stdout) {
+                Ok(d) => d,
+                Err(e) => return fail("json", format!("expect.json: stdout is not JSON ({e})")),
+            };
+            for a in &p.expect.json {
+                let got = json_path(&doc, &a.path);
+                if got != Some(&a.equals) {
+                    let got = got.map_or("nothing".to_string(), |v| format!("`{v}`"));
+                    return fail(
+                        "json",
+                        format!(
+                            "expect.json: `{}` is {got}, expected `{}`",
+                            a.path, a.equals
+                        ),
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The variable every command gets: the host's name in the environment.
+const HOST_VAR: &str = "RUNBOOK_HOST";
+
+/// Run the command on `host` over the run's connection to it (opened on first use).
+async fn exec(
+    cx: &RunCx<'_>,
+    host: &str,
+    p: &Params,
+    progress: &(dyn Fn(&str) + Send + Sync),
+) -> Result<Ran, StepError> {
+    let conn = session(cx, host).await?;
+    // `RUNBOOK_HOST` first, so that a value of the author's `env:` wins.
+    let mut env = IndexMap::with_capacity(p.env.len() + 1);
+    env.insert(HOST_VAR.to_string(), host.to_string());
+    env.extend(p.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+    let (script, input) = remote_script(&p.command, &env, p.stdin.as_deref());
+    let mut cmd = Session::arc_raw_command(conn.session.clone(), &script);
+    cmd.stdin(if input.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    })
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    let mut child = cmd.spawn().await.map_err(|e| run_error(host, &e))?;
+    let stdin = child.stdin().take();
+    let stdout = child.stdout().take();
+    let stderr = child.stderr().take();
+
+    let feed = async move {
+        if let (Some(mut w), Some(data)) = (stdin, input) {
+            // A command that exits without reading its input closes the pipe: not an error.
+            let _ = w.write_all(data.as_bytes()).await;
+            let _ = w.shutdown().await;
+        }
+    };
+    let (_, out, err) = tokio::join!(feed, collect(stdout, progress), collect(stderr, progress));
+    let status = child.wait().await.map_err(|e| run_error(host, &e))?;
+    Ok(Ran {
+        stdout: String::from_utf8_lossy(&out).into_owned(),
+        stderr: String::from_utf8_lossy(&err).into_owned(),
+        code: status.code(),
+    })
+}
+
+fn trim_newlines(s: &str) -> String {
+    s.trim_end_matches(['\n', '\r']).to_string()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Fan-out: one command on many hosts
+// ---------------------------------------------------------------------------------------------
+
+/// How many lines of a failed host's output the step's detail shows (many hosts may fail).
+const FAN_OUT_TAIL_LINES: usize = 5;
+
+/// The shared bookkeeping of a fan-out, behind one lock.
+struct Fan {
+    /// The next host (index into the step's hosts) to start.
+    next: usize,
+    /// One past the last host of the current batch.
+    end: usize,
+    done: usize,
+    /// Failed hosts in the order they failed, with the short reason.
+    failed: Vec<(String, String)>,
+    /// More than `max_failures` failed: start no more hosts.
+    stop: bool,
+    /// Per host, once finished: its result (absent when it could not run) and failure.
+    results: Vec<Option<(Option<Ran>, Option<Failure>)>>,
+}
+
+impl Fan {
+    /// "hosts 7/50 done, 1 failed (app13: exit 2)".
+    fn summary(&self) -> String {
+        let total = self.results.len();
+        let mut s = format!("hosts {}/{total} done", self.done);
+        if !self.failed.is_empty() {
+            let shown: Vec<String> = self
+                .failed
+                .iter()
+                .take(3)
+                .map(|(h, why)| format!("{h}: {why}"))
+                .collect();
+            let more = if self.failed.len() > 3 { ", …" } else { "" };
+            let _ = write!(
+                s,
+                ", {} failed ({}{more})",
+                self.failed.len(),
+                shown.join(", ")
+            );
+        }
+        s
+    }
+}
+
+/// Run the command on every host: `parallel` at a time, batch after batch, stopping once more
+/// than `max_failures` hosts failed. Connections are the run's pool, one master per host.
+async fn fan_out(
+    p: &Params,
+    checks: &Checks,
+    hosts: &[String],
+    cx: &RunCx<'_>,
+) -> Result<Outputs, StepError> {
+    let parallel = p.parallel.unwrap_or(1).max(1) as usize;
+    let max_failures = p.max_failures.unwrap_or(0) as usize;
+    let batch = p.batch.map_or(hosts.len(), |b| b.max(1) as usize).max(1);
+    let fan = Mutex::new(Fan {
+        next: 0,
+        end: 0,
+        done: 0,
+        failed: Vec::new(),
+        stop: false,
+        results: (0..hosts.len()).map(|_| None).collect(),
+    });
+    (cx.progress)(&lock(&fan).summary());
+
+    // A fixed set of workers, each taking the next host of the batch, caps the concurrency
+    // without spawning tasks (the step borrows the run's context, so it cannot be 'static).
+    let worker = || async {
+        loop {
+            let i = {
+                let mut f = lock(&fan);
+                if f.stop || f.next >= f.end {
+                    break;
+                }
+                f.next += 1;
+                f.next - 1
+            };
+            let host = hosts[i].as_str();
+            let progress = |line: &str| {
+                let summary = lock(&fan).summary();
+                (cx.progress)(&format!("{summary} · {host}: {line}"));
+            };
+            let (ran, failure) = match exec(cx, host, p, &progress).await {
+                Ok(ran) => {
+                    let failure = checks.judge(p, &ran).err();
+                    (Some(ran), failure)
+                }
+                Err(e) => {
+                    let short = e.message.clone();
+                    let message = match &e.detail {
+                        Some(d) => format!("{}\n{d}", e.message),
+                        None => e.message,
+                    };
+                    (None, Some(Failure { short, message }))
+                }
+            };
+            let summary = {
+                let mut f = lock(&fan);
+                f.done += 1;
+                if let Some(fl) = &failure {
+                    f.failed.push((host.to_string(), fl.short.clone()));
+                    if f.failed.len() > max_failures {
+                        f.stop = true;
+                    }
+                }
+                f.results[i] = Some((ran, failure));
+                f.summary()
+            };
+            (cx.progress)(&summary);
+        }
+    };
+
+    let mut start = 0;
+    while start < hosts.len() {
+        let end = (start + batch).min(hosts.len());
+        {
+            let mut f = lock(&fan);
+            if f.stop {
+                break;
+            }
+            f.next = start;
+            f.end = end;
+        }
+        join_all((0..parallel.min(end - start)).map(|_| worker()).collect()).await;
+        start = end;
+    }
+
+    let fan = fan.into_inner().unwrap_or_else(|e| e.into_inner());
+    let mut per_host = serde_json::Map::new();
+    let mut failed = Vec::new();
+    let mut detail = Vec::new();
+    let mut not_started = Vec::new();
+    for (host, result) in hosts.iter().zip(fan.results) {
+        let Some((ran, failure)) = result else {
+            not_started.push(host.clone());
+            continue;
+        };
+        if let Some(fl) = &failure {
+            failed.push(host.clone());
+            let mut d = format!("{host}: {}", fl.message);
+            if let Some(ran) = &ran {
+                // stderr says why; stdout only when stderr is silent.
+                let (name, text) = if ran.stderr.trim().is_empty() {
+                    ("stdout", &ran.stdout)
+                } else {
+                    ("stderr", &ran.stderr)
+                };
+                let lines: Vec<&str> = text.trim_end().lines().collect();
+                if !lines.is_empty() {
+                    let from = lines.len().saturating_sub(FAN_OUT_TAIL_LINES);
+                    let _ = write!(d, "\n  {name}:");
+                    for l in &lines[from..] {
+                        let _ = write!(d, "\n    {l}");
+                    }
+                }
+            }
+            detail.push(d);
+        }
+        let (stdout, stderr, code) = ran.map_or((String::new(), String::new(), None), |r| {
+            (trim_newlines(&r.stdout), trim_newlines(&r.stderr), r.code)
+        });
+        per_host.insert(
+            host.clone(),
+            serde_json::json!({
+                "stdout": stdout,
+                "stderr": stderr,
+                "exit_code": code,
+                "ok": failure.is_none(),
+            }),
+        );
+    }
+
+    if failed.len() > max_failures {
+        let named: Vec<String> = fan
+            .failed
+            .iter()
+            .map(|(h, why)| format!("{h} ({why})"))
+            .collect();
+        let mut message = if hosts.len() == 1 {
+            format!("failed on {}", named.join(", "))
+        } else {
+            format!(
+                "failed on {} of {} hosts: {}",
+                failed.len(),
+                hosts.len(),
+                named.join(", ")
+            )
+        };
+        if !not_started.is_empty() {
+            let _ = write!(
+                message,
+                "; {} not started ({})",
+                not_started.len(),
+                compact_list(&not_started)
+            );
+        }
+        if max_failures > 0 {
+            let _ = write!(message, " (max_failures: {max_failures})");
+        }
+        return Err(StepError::new(message).with_detail(detail.join("\n")));
+    }
+    Ok(vec![
+        public("hosts", serde_json::Value::Object(per_host)),
+        public("failed", failed.into()),
+    ])
+}
+
+/// Up to five names, then how many more.
+fn compact_list(names: &[String]) -> String {
+    if names.len() <= 5 {
+        names.join(", ")
+    } else {
+        format!("{}, and {} more", names[..5].join(", "), names.len() - 5)
+    }
+}
+
+/// Drive futures to completion together on the current task.
+async fn join_all<F: std::future::Future<Output = ()>>(futures: Vec<F>) {
+    let mut futures: Vec<Option<std::pin::Pin<Box<F>>>> =
+        futures.into_iter().map(|f| Some(Box::pin(f))).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for slot in &mut futures {
+            if let Some(f) = slot {
+                if f.as_mut().poll(cx).is_ready() {
+                    *slot = None;
+                } else {
+                    pending = true;
+                }
+            }
+        }
+        if pending {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
+    })
+    .await;
 }
 
 fn public(name: &str, value: serde_json::Value) -> Output {
