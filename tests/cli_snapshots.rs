@@ -79,3 +79,47 @@ fn check_refuses_both_output_and_format() {
     run.assert_code(2);
     assert!(run.stderr.contains("cannot be used with"), "{}", run.stderr);
 }
+
+/// The `--output json` event stream of a run (format of record for scripts): times, run ids,
+/// durations and the digest redacted; secrets masked.
+#[test]
+fn run_events_as_json_lines() {
+    let t = Test::new().with_repo_environments().runbook(
+        "events",
+        r#"
+        version: 1
+        name: events
+        summary: every kind of event a local run emits
+        inputs:
+          mode: { description: Mode, choices: [fast, slow], default: fast }
+        steps:
+          - id: key
+            title: Make a key
+            generate: { format: hex }
+          - id: slow_only
+            when: inputs.mode == 'slow'
+            generate: { format: hex }
+          - id: tell
+            confirm: Tell them {{ steps.key.value }}?
+            manual.confirm:
+              instructions: "Use {{ steps.key.value }}"
+        "#,
+    );
+    let run = t
+        .args(&[
+            "run", "events", "--env", "sandbox", "--yes", "--output", "json",
+        ])
+        .run();
+    run.assert_code(0);
+    let mut lines = Vec::new();
+    for line in run.stdout.lines() {
+        let mut e: serde_json::Value = serde_json::from_str(line).unwrap();
+        for (k, v) in e.as_object_mut().unwrap().iter_mut() {
+            if matches!(k.as_str(), "ts" | "run_id" | "duration_ms" | "digest") {
+                *v = format!("[{k}]").into();
+            }
+        }
+        lines.push(serde_json::to_string(&e).unwrap());
+    }
+    insta::assert_snapshot!(lines.join("\n"));
+}

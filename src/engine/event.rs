@@ -13,6 +13,9 @@ use crate::secret::Redactor;
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event {
     RunStarted {
+        /// Version of this event format (`--output json`); bumped on incompatible changes.
+        #[serde(default)]
+        format: u32,
         run_id: String,
         runbook: String,
         env: String,
@@ -123,6 +126,9 @@ impl RunStatus {
         }
     }
 }
+
+/// The version of the event format written by `--output json` and the event logs.
+pub const EVENT_FORMAT: u32 = 1;
 
 /// An event with the time it happened.
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -119,6 +119,7 @@ impl Engine<'_> {
         }
         let total = self.runbook.steps.len();
         self.bus.emit(Event::RunStarted {
+            format: event::EVENT_FORMAT,
             run_id: self.options.run_id.clone(),
             runbook: self.runbook.name().to_string(),
             env: self.env.name.clone(),
