@@ -250,6 +250,30 @@ pub struct EnvironmentDoc {
     /// Free-form values, available to templates as `env.<name>`.
     #[serde(default)]
     pub vars: IndexMap<String, String>,
+    /// Also lock runs in SSM, so two operators on different machines cannot run the same
+    /// runbook on this environment at once (the local lock only sees this machine).
+    #[serde(default)]
+    pub shared_lock: Option<SharedLockSpec>,
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SharedLockSpec {
+    /// Where lock parameters live; the lock of a runbook is `<prefix>/<runbook>.<environment>`.
+    #[serde(default = "SharedLockSpec::default_prefix")]
+    pub parameter_prefix: String,
+    /// A lock older than this is stale (its holder crashed) and is taken over.
+    #[serde(default = "SharedLockSpec::default_ttl")]
+    pub expires_after: Dur,
+}
+
+impl SharedLockSpec {
+    fn default_prefix() -> String {
+        "/runbook/locks".into()
+    }
+    fn default_ttl() -> Dur {
+        Dur(Duration::from_secs(6 * 3600))
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, JsonSchema)]

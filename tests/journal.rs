@@ -207,3 +207,95 @@ fn a_lock_left_by_a_dead_process_is_taken_over() {
         "the lock is released at the end"
     );
 }
+
+/// Put a String parameter straight into the sandbox's SSM (as another machine would).
+fn ssm_put(name: &str, value: &str) {
+    let body =
+        serde_json::json!({ "Name": name, "Value": value, "Type": "String", "Overwrite": true })
+            .to_string();
+    let st = std::process::Command::new("curl")
+        .args(["-sf", "-o", "/dev/null", "-X", "POST", "http://127.0.0.1:5000/"])
+        .args(["-H", "X-Amz-Target: AmazonSSM.PutParameter", "-H", "Content-Type: application/x-amz-json-1.1"])
+        .args([
+            "-H",
+            "Authorization: AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/ssm/aws4_request, SignedHeaders=host, Signature=0",
+        ])
+        .args(["-d", &body])
+        .status()
+        .unwrap();
+    assert!(st.success());
+}
+
+fn ssm_exists(name: &str) -> bool {
+    let body = serde_json::json!({ "Name": name }).to_string();
+    std::process::Command::new("curl")
+        .args(["-sf", "-o", "/dev/null", "-X", "POST", "http://127.0.0.1:5000/"])
+        .args(["-H", "X-Amz-Target: AmazonSSM.GetParameter", "-H", "Content-Type: application/x-amz-json-1.1"])
+        .args([
+            "-H",
+            "Authorization: AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/ssm/aws4_request, SignedHeaders=host, Signature=0",
+        ])
+        .args(["-d", &body])
+        .status()
+        .unwrap()
+        .success()
+}
+
+/// An environment with `shared_lock:` keeps operators on other machines apart: a lock held
+/// in SSM by someone else refuses the run naming them; an expired one is taken over; the
+/// lock is gone after the run.
+#[test]
+fn a_shared_lock_in_ssm_keeps_other_machines_apart() {
+    let sb = common::sandbox();
+    let prefix = format!("/runbook-test/{}", common::unique("locks"));
+    let t = Test::new()
+        .with_sandbox(&sb)
+        .environments(&format!(
+            r#"
+            version: 1
+            environments:
+              team:
+                aws: {{ region: us-east-1, endpoint: "http://127.0.0.1:5000" }}
+                shared_lock: {{ parameter_prefix: "{prefix}", expires_after: 1h }}
+            "#
+        ))
+        .runbook(
+            "gen",
+            r#"
+            version: 1
+            name: gen
+            summary: one step
+            steps:
+              - id: key
+                generate: { format: hex }
+            "#,
+        );
+    let lock = format!("{prefix}/gen.team");
+    let far = 4_000_000_000u64;
+    ssm_put(
+        &lock,
+        &format!(
+            r#"{{"user":"alice","host":"laptop-7","pid":4242,"run_id":"r-1","started":"then","expires":{far}}}"#
+        ),
+    );
+    let refused = t.again(&["run", "gen", "--env", "team"]);
+    refused.assert_code(2);
+    assert!(
+        refused
+            .stderr
+            .contains("is being run by alice@laptop-7 (pid 4242, run r-1"),
+        "{}",
+        refused.stderr
+    );
+    assert!(
+        !t.state_dir().join("runs").exists(),
+        "a refused run leaves no journal"
+    );
+
+    ssm_put(
+        &lock,
+        r#"{"user":"bob","host":"gone","pid":1,"run_id":"r-0","started":"long ago","expires":1}"#,
+    );
+    t.again(&["run", "gen", "--env", "team"]).assert_code(0);
+    assert!(!ssm_exists(&lock), "the lock is released after the run");
+}

@@ -16,6 +16,7 @@ use crate::plan;
 use crate::secret::Redactor;
 use crate::select;
 use crate::steps::Prompter;
+use crate::steps::ssm::{self, SharedLock, SharedLockError};
 
 /// How `resume` treats a step that was running when the run died.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -58,6 +59,9 @@ struct Launch<'a> {
     step: bool,
     journal: RunJournal,
     _lock: RunLock,
+    runtime: tokio::runtime::Runtime,
+    /// The environment's lock in SSM, when it has `shared_lock:`.
+    shared: Option<SharedLock>,
 }
 
 impl Ctx {
@@ -167,6 +171,14 @@ impl Ctx {
             Ok(l) => l,
             Err(code) => return code,
         };
+        let runtime = match new_runtime() {
+            Ok(r) => r,
+            Err(code) => return code,
+        };
+        let shared = match self.shared_lock(&runtime, rb, env, &run_id) {
+            Ok(s) => s,
+            Err(code) => return code,
+        };
         let meta = RunMeta {
             run_id: &run_id,
             runbook: rb,
@@ -192,6 +204,8 @@ impl Ctx {
             step,
             journal,
             _lock: lock,
+            runtime,
+            shared,
         })
     }
 
@@ -352,6 +366,14 @@ impl Ctx {
             Ok(l) => l,
             Err(code) => return code,
         };
+        let runtime = match new_runtime() {
+            Ok(r) => r,
+            Err(code) => return code,
+        };
+        let shared = match self.shared_lock(&runtime, rb, env, &run.run_id) {
+            Ok(s) => s,
+            Err(code) => return code,
+        };
         let digest_changed = began_with.as_deref() != Some(rb.digest().as_str());
         let mut journal = match RunJournal::reopen(&state, &run.run_id, digest_changed) {
             Ok(j) => j,
@@ -382,6 +404,8 @@ impl Ctx {
             step,
             journal,
             _lock: lock,
+            runtime,
+            shared,
         })
     }
 
@@ -508,17 +532,7 @@ impl Ctx {
             Err(e) => return self.journal_error(&state, &e),
         }
         let bus = Bus::new(redactor, sinks);
-        let runtime = match tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-        {
-            Ok(r) => r,
-            Err(e) => {
-                eprintln!("error: cannot start the async runtime: {e}");
-                return exit::STEP_FAILED;
-            }
-        };
+        let runtime = l.runtime;
         let interrupt = Interrupt::default();
         let engine = Engine {
             runbook: l.rb,
@@ -553,10 +567,86 @@ impl Ctx {
             });
             engine.run().await
         });
+        if let Some(shared) = l.shared
+            && let Err(e) = runtime.block_on(shared.release())
+        {
+            say(&format!("warning: {e}"));
+        }
         // Don't wait for background tasks (the signal listener) at exit.
         runtime.shutdown_background();
         result.status.exit_code()
     }
+
+    /// The environment's lock in SSM (`shared_lock:`), taken after the local one.
+    fn shared_lock(
+        &self,
+        runtime: &tokio::runtime::Runtime,
+        rb: &Runbook,
+        env: &Environment,
+        run_id: &str,
+    ) -> Result<Option<SharedLock>, i32> {
+        let Some(spec) = &env.doc.shared_lock else {
+            return Ok(None);
+        };
+        let name = format!(
+            "{}/{}.{}",
+            spec.parameter_prefix.trim_end_matches('/'),
+            rb.name(),
+            env.name
+        );
+        let holder = serde_json::json!({
+            "user": crate::engine::operator(),
+            "host": journal::hostname(),
+            "pid": std::process::id(),
+            "run_id": run_id,
+            "started": humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+        });
+        let resources = crate::steps::Resources::default();
+        let taken = runtime.block_on(ssm::take_shared_lock(
+            env,
+            &resources,
+            &name,
+            holder,
+            spec.expires_after.0,
+        ));
+        taken.map(Some).map_err(|e| {
+            let p = match e {
+                SharedLockError::Held(h) => {
+                    let who = serde_json::from_str::<serde_json::Value>(&h).ok();
+                    let field = |k: &str| who.as_ref().and_then(|w| w[k].as_str().map(str::to_string)).unwrap_or_else(|| "?".into());
+                    let pid = who.as_ref().and_then(|w| w["pid"].as_u64()).unwrap_or(0);
+                    Problem::error(
+                        "runbook::locked",
+                        format!(
+                            "`{}` on `{}` is being run by {}@{} (pid {pid}, run {}, since {}) — shared lock {name}",
+                            rb.name(),
+                            env.name,
+                            field("user"),
+                            field("host"),
+                            field("run_id"),
+                            field("started")
+                        ),
+                    )
+                    .help("wait for that run to end; the lock expires by itself if its holder died")
+                }
+                SharedLockError::Failed(e) => Problem::error("runbook::shared-lock", e.message)
+                    .help("the environment's `shared_lock:` needs SSM access (PutParameter, GetParameter, DeleteParameter)"),
+            };
+            self.report(&[p]);
+            exit::INVALID
+        })
+    }
+}
+
+fn new_runtime() -> Result<tokio::runtime::Runtime, i32> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            eprintln!("error: cannot start the async runtime: {e}");
+            exit::STEP_FAILED
+        })
 }
 
 /// Text for the operator on stderr, wrapped to the terminal's width when it is one.

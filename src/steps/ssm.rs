@@ -491,7 +491,13 @@ pub struct SsmClients {
 }
 
 async fn client(cx: &RunCx<'_>) -> Result<Ssm, StepError> {
-    let env = cx.env;
+    client_in(cx.env, cx.resources).await
+}
+
+async fn client_in(
+    env: &crate::model::Environment,
+    resources: &super::Resources,
+) -> Result<Ssm, StepError> {
     let aws = env.doc.aws.as_ref().ok_or_else(|| {
         StepError::new(format!("environment `{}` has no `aws:` settings", env.name)).with_detail(
             format!(
@@ -500,7 +506,7 @@ async fn client(cx: &RunCx<'_>) -> Result<Ssm, StepError> {
             ),
         )
     })?;
-    let pool = cx.resources.get::<SsmClients>();
+    let pool = resources.get::<SsmClients>();
     let mut by_env = pool.by_env.lock().await;
     if let Some(ssm) = by_env.get(&env.name) {
         return Ok(ssm.clone());
@@ -884,5 +890,137 @@ mod tests {
         assert!(is_throttling(Some("TooManyUpdates")));
         assert!(!is_throttling(Some("ParameterNotFound")));
         assert!(!is_throttling(None));
+    }
+}
+
+/// A run lock held in SSM (`shared_lock:` of an environment): a create-only parameter naming
+/// its holder and when it expires, so operators on different machines are kept apart too.
+pub struct SharedLock {
+    ssm: Ssm,
+    name: String,
+    value: String,
+}
+
+pub enum SharedLockError {
+    /// Someone holds it: the holder's own description.
+    Held(String),
+    Failed(StepError),
+}
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Take the shared lock `name`, or say who holds it. An expired lock is taken over.
+pub async fn take_shared_lock(
+    env: &crate::model::Environment,
+    resources: &super::Resources,
+    name: &str,
+    holder: serde_json::Value,
+    ttl: Duration,
+) -> Result<SharedLock, SharedLockError> {
+    let ssm = client_in(env, resources)
+        .await
+        .map_err(SharedLockError::Failed)?;
+    let mut holder = holder;
+    holder["expires"] = (now_secs() + ttl.as_secs()).into();
+    let value = holder.to_string();
+    let put = |overwrite: bool| {
+        ssm.client
+            .put_parameter()
+            .name(name)
+            .value(&value)
+            .r#type(ParameterType::String)
+            .overwrite(overwrite)
+            .description("runbook run lock")
+            .send()
+    };
+    let fail = |e: String| {
+        SharedLockError::Failed(StepError::new(format!(
+            "cannot take the shared lock {name}: {e}"
+        )))
+    };
+    match put(false).await {
+        Ok(_) => {}
+        Err(e) if already_exists(&e) => {
+            let current = ssm
+                .client
+                .get_parameter()
+                .name(name)
+                .send()
+                .await
+                .map_err(|e| fail(super::error_chain(&e)))?;
+            let text = current
+                .parameter()
+                .and_then(|p| p.value())
+                .unwrap_or_default()
+                .to_string();
+            let expires = serde_json::from_str::<serde_json::Value>(&text)
+                .ok()
+                .and_then(|v| v["expires"].as_u64())
+                .unwrap_or(0);
+            if expires > now_secs() {
+                return Err(SharedLockError::Held(text));
+            }
+            // Stale: its holder died. Take it over, then read back: if two operators took it
+            // over at once, the last write wins and the other one sees it is not theirs.
+            put(true).await.map_err(|e| fail(super::error_chain(&e)))?;
+            let back = ssm
+                .client
+                .get_parameter()
+                .name(name)
+                .send()
+                .await
+                .map_err(|e| fail(super::error_chain(&e)))?;
+            let now_held = back
+                .parameter()
+                .and_then(|p| p.value())
+                .unwrap_or_default()
+                .to_string();
+            if now_held != value {
+                return Err(SharedLockError::Held(now_held));
+            }
+        }
+        Err(e) => return Err(fail(super::error_chain(&e))),
+    }
+    Ok(SharedLock {
+        ssm,
+        name: name.to_string(),
+        value,
+    })
+}
+
+impl SharedLock {
+    /// Release the lock if it is still ours.
+    pub async fn release(self) -> Result<(), StepError> {
+        let current = self
+            .ssm
+            .client
+            .get_parameter()
+            .name(&self.name)
+            .send()
+            .await;
+        let ours = current
+            .ok()
+            .and_then(|c| c.parameter().and_then(|p| p.value().map(str::to_string)))
+            == Some(self.value);
+        if ours {
+            self.ssm
+                .client
+                .delete_parameter()
+                .name(&self.name)
+                .send()
+                .await
+                .map_err(|e| {
+                    StepError::new(format!(
+                        "cannot release the shared lock {}: {}",
+                        self.name,
+                        super::error_chain(&e)
+                    ))
+                })?;
+        }
+        Ok(())
     }
 }
