@@ -792,107 +792,6 @@ fn scrub(text: &str, value: Option<&str>) -> String {
         .into_owned()
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn put(overwrite: Option<bool>, if_exists: Option<IfExists>) -> PutParams {
-        PutParams {
-            name: "/a/b".into(),
-            value: "v".into(),
-            kind: PutType::SecureString,
-            key_id: None,
-            description: None,
-            overwrite,
-            if_exists,
-        }
-    }
-
-    #[test]
-    fn policy_defaults_follow_overwrite() {
-        assert_eq!(put(None, None).policy(), IfExists::Fail);
-        assert_eq!(put(Some(false), None).policy(), IfExists::Fail);
-        assert_eq!(put(Some(true), None).policy(), IfExists::Overwrite);
-        assert_eq!(put(None, Some(IfExists::Skip)).policy(), IfExists::Skip);
-    }
-
-    #[test]
-    fn describe_and_effect_never_show_the_value() {
-        let mut p = put(None, Some(IfExists::Skip));
-        p.value = "hunter2-planted".into();
-        assert!(!Put::describe(&p).contains("hunter2"));
-        assert_eq!(
-            Put::effect(&p),
-            Effect::Changes("SSM /a/b: created if absent".into())
-        );
-        assert_eq!(
-            Put::effect(&put(Some(true), None)),
-            Effect::Changes("SSM /a/b: new version".into())
-        );
-    }
-
-    #[test]
-    fn scrub_removes_the_value_and_quoted_fields() {
-        let s = scrub(
-            "1 validation error detected: Value 's3cr3t-xyz' at 'value' failed; s3cr3t-xyz",
-            Some("s3cr3t-xyz"),
-        );
-        assert!(!s.contains("s3cr3t"), "{s}");
-        let s = scrub("Value 'abc…' at 'value' failed", Some("abcdef"));
-        assert!(!s.contains("abc"), "{s}");
-    }
-
-    #[tokio::test]
-    async fn throttling_is_retried_then_given_up_and_other_errors_are_not() {
-        use aws_sdk_ssm::error::ErrorMetadata;
-        use std::sync::Mutex;
-        let err = |code: &str| ErrorMetadata::builder().code(code).build();
-        let lines = Mutex::new(Vec::<String>::new());
-        let progress = |l: &str| lines.lock().unwrap().push(l.to_string());
-        let tiny = Duration::from_millis(1);
-
-        let mut calls = 0;
-        let r: Result<(), _> = throttled(&progress, tiny, "ssm:PutParameter", || {
-            calls += 1;
-            std::future::ready(Err(err("ThrottlingException")))
-        })
-        .await;
-        assert_eq!(r.unwrap_err().code(), Some("ThrottlingException"));
-        assert_eq!(calls, ATTEMPTS);
-        assert_eq!(lines.lock().unwrap().len(), ATTEMPTS as usize - 1);
-
-        let mut calls = 0;
-        let r = throttled(&progress, tiny, "ssm:GetParameter", || {
-            calls += 1;
-            std::future::ready(if calls < 3 {
-                Err(err("TooManyUpdates"))
-            } else {
-                Ok(7)
-            })
-        })
-        .await;
-        assert_eq!(r.unwrap(), 7);
-        assert_eq!(calls, 3);
-
-        let mut calls = 0;
-        let r: Result<(), _> = throttled(&progress, tiny, "ssm:GetParameter", || {
-            calls += 1;
-            std::future::ready(Err(err("ParameterNotFound")))
-        })
-        .await;
-        assert!(r.is_err());
-        assert_eq!(calls, 1);
-    }
-
-    #[test]
-    fn throttling_codes() {
-        assert!(is_throttling(Some("ThrottlingException")));
-        assert!(is_throttling(Some("TooManyUpdates")));
-        assert!(!is_throttling(Some("ParameterNotFound")));
-        assert!(!is_throttling(None));
-    }
-}
-
 /// A run lock held in SSM (`shared_lock:` of an environment): a create-only parameter naming
 /// its holder and when it expires, so operators on different machines are kept apart too.
 pub struct SharedLock {
@@ -1022,5 +921,106 @@ impl SharedLock {
                 })?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn put(overwrite: Option<bool>, if_exists: Option<IfExists>) -> PutParams {
+        PutParams {
+            name: "/a/b".into(),
+            value: "v".into(),
+            kind: PutType::SecureString,
+            key_id: None,
+            description: None,
+            overwrite,
+            if_exists,
+        }
+    }
+
+    #[test]
+    fn policy_defaults_follow_overwrite() {
+        assert_eq!(put(None, None).policy(), IfExists::Fail);
+        assert_eq!(put(Some(false), None).policy(), IfExists::Fail);
+        assert_eq!(put(Some(true), None).policy(), IfExists::Overwrite);
+        assert_eq!(put(None, Some(IfExists::Skip)).policy(), IfExists::Skip);
+    }
+
+    #[test]
+    fn describe_and_effect_never_show_the_value() {
+        let mut p = put(None, Some(IfExists::Skip));
+        p.value = "hunter2-planted".into();
+        assert!(!Put::describe(&p).contains("hunter2"));
+        assert_eq!(
+            Put::effect(&p),
+            Effect::Changes("SSM /a/b: created if absent".into())
+        );
+        assert_eq!(
+            Put::effect(&put(Some(true), None)),
+            Effect::Changes("SSM /a/b: new version".into())
+        );
+    }
+
+    #[test]
+    fn scrub_removes_the_value_and_quoted_fields() {
+        let s = scrub(
+            "1 validation error detected: Value 's3cr3t-xyz' at 'value' failed; s3cr3t-xyz",
+            Some("s3cr3t-xyz"),
+        );
+        assert!(!s.contains("s3cr3t"), "{s}");
+        let s = scrub("Value 'abc…' at 'value' failed", Some("abcdef"));
+        assert!(!s.contains("abc"), "{s}");
+    }
+
+    #[tokio::test]
+    async fn throttling_is_retried_then_given_up_and_other_errors_are_not() {
+        use aws_sdk_ssm::error::ErrorMetadata;
+        use std::sync::Mutex;
+        let err = |code: &str| ErrorMetadata::builder().code(code).build();
+        let lines = Mutex::new(Vec::<String>::new());
+        let progress = |l: &str| lines.lock().unwrap().push(l.to_string());
+        let tiny = Duration::from_millis(1);
+
+        let mut calls = 0;
+        let r: Result<(), _> = throttled(&progress, tiny, "ssm:PutParameter", || {
+            calls += 1;
+            std::future::ready(Err(err("ThrottlingException")))
+        })
+        .await;
+        assert_eq!(r.unwrap_err().code(), Some("ThrottlingException"));
+        assert_eq!(calls, ATTEMPTS);
+        assert_eq!(lines.lock().unwrap().len(), ATTEMPTS as usize - 1);
+
+        let mut calls = 0;
+        let r = throttled(&progress, tiny, "ssm:GetParameter", || {
+            calls += 1;
+            std::future::ready(if calls < 3 {
+                Err(err("TooManyUpdates"))
+            } else {
+                Ok(7)
+            })
+        })
+        .await;
+        assert_eq!(r.unwrap(), 7);
+        assert_eq!(calls, 3);
+
+        let mut calls = 0;
+        let r: Result<(), _> = throttled(&progress, tiny, "ssm:GetParameter", || {
+            calls += 1;
+            std::future::ready(Err(err("ParameterNotFound")))
+        })
+        .await;
+        assert!(r.is_err());
+        assert_eq!(calls, 1);
+    }
+
+    #[test]
+    fn throttling_codes() {
+        assert!(is_throttling(Some("ThrottlingException")));
+        assert!(is_throttling(Some("TooManyUpdates")));
+        assert!(!is_throttling(Some("ParameterNotFound")));
+        assert!(!is_throttling(None));
     }
 }
