@@ -192,3 +192,20 @@ fn a_5xx_answer_is_a_warning_and_a_generated_password_is_skipped() {
     assert_eq!(result, "skip");
     assert_eq!(reason, "skipped: password known only at run time");
 }
+
+#[test]
+fn an_unreachable_ssm_endpoint_fails_the_ssm_checks() {
+    let sb = common::sandbox();
+    let kh = sb.state.join("ssh/known_hosts").display().to_string();
+    let port = closed_port();
+    let envs = environments(&sb, &kh, 5433, "https://127.0.0.1:1337")
+        .replace("http://127.0.0.1:5000", &format!("http://127.0.0.1:{port}"));
+    let run = shipped(&sb)
+        .environments(&envs)
+        .args(&["preflight", RUNBOOK, "--env", "sandbox"])
+        .run();
+    run.assert_code(1);
+    let (result, reason) = row(&run.stdout, "ssm read");
+    assert_eq!(result, "FAIL", "{}", run.stdout);
+    assert!(reason.contains("cannot reach SSM"), "{reason}");
+}
