@@ -34,7 +34,7 @@ fn map_err(e: dialoguer::Error) -> PromptError {
 impl Prompter for TerminalPrompter {
     fn confirm(&self, question: &str) -> Result<bool, PromptError> {
         Confirm::with_theme(&self.theme)
-            .with_prompt(question)
+            .with_prompt(one_line_prompt(question))
             .default(false)
             .wait_for_newline(true)
             .interact_opt()
@@ -45,7 +45,9 @@ impl Prompter for TerminalPrompter {
     fn type_to_confirm(&self, question: &str, expected: &str) -> Result<bool, PromptError> {
         loop {
             let typed: String = Input::with_theme(&self.theme)
-                .with_prompt(format!("{question} (or press Enter to stop)"))
+                .with_prompt(one_line_prompt(&format!(
+                    "{question} (or press Enter to stop)"
+                )))
                 .allow_empty(true)
                 .interact_text()
                 .map_err(map_err)?;
@@ -129,6 +131,20 @@ fn parse_step_answer(a: &str) -> Option<StepAnswer> {
         "c" | "continue" => Some(StepAnswer::Continue),
         _ => None,
     }
+}
+
+/// Print all of `question` but its last line (wrapped to the terminal), and return that line
+/// for the prompt: a prompt wider than the terminal wraps, and the prompt's redraw on every
+/// key then repeats its first lines on the screen.
+fn one_line_prompt(question: &str) -> String {
+    let width = super::ui::terminal_width().saturating_sub(12);
+    let wrapped = super::ui::wrap(question.trim_end(), width);
+    let mut lines: Vec<&str> = wrapped.lines().collect();
+    let last = lines.pop().unwrap_or_default().trim_start().to_string();
+    for l in lines {
+        eprintln!("{l}");
+    }
+    last
 }
 
 /// Used when stdin or stderr is not a terminal: it never asks, so a gate can never hang.

@@ -787,7 +787,8 @@ impl Engine<'_> {
         if !prompter.interactive() {
             return Err(PromptError::NotInteractive);
         }
-        let full = format!("{question}\n  step `{id}`: {action}");
+        // What will happen first, the question last: a terminal prompts on the last line.
+        let full = format!("step `{id}`: {action}\n{question}");
         let mut approved = tokio::task::block_in_place(|| prompter.confirm(&full))?;
         if approved && self.env.doc.protected && !self.nesting.env_confirmed.load(Ordering::SeqCst)
         {
@@ -915,9 +916,28 @@ impl Prompter for MaskedPrompter<'_> {
 
 /// Who is running this: the local user name.
 pub fn operator() -> String {
-    std::env::var("USER")
-        .or_else(|_| std::env::var("LOGNAME"))
-        .unwrap_or_else(|_| "unknown".into())
+    ["USER", "LOGNAME"]
+        .iter()
+        .find_map(|v| std::env::var(v).ok().filter(|u| !u.is_empty()))
+        .or_else(user_of_uid)
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// The name of this process's user in /etc/passwd (a root shell often has no `$USER`).
+fn user_of_uid() -> Option<String> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let uid = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))?
+        .split_whitespace()
+        .next()?
+        .to_string();
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+    let name = passwd
+        .lines()
+        .find(|l| l.split(':').nth(2) == Some(uid.as_str()))
+        .and_then(|l| l.split(':').next().map(str::to_string));
+    Some(name.unwrap_or(format!("uid {uid}")))
 }
 
 /// `runbook.run`: the engine runs the named runbook of its library as part of this run.
