@@ -441,8 +441,12 @@ fn locate(node: &Node, source: &Source, range: std::ops::Range<usize>) -> ByteSp
 
 /// `runbook.run` steps name runbooks of the same directory, with their inputs. A name written
 /// as `{{ inputs.x }}` is checked for every choice of input `x`.
-pub fn nested_runbooks(runbooks: &[crate::model::Runbook], problems: &mut Vec<Problem>) {
-    for rb in runbooks {
+pub fn nested_runbooks(
+    subjects: &[&crate::model::Runbook],
+    runbooks: &[crate::model::Runbook],
+    problems: &mut Vec<Problem>,
+) {
+    for rb in subjects {
         for step in rb.all_steps().filter(|s| s.kind.name() == "runbook.run") {
             let Some(name_node) = step.params.get("name") else {
                 continue;

@@ -702,7 +702,12 @@ impl Ctx {
                     load::load_environments_in(dir, &mut problems);
                 } else {
                     let envs = load::load_environments_in(dir, &mut problems);
-                    load::load_runbook_file(path, &envs, &mut problems);
+                    // The runbooks a `runbook.run` step names are its neighbours.
+                    if let Some(rb) = load::load_runbook_file(path, &envs, &mut problems)
+                        && let Ok(library) = load::load_dir(dir)
+                    {
+                        crate::check::nested_runbooks(&[&rb], &library.runbooks, &mut problems);
+                    }
                 }
             }
         }

@@ -143,7 +143,8 @@ impl Sink for TerminalSink {
                 action,
                 ..
             } => {
-                let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+                // Hidden until its prefix and message are set: no half-drawn first frame.
+                let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::hidden());
                 bar.set_style(
                     ProgressStyle::with_template("{spinner:.cyan} [{prefix}] {msg} {elapsed:.dim}")
                         .unwrap_or_else(|_| ProgressStyle::default_spinner()),
@@ -157,6 +158,7 @@ impl Sink for TerminalSink {
                 bar.set_message(
                     self.cut(&format!("{head}: {action}"), self.width.saturating_sub(20)),
                 );
+                bar.set_draw_target(ProgressDrawTarget::stderr());
                 bar.enable_steady_tick(Duration::from_millis(100));
                 if let Some(old) = self.bar.replace(bar) {
                     old.finish_and_clear();

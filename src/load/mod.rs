@@ -57,7 +57,8 @@ pub fn load_dir(dir: &Path) -> Result<Catalog, Problem> {
             runbooks.push(rb);
         }
     }
-    check::nested_runbooks(&runbooks, &mut problems);
+    let all: Vec<&Runbook> = runbooks.iter().collect();
+    check::nested_runbooks(&all, &runbooks, &mut problems);
     let mut seen: Vec<(&str, &Arc<Source>)> = Vec::new();
     for rb in &runbooks {
         if let Some((_, first)) = seen.iter().find(|(n, _)| *n == rb.name()) {
