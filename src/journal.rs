@@ -120,6 +120,9 @@ pub enum JRec {
         git_commit: Option<String>,
         env: String,
         operator: String,
+        /// The AWS identity the run's credentials belong to, when it uses AWS.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        aws_identity: Option<String>,
         host: String,
         pid: u32,
         started: String,
@@ -209,6 +212,7 @@ pub struct RunMeta<'a> {
     pub inputs: &'a IndexMap<String, InputValue>,
     /// The main steps a partial run runs.
     pub selected: Option<&'a [String]>,
+    pub aws_identity: Option<String>,
 }
 
 impl RunJournal {
@@ -247,6 +251,7 @@ impl RunJournal {
             git_commit: git_commit(&meta.runbook.source.path),
             env: meta.env.to_string(),
             operator: operator(),
+            aws_identity: meta.aws_identity.clone(),
             host: hostname(),
             pid: std::process::id(),
             started: now(),
@@ -631,6 +636,7 @@ fn append_audit(state: &Path, recs: &[JRec]) -> std::io::Result<()> {
         git_commit,
         env,
         operator,
+        aws_identity,
         host,
         started,
         inputs,
@@ -699,6 +705,7 @@ fn append_audit(state: &Path, recs: &[JRec]) -> std::io::Result<()> {
         "git_commit": git_commit,
         "env": env,
         "operator": operator,
+        "aws_identity": aws_identity,
         "host": host,
         "started": started,
         "ended": end,

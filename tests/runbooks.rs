@@ -160,6 +160,16 @@ fn ssm_bootstrap_twice_leaves_existing_values_alone() {
         run.assert_code(0);
         let after: Vec<String> = names.iter().map(|n| ssm_value(n)).collect();
         assert_eq!(after, before, "existing values are unchanged");
+        // The audit line names whose AWS credentials ran it (moto's identity here).
+        let audit = std::fs::read_to_string(run.state.join("audit.jsonl")).unwrap();
+        let line: serde_json::Value = serde_json::from_str(audit.lines().last().unwrap()).unwrap();
+        assert!(
+            line["aws_identity"]
+                .as_str()
+                .unwrap_or_default()
+                .starts_with("arn:aws:sts::"),
+            "{line}"
+        );
     }
 }
 

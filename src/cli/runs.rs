@@ -185,6 +185,7 @@ impl Ctx {
             env: &env.name,
             inputs: &values,
             selected: selected.as_deref(),
+            aws_identity: aws_identity(&runtime, rb, env),
         };
         let journal = match RunJournal::create(&state, &meta) {
             Ok(j) => j,
@@ -636,6 +637,22 @@ impl Ctx {
             exit::INVALID
         })
     }
+}
+
+/// For the audit log: whose AWS credentials a runbook that uses AWS runs with (best effort).
+fn aws_identity(
+    runtime: &tokio::runtime::Runtime,
+    rb: &Runbook,
+    env: &Environment,
+) -> Option<String> {
+    let uses_aws = rb.all_steps().any(|s| s.kind.name().starts_with("ssm."));
+    if !uses_aws || env.doc.aws.is_none() {
+        return None;
+    }
+    runtime.block_on(ssm::caller_identity(
+        env,
+        &crate::steps::Resources::default(),
+    ))
 }
 
 fn new_runtime() -> Result<tokio::runtime::Runtime, i32> {

@@ -478,6 +478,8 @@ struct Target {
 #[derive(Clone)]
 struct Ssm {
     client: Client,
+    /// The loaded AWS configuration, for the STS caller-identity call of the audit log.
+    config: aws_config::SdkConfig,
     target: Target,
     /// The SDK client does not expose its provider; `runbook preflight` asks it directly.
     credentials: Option<aws_sdk_ssm::config::SharedCredentialsProvider>,
@@ -547,6 +549,7 @@ async fn client_in(
         .unwrap_or_else(|| format!("https://ssm.{}.amazonaws.com", aws.region));
     let ssm = Ssm {
         client: Client::new(&conf),
+        config: conf.clone(),
         credentials: conf.credentials_provider(),
         target: Target {
             env: env.name.clone(),
@@ -790,6 +793,27 @@ fn scrub(text: &str, value: Option<&str>) -> String {
     quoted
         .replace_all(&text, format!("Value '{MASK}' at 'value'").as_str())
         .into_owned()
+}
+
+/// Who the environment's AWS credentials belong to (STS GetCallerIdentity), for the audit
+/// log. Best effort: `None` when there are no credentials or STS does not answer quickly.
+pub async fn caller_identity(
+    env: &crate::model::Environment,
+    resources: &super::Resources,
+) -> Option<String> {
+    let ssm = client_in(env, resources).await.ok()?;
+    let mut sts = aws_sdk_sts::config::Builder::from(&ssm.config);
+    // The SSM endpoint override of a local test server serves STS too; real AWS needs none.
+    if let Some(endpoint) = env.doc.aws.as_ref().and_then(|a| a.endpoint.clone()) {
+        sts = sts.endpoint_url(endpoint);
+    }
+    let client = aws_sdk_sts::Client::from_conf(sts.build());
+    let call = client.get_caller_identity().send();
+    let out = tokio::time::timeout(Duration::from_secs(5), call)
+        .await
+        .ok()?
+        .ok()?;
+    out.arn().map(str::to_string)
 }
 
 /// A run lock held in SSM (`shared_lock:` of an environment): a create-only parameter naming
