@@ -614,6 +614,36 @@ impl Ctx {
         exit::DONE
     }
 
+    /// The inputs known without asking: `--input`, `RUNBOOK_INPUT_<NAME>`, defaults.
+    fn known_inputs(
+        &self,
+        rb: &Runbook,
+        inputs: &[String],
+    ) -> Result<IndexMap<String, InputValue>, i32> {
+        let given = parse_inputs(rb, inputs).map_err(|p| {
+            self.report(&[p]);
+            exit::INVALID
+        })?;
+        let mut values = IndexMap::new();
+        for (name, spec) in &rb.doc.inputs {
+            let known = given
+                .get(name)
+                .cloned()
+                .or_else(|| input_from_env(name))
+                .or_else(|| spec.default.clone());
+            if let Some(value) = known {
+                values.insert(
+                    name.clone(),
+                    InputValue {
+                        value,
+                        secret: spec.secret,
+                    },
+                );
+            }
+        }
+        Ok(values)
+    }
+
     fn plan(
         &self,
         name: &str,
@@ -634,30 +664,11 @@ impl Ctx {
             Ok(e) => e,
             Err(code) => return code,
         };
-        let given = match parse_inputs(rb, inputs) {
-            Ok(g) => g,
-            Err(p) => {
-                self.report(&[p]);
-                return exit::INVALID;
-            }
+        // Inputs not given stay unknown (shown as such, and checks that need them are skipped).
+        let values = match self.known_inputs(rb, inputs) {
+            Ok(v) => v,
+            Err(code) => return code,
         };
-        let mut values = IndexMap::new();
-        for (name, spec) in &rb.doc.inputs {
-            if let Some(v) = given
-                .get(name)
-                .cloned()
-                .or_else(|| input_from_env(name))
-                .or_else(|| spec.default.clone())
-            {
-                values.insert(
-                    name.clone(),
-                    InputValue {
-                        value: v,
-                        secret: spec.secret,
-                    },
-                );
-            }
-        }
         let plan = plan::plan(rb, env, &values);
         match (output, format) {
             (Output::Human, PlanFormat::Text) => print!("{}", plan.render_text()),

@@ -3,10 +3,8 @@
 
 use std::fmt::Write as _;
 
-use indexmap::IndexMap;
 
-use super::{Ctx, exit, input_from_env, parse_inputs, prompt};
-use crate::engine::InputValue;
+use super::{Ctx, exit, prompt};
 use crate::preflight::{self, Check, Status};
 use crate::secret::Redactor;
 
@@ -24,31 +22,11 @@ impl Ctx {
             Ok(e) => e,
             Err(code) => return code,
         };
-        let given = match parse_inputs(rb, inputs) {
-            Ok(g) => g,
-            Err(p) => {
-                self.report(&[p]);
-                return exit::INVALID;
-            }
+        // Inputs not given stay unknown (shown as such, and checks that need them are skipped).
+        let values = match self.known_inputs(rb, inputs) {
+            Ok(v) => v,
+            Err(code) => return code,
         };
-        // As for a plan: inputs not given stay unknown, and so do the checks that need them.
-        let mut values = IndexMap::new();
-        for (name, spec) in &rb.doc.inputs {
-            if let Some(v) = given
-                .get(name)
-                .cloned()
-                .or_else(|| input_from_env(name))
-                .or_else(|| spec.default.clone())
-            {
-                values.insert(
-                    name.clone(),
-                    InputValue {
-                        value: v,
-                        secret: spec.secret,
-                    },
-                );
-            }
-        }
         let redactor = Redactor::new();
         for v in values.values().filter(|v| v.secret) {
             redactor.add(&v.value);
