@@ -3,7 +3,6 @@
 
 use std::fmt::Write as _;
 
-
 use super::{Ctx, exit, prompt};
 use crate::preflight::{self, Check, Status};
 use crate::secret::Redactor;
