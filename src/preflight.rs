@@ -234,7 +234,7 @@ pub async fn preflight(
             .map(|v| format!(" (from {v})"))
             .unwrap_or_default();
         let c = Check::new("http", format!("{url}{via_text}"));
-        if let Some(why) = behind(p.via.as_ref(), &unreachable) {
+        if let Some(why) = behind(via.as_ref(), &unreachable) {
             checks.push(c.with(Status::Skip, why));
             continue;
         }
@@ -328,21 +328,29 @@ fn gather(runbook: &Runbook, env: &Environment, ctx: &minijinja::Value) -> Needs
             }
             http::HttpCheck::NAME => {
                 if let Ok(p) = rendered.deserialize::<http::Params>() {
-                    if let Some(via) = &p.via
-                        && known(&mut n, "ssh", &id, via)
-                    {
-                        n.hosts.entry(via.clone()).or_default().push(id.clone());
-                    }
-                    let all_known = known(&mut n, "http", &id, &p.url)
-                        && p.via.as_deref().is_none_or(plan::is_known)
+                    // From several hosts (a list or a group): probe from each of them.
+                    let vias: Vec<Option<String>> = match (p.via_hosts(env), &p.via) {
+                        (Ok(Some(hosts)), _) => hosts.into_iter().map(Some).collect(),
+                        (_, Some(http::Via::One(h))) => vec![Some(h.clone())],
+                        (_, _) => vec![None],
+                    };
+                    let mut all_known = known(&mut n, "http", &id, &p.url)
                         && p.ca_file.as_deref().is_none_or(plan::is_known);
+                    for via in vias.iter().flatten() {
+                        if known(&mut n, "ssh", &id, via) {
+                            n.hosts.entry(via.clone()).or_default().push(id.clone());
+                        } else {
+                            all_known = false;
+                        }
+                    }
                     if all_known {
-                        let mut p = p;
-                        // A header only the run knows (a token) is left out of the probe.
-                        p.headers.retain(|_, v| plan::is_known(v));
-                        n.endpoints
-                            .entry((p.url.clone(), p.via.clone()))
-                            .or_insert(p);
+                        for via in vias {
+                            let mut p = p.clone();
+                            p.via = via.as_deref().map(http::Via::single);
+                            // A header only the run knows (a token) is left out of the probe.
+                            p.headers.retain(|_, v| plan::is_known(v));
+                            n.endpoints.entry((p.url.clone(), via)).or_insert(p);
+                        }
                     }
                 }
             }

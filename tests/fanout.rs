@@ -281,3 +281,109 @@ fn check_reports_unknown_group_members_and_bad_fan_out_params() {
         assert!(t.contains(needle), "missing {needle:?} in:\n{t}");
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// http.check from several hosts
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn http_check_via_a_list_and_a_group_gives_per_host_outputs() {
+    let sb = sandbox();
+    let url = sb.get("SANDBOX_HTTP_URL");
+    let r = run(
+        &sb,
+        3,
+        &format!(
+            r#"
+            - id: list
+              http.check: {{ url: "{url}/ok", via: [h01, h02, h03] }}
+            - id: group
+              http.check: {{ url: "{url}/ok", via: fleet }}
+            - id: one
+              http.check: {{ url: "{url}/ok", via: h02 }}
+            "#
+        ),
+    );
+    r.assert_code(0);
+    for id in ["list", "group"] {
+        let out = &r.finished(id)["outputs"];
+        let hosts = out["hosts"].as_object().unwrap();
+        let names: Vec<&str> = hosts.keys().map(String::as_str).collect();
+        assert_eq!(names, ["h01", "h02", "h03"], "{id}");
+        for v in hosts.values() {
+            assert_eq!(v["status"], 200, "{id}");
+            assert_eq!(v["ok"], true, "{id}");
+        }
+        assert_eq!(out["failed"], serde_json::json!([]), "{id}");
+    }
+    // One host keeps the single-host outputs.
+    assert_eq!(r.finished("one")["outputs"]["status"], 200);
+}
+
+#[test]
+fn http_check_failing_on_one_host_names_it() {
+    let sb = sandbox();
+    // The hosts are aliases of one server, so the same URL answers alike everywhere, except
+    // this one: the first request gets 503, every later one 200. Exactly one host fails.
+    let key = unique("via-flaky");
+    let r = run(
+        &sb,
+        3,
+        &format!(
+            r#"
+            - id: probe
+              http.check:
+                url: "{}/flaky/{key}/1"
+                via: fleet
+                attempts: 1
+            "#,
+            sb.get("SANDBOX_HTTP_URL")
+        ),
+    );
+    assert_ne!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    let f = r.finished("probe");
+    let error = f["error"].as_str().unwrap();
+    let failed: Vec<&str> = ["h01", "h02", "h03"]
+        .into_iter()
+        .filter(|h| error.contains(&format!("{h} (503)")))
+        .collect();
+    assert_eq!(failed.len(), 1, "{error}");
+    assert!(error.contains("failed from 1 of 3 hosts"), "{error}");
+    let detail = f["detail"].as_str().unwrap();
+    assert!(
+        detail.contains(&format!("{}: unexpected answer: 503", failed[0])),
+        "{detail}"
+    );
+}
+
+#[test]
+fn http_check_reports_unknown_via_hosts_and_outputs_of_the_wrong_form() {
+    let sb = sandbox();
+    let url = sb.get("SANDBOX_HTTP_URL");
+    let r = Test::new()
+        .environments(&fleet(&sb, 2))
+        .runbook(
+            "x",
+            &format!(
+                r#"
+                version: 1
+                name: x
+                summary: bad via
+                steps:
+                  - id: a
+                    http.check: {{ url: "{url}/ok", via: [h01, h09] }}
+                  - id: b
+                    http.check: {{ url: "{url}/ok", via: fleet }}
+                  - id: c
+                    ssh.exec: {{ host: h01, command: "echo {{{{ steps.b.status }}}}" }}
+                "#
+            ),
+        )
+        .args(&["check"])
+        .run();
+    assert_eq!(r.code, 2, "{}\n{}", r.stdout, r.stderr);
+    let t = format!("{}{}", r.stdout, r.stderr);
+    for needle in ["environment `sandbox` has no host `h09`", "steps.b.status"] {
+        assert!(t.contains(needle), "missing {needle:?} in:\n{t}");
+    }
+}

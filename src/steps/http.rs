@@ -1,7 +1,10 @@
 //! `http.check`: probe a URL until it answers as expected (status, body), optionally from a
-//! host of the environment through an SSH tunnel, with TLS verified unless told otherwise.
+//! host of the environment through an SSH tunnel (or from several, concurrently), with TLS
+//! verified unless told otherwise.
 
+use std::fmt::Write as _;
 use std::net::SocketAddr;
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use indexmap::IndexMap;
@@ -11,11 +14,11 @@ use serde::Deserialize;
 
 use super::{CheckCx, Effect, Kind, Output, OutputSpec, Outputs, RunCx, StepError};
 use crate::diag::Problem;
-use crate::model::Dur;
+use crate::model::{Dur, Environment};
 
 pub struct HttpCheck;
 
-#[derive(Debug, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Params {
     /// The URL to request (`http` or `https`). With `via`, as seen from that host.
@@ -48,15 +51,40 @@ pub struct Params {
     /// The limit for one request (default 10s).
     #[serde(default = "default_request_timeout")]
     pub request_timeout: Dur,
-    /// A host of the environment to make the request from, through an SSH tunnel.
+    /// A host of the environment to make the request from, through an SSH tunnel. Or several:
+    /// a list of hosts, or the name of one of the environment's `groups`; every host then
+    /// checks concurrently and the outputs are `hosts` (per host: status, ok) and `failed`.
     #[serde(default)]
-    pub via: Option<String>,
+    pub via: Option<Via>,
     /// A PEM file of a private CA to trust, in addition to the platform's roots.
     #[serde(default)]
     pub ca_file: Option<String>,
     /// Skip TLS certificate verification. Only for hosts whose certificate cannot be verified.
     #[serde(default)]
     pub insecure: bool,
+    /// Set by `check`: `via` names a host group, so the step has the outputs of several hosts.
+    /// Whether a name is a group is only known against the environments, which `outputs`
+    /// does not see; `check` always runs first on the same parameters.
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub(crate) via_is_group: OnceLock<bool>,
+}
+
+/// Where `http.check` makes its request from: a host or a group's name, or a list of hosts.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum Via {
+    /// A host of the environment, or the name of one of its host groups.
+    One(String),
+    /// Hosts of the environment.
+    List(Vec<String>),
+}
+
+impl Via {
+    /// For one host only: its name.
+    pub fn single(host: &str) -> Via {
+        Via::One(host.to_string())
+    }
 }
 
 /// One status code or a list of them.
@@ -101,6 +129,44 @@ impl Params {
             .map_or_else(|| vec![200], ExpectStatus::codes)
     }
 
+    /// The hosts to check from in `env`, in order without duplicates: `None` for one request
+    /// (from here, or from one host), `Some` when the step checks from several hosts.
+    pub fn via_hosts(&self, env: &Environment) -> Result<Option<Vec<String>>, StepError> {
+        let list = match &self.via {
+            None => return Ok(None),
+            Some(Via::One(name)) => match env.doc.groups.get(name) {
+                Some(members) => members.clone(),
+                None => return Ok(None),
+            },
+            Some(Via::List(l)) => l.clone(),
+        };
+        let mut seen = std::collections::HashSet::new();
+        Ok(Some(
+            list.into_iter()
+                .filter(|h| seen.insert(h.clone()))
+                .collect(),
+        ))
+    }
+
+    /// Whether the step has the outputs of several hosts (`hosts`, `failed`).
+    fn fans_out(&self) -> bool {
+        match &self.via {
+            Some(Via::List(_)) => true,
+            Some(Via::One(_)) => self.via_is_group.get().copied().unwrap_or(false),
+            None => false,
+        }
+    }
+
+    /// `via` as written, for plans.
+    fn via_text(&self) -> Option<String> {
+        match &self.via {
+            None => None,
+            Some(Via::One(v)) => Some(v.clone()),
+            Some(Via::List(l)) if l.len() <= 3 => Some(l.join(", ")),
+            Some(Via::List(l)) => Some(format!("{} hosts ({}, …)", l.len(), l[..2].join(", "))),
+        }
+    }
+
     fn is_read_only(&self) -> bool {
         let m = self.method.to_ascii_uppercase();
         m == "GET" || m == "HEAD"
@@ -109,10 +175,14 @@ impl Params {
 
 impl Kind for HttpCheck {
     const NAME: &'static str = "http.check";
-    const SUMMARY: &'static str = "Request a URL until it answers with the expected status and body (outputs `status`, `body`).";
+    const SUMMARY: &'static str = "Request a URL until it answers with the expected status and body (outputs `status`, `body`), \
+         or from several hosts with `via:` a list or a group (outputs `hosts`, `failed`).";
     type Params = Params;
 
-    fn outputs(_: &Params) -> Vec<OutputSpec> {
+    fn outputs(p: &Params) -> Vec<OutputSpec> {
+        if p.fans_out() {
+            return vec![OutputSpec::public("hosts"), OutputSpec::public("failed")];
+        }
         vec![OutputSpec::public("status"), OutputSpec::public("body")]
     }
 
@@ -184,9 +254,7 @@ impl Kind for HttpCheck {
                 ),
             );
         }
-        if let Some(via) = &p.via {
-            cx.require_host("via", via);
-        }
+        check_via(p, cx);
         if p.insecure {
             insecure_warning(p, cx);
         }
@@ -200,7 +268,7 @@ impl Kind for HttpCheck {
             p.url,
             codes.join(" or ")
         );
-        if let Some(via) = &p.via {
+        if let Some(via) = p.via_text() {
             s.push_str(&format!(" (from {via})"));
         }
         if p.attempts > 1 {
@@ -218,134 +286,60 @@ impl Kind for HttpCheck {
     }
 
     async fn run(p: Params, cx: &RunCx<'_>) -> Result<Outputs, StepError> {
-        let mut url = Url::parse(&p.url)
-            .map_err(|e| StepError::new(format!("invalid URL `{}`: {e}", p.url)))?;
-        if !matches!(url.scheme(), "http" | "https") {
-            return Err(StepError::new(format!(
-                "`{}` is not an http or https URL",
-                p.url
-            )));
-        }
-        let method = Method::from_bytes(p.method.to_ascii_uppercase().as_bytes())
-            .map_err(|_| StepError::new(format!("`{}` is not an HTTP method", p.method)))?;
-        let body_re = match &p.body_matches {
-            Some(re) => Some(
-                regex::Regex::new(re)
-                    .map_err(|_| StepError::new("invalid regular expression in `body_matches`"))?,
-            ),
-            None => None,
-        };
-        // reqwest is built without a default crypto provider; installing it twice is harmless.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-
-        let mut builder = reqwest::Client::builder()
-            .timeout(p.request_timeout.0)
-            .connect_timeout(p.request_timeout.0)
-            // A redirect to a login page must not pass for a healthy answer: report it as is.
-            .redirect(reqwest::redirect::Policy::none());
-        if let Some(ca) = &p.ca_file {
-            builder = builder.tls_certs_merge(read_ca(ca)?);
-        }
-        if p.insecure {
-            builder = builder.tls_danger_accept_invalid_certs(true);
-        }
-        let mut host_header = None;
-        if let Some(via) = &p.via {
-            let host = url
-                .host_str()
-                .ok_or_else(|| StepError::new(format!("`{}` has no host", p.url)))?
-                .to_string();
-            let port = url.port_or_known_default().unwrap_or(80);
-            let local = super::ssh::tunnel(cx, via, host.trim_matches(['[', ']']), port).await?;
-            if url.domain().is_some() {
-                // A name: connect to the tunnel but keep the name for SNI and verification.
-                builder = builder.resolve(&host, local);
-            } else {
-                // An address is never resolved, so point the URL at the tunnel itself. The
-                // certificate is then checked against the tunnel's loopback address, which is
-                // what the host itself sees for the usual `https://127.0.0.1:PORT`.
-                {
-                    host_header = url.host_str().map(|h| match url.port() {
-                        Some(port) => format!("{h}:{port}"),
-                        None => h.to_string(),
-                    });
-                    point_at(&mut url, local);
-                }
-            }
-        }
-        let client = builder.build().map_err(|e| {
-            StepError::new(format!(
-                "cannot set up the HTTP client: {}",
-                super::error_chain(&e)
-            ))
-        })?;
-
-        let expected = p.expected();
-        let attempts = p.attempts.max(1);
-        let mut last: Option<Attempt> = None;
-        for n in 1..=attempts {
-            if n > 1 {
-                tokio::time::sleep(p.delay.0).await;
-            }
-            let mut req = client.request(method.clone(), url.clone());
-            for (k, v) in &p.headers {
-                req = req.header(k.as_str(), v.as_str());
-            }
-            if let Some(h) = &host_header {
-                req = req.header(reqwest::header::HOST, h.as_str());
-            }
-            if let Some(b) = &p.body {
-                req = req.body(b.clone());
-            }
-            let attempt = match req.send().await {
-                Ok(resp) => {
-                    let status = resp.status();
-                    let body = read_body(resp).await;
-                    let mismatch = mismatch(status, &body, &expected, &p, body_re.as_ref());
-                    Attempt::Answered {
-                        status,
-                        body,
-                        mismatch,
-                    }
-                }
-                Err(e) => Attempt::Failed(request_error(&e, p.request_timeout.0)),
+        let req = Request::prepare(&p)?;
+        let Some(hosts) = p.via_hosts(cx.env)? else {
+            let via = match &p.via {
+                Some(Via::One(h)) => Some(h.as_str()),
+                _ => None,
             };
-            let why = match &attempt {
-                Attempt::Answered { mismatch: None, .. } => {
-                    let Attempt::Answered { status, body, .. } = attempt else {
-                        unreachable!()
-                    };
-                    return Ok(vec![
-                        Output {
-                            name: "status".into(),
-                            value: status.as_u16().into(),
-                            secret: false,
-                        },
-                        Output {
-                            name: "body".into(),
-                            value: body.into(),
-                            secret: false,
-                        },
-                    ]);
-                }
+            let last = check_from(&p, &req, via, cx, cx.progress).await?;
+            return match last {
                 Attempt::Answered {
-                    mismatch: Some(m), ..
-                } => m.clone(),
-                Attempt::Failed(e) => e.clone(),
+                    status,
+                    body,
+                    mismatch: None,
+                } => Ok(vec![
+                    Output {
+                        name: "status".into(),
+                        value: status.as_u16().into(),
+                        secret: false,
+                    },
+                    Output {
+                        name: "body".into(),
+                        value: body.into(),
+                        secret: false,
+                    },
+                ]),
+                other => Err(failure(other, p.attempts.max(1))),
             };
-            if n < attempts {
-                (cx.progress)(&format!("attempt {n}/{attempts}: {why}"));
-            }
-            last = Some(attempt);
-        }
-        Err(failure(last, attempts))
+        };
+        fan_out(&p, &req, &hosts, cx).await
     }
 
     fn by_hand(p: &Params, cx: &crate::docs::HandCx<'_>) -> Option<String> {
         use crate::docs::sh_quote;
         let mut s = String::new();
         let mut curl = String::from("curl -sS");
-        if let Some(via) = &p.via {
+        // Several hosts: the same check from each, shown for the first.
+        let several = match (&p.via, cx.env) {
+            (_, Some(env)) => p.via_hosts(env).ok().flatten(),
+            (Some(Via::List(l)), None) => Some(l.clone()),
+            _ => None,
+        };
+        let via = match (&several, &p.via) {
+            (Some(hosts), _) => hosts.first().cloned(),
+            (None, Some(Via::One(h))) => Some(h.clone()),
+            (None, _) => None,
+        };
+        if let Some(hosts) = &several {
+            let which: Vec<String> = hosts.iter().map(|h| format!("`{h}`")).collect();
+            s.push_str(&format!(
+                "From each of these hosts: {}. Every host must pass. Shown for `{}`:\n\n",
+                which.join(", "),
+                via.as_deref().unwrap_or("HOST")
+            ));
+        }
+        if let Some(via) = &via {
             // The same port on this side of the tunnel, so the URL (and the certificate's
             // name) stay as written.
             let url = Url::parse(&p.url).ok();
@@ -434,6 +428,370 @@ enum Attempt {
     Failed(String),
 }
 
+/// What every request of the step shares, parsed once (for every host of a fan-out).
+struct Request {
+    url: Url,
+    method: Method,
+    body_re: Option<regex::Regex>,
+    certs: Vec<reqwest::Certificate>,
+}
+
+impl Request {
+    fn prepare(p: &Params) -> Result<Request, StepError> {
+        let url = Url::parse(&p.url)
+            .map_err(|e| StepError::new(format!("invalid URL `{}`: {e}", p.url)))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(StepError::new(format!(
+                "`{}` is not an http or https URL",
+                p.url
+            )));
+        }
+        let method = Method::from_bytes(p.method.to_ascii_uppercase().as_bytes())
+            .map_err(|_| StepError::new(format!("`{}` is not an HTTP method", p.method)))?;
+        let body_re = match &p.body_matches {
+            Some(re) => Some(
+                regex::Regex::new(re)
+                    .map_err(|_| StepError::new("invalid regular expression in `body_matches`"))?,
+            ),
+            None => None,
+        };
+        let certs = match &p.ca_file {
+            Some(ca) => read_ca(ca)?,
+            None => Vec::new(),
+        };
+        Ok(Request {
+            url,
+            method,
+            body_re,
+            certs,
+        })
+    }
+}
+
+/// Check from `via` (or from here): poll up to `attempts` times and return the last attempt,
+/// the matching one when it came. An error is a failure to set up (the tunnel, the client).
+async fn check_from(
+    p: &Params,
+    req: &Request,
+    via: Option<&str>,
+    cx: &RunCx<'_>,
+    progress: &(dyn Fn(&str) + Send + Sync),
+) -> Result<Attempt, StepError> {
+    // reqwest is built without a default crypto provider; installing it twice is harmless.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+
+    let mut url = req.url.clone();
+    let mut builder = reqwest::Client::builder()
+        .timeout(p.request_timeout.0)
+        .connect_timeout(p.request_timeout.0)
+        // A redirect to a login page must not pass for a healthy answer: report it as is.
+        .redirect(reqwest::redirect::Policy::none());
+    if !req.certs.is_empty() {
+        builder = builder.tls_certs_merge(req.certs.clone());
+    }
+    if p.insecure {
+        builder = builder.tls_danger_accept_invalid_certs(true);
+    }
+    let mut host_header = None;
+    if let Some(via) = via {
+        let host = url
+            .host_str()
+            .ok_or_else(|| StepError::new(format!("`{}` has no host", p.url)))?
+            .to_string();
+        let port = url.port_or_known_default().unwrap_or(80);
+        let local = super::ssh::tunnel(cx, via, host.trim_matches(['[', ']']), port).await?;
+        if url.domain().is_some() {
+            // A name: connect to the tunnel but keep the name for SNI and verification.
+            builder = builder.resolve(&host, local);
+        } else {
+            // An address is never resolved, so point the URL at the tunnel itself. The
+            // certificate is then checked against the tunnel's loopback address, which is
+            // what the host itself sees for the usual `https://127.0.0.1:PORT`.
+            host_header = url.host_str().map(|h| match url.port() {
+                Some(port) => format!("{h}:{port}"),
+                None => h.to_string(),
+            });
+            point_at(&mut url, local);
+        }
+    }
+    let client = builder.build().map_err(|e| {
+        StepError::new(format!(
+            "cannot set up the HTTP client: {}",
+            super::error_chain(&e)
+        ))
+    })?;
+
+    let expected = p.expected();
+    let attempts = p.attempts.max(1);
+    let mut n = 1;
+    loop {
+        let mut r = client.request(req.method.clone(), url.clone());
+        for (k, v) in &p.headers {
+            r = r.header(k.as_str(), v.as_str());
+        }
+        if let Some(h) = &host_header {
+            r = r.header(reqwest::header::HOST, h.as_str());
+        }
+        if let Some(b) = &p.body {
+            r = r.body(b.clone());
+        }
+        let attempt = match r.send().await {
+            Ok(resp) => {
+                let status = resp.status();
+                let body = read_body(resp).await;
+                let mismatch = mismatch(status, &body, &expected, p, req.body_re.as_ref());
+                Attempt::Answered {
+                    status,
+                    body,
+                    mismatch,
+                }
+            }
+            Err(e) => Attempt::Failed(request_error(&e, p.request_timeout.0)),
+        };
+        let why = match &attempt {
+            Attempt::Answered { mismatch: None, .. } => return Ok(attempt),
+            Attempt::Answered {
+                mismatch: Some(m), ..
+            } => m,
+            Attempt::Failed(e) => e,
+        };
+        if n >= attempts {
+            return Ok(attempt);
+        }
+        progress(&format!("attempt {n}/{attempts}: {why}"));
+        n += 1;
+        tokio::time::sleep(p.delay.0).await;
+    }
+}
+
+/// How far a multi-host check is, behind one lock.
+#[derive(Default)]
+struct Tally {
+    total: usize,
+    answered: usize,
+    /// Failed hosts in the order they failed, with the short reason.
+    failed: Vec<(String, String)>,
+}
+
+impl Tally {
+    /// "hosts 3/5 answered, 1 failed (h04: 503)".
+    fn summary(&self) -> String {
+        let mut s = format!("hosts {}/{} answered", self.answered, self.total);
+        if !self.failed.is_empty() {
+            let shown: Vec<String> = self
+                .failed
+                .iter()
+                .take(3)
+                .map(|(h, why)| format!("{h}: {why}"))
+                .collect();
+            let more = if self.failed.len() > 3 { ", …" } else { "" };
+            let _ = write!(
+                s,
+                ", {} failed ({}{more})",
+                self.failed.len(),
+                shown.join(", ")
+            );
+        }
+        s
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Check from every host at once (a check only reads, so there is nothing to roll out
+/// gradually), each through its own tunnel of the run's SSH pool and with the step's polling.
+async fn fan_out(
+    p: &Params,
+    req: &Request,
+    hosts: &[String],
+    cx: &RunCx<'_>,
+) -> Result<Outputs, StepError> {
+    let tally = Mutex::new(Tally {
+        total: hosts.len(),
+        ..Tally::default()
+    });
+    (cx.progress)(&lock(&tally).summary());
+    // Per host, once finished: the final attempt, or why the check could not be made.
+    let results: Mutex<Vec<Option<Result<Attempt, StepError>>>> =
+        Mutex::new((0..hosts.len()).map(|_| None).collect());
+
+    let one = |i: usize| {
+        let (tally, results) = (&tally, &results);
+        async move {
+            let host = hosts[i].as_str();
+            let progress = |line: &str| {
+                let summary = lock(tally).summary();
+                (cx.progress)(&format!("{summary} · {host}: {line}"));
+            };
+            let r = check_from(p, req, Some(host), cx, &progress).await;
+            let summary = {
+                let mut t = lock(tally);
+                t.answered += 1;
+                if let Some(why) = short_failure(&r, &p.expected()) {
+                    t.failed.push((host.to_string(), why));
+                }
+                t.summary()
+            };
+            lock(results)[i] = Some(r);
+            (cx.progress)(&summary);
+        }
+    };
+    super::ssh::join_all((0..hosts.len()).map(one).collect()).await;
+
+    let tally = tally.into_inner().unwrap_or_else(|e| e.into_inner());
+    let results = results.into_inner().unwrap_or_else(|e| e.into_inner());
+    let attempts = p.attempts.max(1);
+    let mut per_host = serde_json::Map::new();
+    let mut failed = Vec::new();
+    let mut detail = Vec::new();
+    for (host, r) in hosts.iter().zip(results) {
+        let (status, ok) = match r {
+            Some(Ok(Attempt::Answered {
+                status,
+                mismatch: None,
+                ..
+            })) => (Some(status.as_u16()), true),
+            Some(Ok(attempt)) => {
+                let status = match &attempt {
+                    Attempt::Answered { status, .. } => Some(status.as_u16()),
+                    Attempt::Failed(_) => None,
+                };
+                // The step's detail has one line per host: the body excerpt stays out.
+                detail.push(format!("{host}: {}", failure(attempt, attempts).message));
+                (status, false)
+            }
+            Some(Err(e)) => {
+                detail.push(format!("{host}: {}", e.message));
+                (None, false)
+            }
+            None => {
+                detail.push(format!("{host}: not checked"));
+                (None, false)
+            }
+        };
+        if !ok {
+            failed.push(host.clone());
+        }
+        per_host.insert(
+            host.clone(),
+            serde_json::json!({ "status": status, "ok": ok }),
+        );
+    }
+    if !failed.is_empty() {
+        let named: Vec<String> = tally
+            .failed
+            .iter()
+            .map(|(h, why)| format!("{h} ({why})"))
+            .collect();
+        return Err(StepError::new(format!(
+            "failed from {} of {} hosts: {}",
+            failed.len(),
+            hosts.len(),
+            named.join(", ")
+        ))
+        .with_detail(detail.join("\n")));
+    }
+    Ok(vec![
+        Output {
+            name: "hosts".into(),
+            value: serde_json::Value::Object(per_host),
+            secret: false,
+        },
+        Output {
+            name: "failed".into(),
+            value: serde_json::json!([]),
+            secret: false,
+        },
+    ])
+}
+
+/// A few words on why a host's check failed (`503`, `200, body`, `cannot connect: …`), or
+/// `None` when it passed.
+fn short_failure(r: &Result<Attempt, StepError>, expected: &[u16]) -> Option<String> {
+    match r {
+        Ok(Attempt::Answered { mismatch: None, .. }) => None,
+        Ok(Attempt::Answered { status, .. }) if !expected.contains(&status.as_u16()) => {
+            Some(status.as_u16().to_string())
+        }
+        Ok(Attempt::Answered { status, .. }) => Some(format!("{}, body", status.as_u16())),
+        Ok(Attempt::Failed(e)) => Some(e.clone()),
+        Err(e) => Some(e.message.clone()),
+    }
+}
+
+/// Check-time problems of `via`: unknown hosts, unknown groups, a name that is a group in one
+/// environment and a host in another.
+fn check_via(p: &Params, cx: &mut CheckCx<'_>) {
+    match &p.via {
+        None => {}
+        Some(Via::List(list)) => {
+            if list.is_empty() {
+                cx.problem_at(
+                    "via",
+                    Problem::error("runbook::no-host", "`via` is an empty list")
+                        .help("name a host, a list of hosts or a host group, or leave `via` out"),
+                );
+            }
+            for h in list {
+                cx.require_host("via", h);
+            }
+        }
+        Some(Via::One(name)) => {
+            if name.contains("{{") {
+                return;
+            }
+            let groups: Vec<&Environment> = cx
+                .environments
+                .iter()
+                .filter(|e| e.doc.groups.contains_key(name))
+                .collect();
+            if groups.is_empty() {
+                cx.require_host("via", name);
+                return;
+            }
+            let _ = p.via_is_group.set(true);
+            let envs: Vec<&Environment> = cx.environments.iter().collect();
+            for env in envs {
+                if env.doc.groups.contains_key(name) {
+                    continue;
+                }
+                let problem = if env.doc.hosts.contains_key(name) {
+                    Problem::error(
+                        "runbook::ambiguous-via",
+                        format!(
+                            "`{name}` is a host group in environment `{}` but a host in `{}`",
+                            groups[0].name, env.name
+                        ),
+                    )
+                    .label("host or group?")
+                    .help("give the group and the host different names")
+                } else {
+                    let known: Vec<&str> = env.doc.groups.keys().map(String::as_str).collect();
+                    let help = crate::diag::did_you_mean(name, known.iter().copied())
+                        .unwrap_or_else(|| {
+                            format!(
+                                "add the group under `environments.{}.groups` in environments.yaml",
+                                env.name
+                            )
+                        });
+                    Problem::error(
+                        "runbook::unknown-group",
+                        format!(
+                            "environment `{}` has no host group or host `{name}`",
+                            env.name
+                        ),
+                    )
+                    .label("this group")
+                    .help(help)
+                };
+                cx.problem_at("via", problem);
+            }
+        }
+    }
+}
+
 fn mismatch(
     status: StatusCode,
     body: &str,
@@ -463,23 +821,22 @@ fn mismatch(
     None
 }
 
-fn failure(last: Option<Attempt>, attempts: u32) -> StepError {
+fn failure(last: Attempt, attempts: u32) -> StepError {
     let after = if attempts > 1 {
         format!(" after {attempts} attempts")
     } else {
         String::new()
     };
     match last {
-        Some(Attempt::Answered {
+        Attempt::Answered {
             status,
             body,
             mismatch,
-        }) => {
+        } => {
             let why = mismatch.unwrap_or_else(|| status_text(status));
             StepError::new(format!("unexpected answer{after}: {why}")).with_detail(excerpt(&body))
         }
-        Some(Attempt::Failed(e)) => StepError::new(format!("request failed{after}: {e}")),
-        None => StepError::new("no request was made"),
+        Attempt::Failed(e) => StepError::new(format!("request failed{after}: {e}")),
     }
 }
 

@@ -1301,7 +1301,7 @@ fn compact_list(names: &[String]) -> String {
 }
 
 /// Drive futures to completion together on the current task.
-async fn join_all<F: std::future::Future<Output = ()>>(futures: Vec<F>) {
+pub(super) async fn join_all<F: std::future::Future<Output = ()>>(futures: Vec<F>) {
     let mut futures: Vec<Option<std::pin::Pin<Box<F>>>> =
         futures.into_iter().map(|f| Some(Box::pin(f))).collect();
     std::future::poll_fn(|cx| {
