@@ -43,7 +43,7 @@ impl Kind for Generate {
     const SUMMARY: &'static str = "Generate a new random secret (output `value`, a secret).";
     type Params = Params;
 
-    fn outputs(_: &Params) -> Vec<OutputSpec> {
+    fn outputs(_: &Params, _: &[crate::model::Environment]) -> Vec<OutputSpec> {
         vec![OutputSpec::secret("value")]
     }
 

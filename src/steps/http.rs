@@ -4,7 +4,7 @@
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
-use std::sync::{Mutex, OnceLock};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use indexmap::IndexMap;
@@ -62,12 +62,6 @@ pub struct Params {
     /// Skip TLS certificate verification. Only for hosts whose certificate cannot be verified.
     #[serde(default)]
     pub insecure: bool,
-    /// Set by `check`: `via` names a host group, so the step has the outputs of several hosts.
-    /// Whether a name is a group is only known against the environments, which `outputs`
-    /// does not see; `check` always runs first on the same parameters.
-    #[serde(skip)]
-    #[schemars(skip)]
-    pub(crate) via_is_group: OnceLock<bool>,
 }
 
 /// Where `http.check` makes its request from: a host or a group's name, or a list of hosts.
@@ -148,11 +142,13 @@ impl Params {
         ))
     }
 
-    /// Whether the step has the outputs of several hosts (`hosts`, `failed`).
-    fn fans_out(&self) -> bool {
+    /// Whether the step has the outputs of several hosts (`hosts`, `failed`): `via` is a list,
+    /// or a name that is a host group of the environments (`check` refuses a name that is a
+    /// group in one and a host in another).
+    fn fans_out(&self, environments: &[Environment]) -> bool {
         match &self.via {
             Some(Via::List(_)) => true,
-            Some(Via::One(_)) => self.via_is_group.get().copied().unwrap_or(false),
+            Some(Via::One(name)) => environments.iter().any(|e| e.doc.groups.contains_key(name)),
             None => false,
         }
     }
@@ -179,8 +175,8 @@ impl Kind for HttpCheck {
          or from several hosts with `via:` a list or a group (outputs `hosts`, `failed`).";
     type Params = Params;
 
-    fn outputs(p: &Params) -> Vec<OutputSpec> {
-        if p.fans_out() {
+    fn outputs(p: &Params, environments: &[Environment]) -> Vec<OutputSpec> {
+        if p.fans_out(environments) {
             return vec![OutputSpec::public("hosts"), OutputSpec::public("failed")];
         }
         vec![OutputSpec::public("status"), OutputSpec::public("body")]
@@ -751,7 +747,6 @@ fn check_via(p: &Params, cx: &mut CheckCx<'_>) {
                 cx.require_host("via", name);
                 return;
             }
-            let _ = p.via_is_group.set(true);
             let envs: Vec<&Environment> = cx.environments.iter().collect();
             for env in envs {
                 if env.doc.groups.contains_key(name) {

@@ -42,7 +42,7 @@ impl Kind for ManualConfirm {
         "Show instructions to the operator, wait until they are done, and collect values.";
     type Params = Params;
 
-    fn outputs(p: &Params) -> Vec<OutputSpec> {
+    fn outputs(p: &Params, _: &[crate::model::Environment]) -> Vec<OutputSpec> {
         p.collect
             .iter()
             .map(|(name, c)| {

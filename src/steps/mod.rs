@@ -340,7 +340,9 @@ pub trait Kind: Send + Sync + 'static {
     const SUMMARY: &'static str;
     type Params: DeserializeOwned + JsonSchema + Send + Sync + 'static;
 
-    fn outputs(params: &Self::Params) -> Vec<OutputSpec>;
+    /// The outputs of a step with these parameters in these environments (a name may be a
+    /// host group in them, which makes a step produce per-host outputs).
+    fn outputs(params: &Self::Params, environments: &[Environment]) -> Vec<OutputSpec>;
 
     /// Problems beyond types: unknown hosts, bad patterns, secrets in a command line.
     fn check(_params: &Self::Params, _cx: &mut CheckCx<'_>) {}
@@ -410,7 +412,7 @@ impl<K: Kind> DynKind for Adapter<K> {
     fn check(&self, params: &Node, cx: &mut CheckCx<'_>) -> Result<Vec<OutputSpec>, DeError> {
         let p: K::Params = params.deserialize()?;
         K::check(&p, cx);
-        Ok(K::outputs(&p))
+        Ok(K::outputs(&p, cx.environments))
     }
     fn interactive(&self, params: &Node) -> bool {
         params

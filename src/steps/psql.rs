@@ -56,7 +56,7 @@ impl Kind for Psql {
     const SUMMARY: &'static str = "Run SQL on a database, or set a role's password as a SCRAM verifier (outputs `rows`, `affected`).";
     type Params = Params;
 
-    fn outputs(_: &Params) -> Vec<OutputSpec> {
+    fn outputs(_: &Params, _: &[crate::model::Environment]) -> Vec<OutputSpec> {
         vec![OutputSpec::public("rows"), OutputSpec::public("affected")]
     }
 

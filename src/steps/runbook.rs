@@ -27,7 +27,7 @@ impl Kind for RunRunbook {
     const SUMMARY: &'static str = "Run another runbook as one step, against the same environment.";
     type Params = Params;
 
-    fn outputs(_: &Params) -> Vec<OutputSpec> {
+    fn outputs(_: &Params, _: &[crate::model::Environment]) -> Vec<OutputSpec> {
         vec![OutputSpec::public("status")]
     }
 

@@ -593,7 +593,7 @@ impl Kind for SshExec {
          or on several hosts with `hosts:` (outputs `hosts`, `failed`).";
     type Params = Params;
 
-    fn outputs(p: &Params) -> Vec<OutputSpec> {
+    fn outputs(p: &Params, _: &[crate::model::Environment]) -> Vec<OutputSpec> {
         if p.hosts.is_some() {
             return vec![OutputSpec::public("hosts"), OutputSpec::public("failed")];
         }

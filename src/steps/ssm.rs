@@ -126,7 +126,7 @@ impl Kind for Get {
          SecureString; `version`; `type`).";
     type Params = GetParams;
 
-    fn outputs(_: &GetParams) -> Vec<OutputSpec> {
+    fn outputs(_: &GetParams, _: &[crate::model::Environment]) -> Vec<OutputSpec> {
         vec![
             OutputSpec::maybe("value"),
             OutputSpec::public("version"),
@@ -217,7 +217,7 @@ impl Kind for Put {
          `version`, `skipped`).";
     type Params = PutParams;
 
-    fn outputs(_: &PutParams) -> Vec<OutputSpec> {
+    fn outputs(_: &PutParams, _: &[crate::model::Environment]) -> Vec<OutputSpec> {
         vec![OutputSpec::public("version"), OutputSpec::public("skipped")]
     }
 
