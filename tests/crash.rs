@@ -11,8 +11,8 @@ use std::process::Stdio;
 use common::{Test, db_login, shipped, ssm_value};
 
 /// Run `db-password` and SIGKILL it when the event `event` of step `id` appears. Returns
-/// whether the kill happened before the run ended.
-fn run_and_kill(t: &Test, event: &str, id: &str) -> bool {
+/// whether the kill happened before the run ended, and the killed process's id.
+fn run_and_kill(t: &Test, event: &str, id: &str) -> (bool, u32) {
     let mut cmd = t.command();
     cmd.args([
         "run",
@@ -27,6 +27,7 @@ fn run_and_kill(t: &Test, event: &str, id: &str) -> bool {
     .stderr(Stdio::null())
     .stdin(Stdio::null());
     let mut child = cmd.spawn().unwrap();
+    let pid = child.id();
     let stdout = child.stdout.take().unwrap();
     let mut killed = false;
     for line in BufReader::new(stdout).lines() {
@@ -41,7 +42,21 @@ fn run_and_kill(t: &Test, event: &str, id: &str) -> bool {
         }
     }
     let _ = child.wait();
-    killed
+    (killed, pid)
+}
+
+/// Processes (the killed run's SSH masters) whose command line names the run's control
+/// directory, `runbook-ssh-<pid>-…`.
+fn masters_of(pid: u32) -> usize {
+    let needle = format!("runbook-ssh-{pid}-");
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            std::fs::read(e.path().join("cmdline"))
+                .is_ok_and(|c| String::from_utf8_lossy(&c).contains(&needle))
+        })
+        .count()
 }
 
 /// The steps the journal of the (only) run says were running when it died, and finished.
@@ -113,7 +128,7 @@ fn db_password_survives_sigkill_at_every_step_boundary_and_mid_step() {
         for (event, label, id) in positions {
             let t = shipped(&sb);
             let before = sb.deploys();
-            let killed = run_and_kill(&t, event, id);
+            let (killed, pid) = run_and_kill(&t, event, id);
             let (in_flight, _) = journal_state(&t);
             // A kill after the last step can land after the run already ended: nothing to resume.
             let ended = ended_done(&t);
@@ -128,6 +143,10 @@ fn db_password_survives_sigkill_at_every_step_boundary_and_mid_step() {
             let mut problems = Vec::new();
             if !killed {
                 problems.push("the run ended before the kill".to_string());
+            }
+            // The next run stops the SSH masters the killed one left behind.
+            if !ended && masters_of(pid) > 0 {
+                problems.push("the killed run's SSH master outlived the resume".into());
             }
             if resumed.code != 0 {
                 problems.push(format!(

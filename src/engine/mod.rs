@@ -127,6 +127,9 @@ impl Engine<'_> {
             digest: self.runbook.digest(),
             dry_run: false,
         });
+        if !self.env.doc.hosts.is_empty() {
+            crate::steps::ssh::reap_orphans().await;
+        }
         let resources = Resources::default();
         let prompter = MaskedPrompter {
             inner: self.prompter,

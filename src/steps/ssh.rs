@@ -84,18 +84,13 @@ impl Pool {
         if let Some(d) = guard.as_ref() {
             return Ok(d.clone());
         }
-        let base = std::env::temp_dir();
-        // openssh adds `/.ssh-connectionXXXXXX/master` (~30 bytes) under this directory.
-        let base = if base.as_os_str().len() > 60 {
-            PathBuf::from("/tmp")
-        } else {
-            base
-        };
+        let base = control_base();
         let suffix: String = super::generate::random_bytes(4)?
             .iter()
             .map(|b| format!("{b:02x}"))
             .collect();
-        let dir = base.join(format!("runbook-ssh-{suffix}"));
+        // Named after this process, so a later run can tell when its masters are orphans.
+        let dir = base.join(format!("{CONTROL_PREFIX}{}-{suffix}", std::process::id()));
         {
             use std::os::unix::fs::DirBuilderExt;
             std::fs::DirBuilder::new()
@@ -134,6 +129,66 @@ impl Pool {
         *guard = Some(conn.clone());
         Ok(conn)
     }
+}
+
+/// Control directories are `<base>/runbook-ssh-<pid>-<random>`.
+const CONTROL_PREFIX: &str = "runbook-ssh-";
+
+/// Where control directories go: the temporary directory, unless its path is so long that a
+/// socket path under it would pass the ~107-byte limit (openssh adds
+/// `/.ssh-connectionXXXXXX/master`, ~30 bytes).
+fn control_base() -> PathBuf {
+    let base = std::env::temp_dir();
+    if base.as_os_str().len() > 60 {
+        PathBuf::from("/tmp")
+    } else {
+        base
+    }
+}
+
+/// Stop the SSH masters of runs that died without stopping them (SIGKILL, a crash, a machine
+/// put to sleep for good), so an authenticated connection to a server never outlives its run
+/// by more than the next run's start. A control directory whose process is gone is an orphan:
+/// each master in it is asked to exit over its socket, then the directory is removed. Only
+/// this user's directories are touched. Best effort: nothing here fails a run.
+pub async fn reap_orphans() {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(entries) = std::fs::read_dir(control_base()) else {
+        return;
+    };
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let me = unsafe { libc::geteuid() };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(CONTROL_PREFIX))
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|p| p.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let dir = entry.path();
+        let owned = std::fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir() && m.uid() == me);
+        if !owned || pid <= 0 || process_alive(pid) {
+            continue;
+        }
+        for sub in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let master = sub.path().join("master");
+            if master.exists() {
+                let session = Session::resume_mux(master.into_boxed_path(), None);
+                let _ = tokio::time::timeout(Duration::from_secs(2), session.close()).await;
+            }
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+
+/// Whether a process with this pid exists (one we may not signal exists too).
+fn process_alive(pid: i32) -> bool {
+    // SAFETY: signal 0 only checks that the process exists and may be signalled.
+    let r = unsafe { libc::kill(pid, 0) };
+    r == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
 }
 
 /// The run's connection to `host` of the environment, opened on first use.
