@@ -387,3 +387,48 @@ fn http_check_reports_unknown_via_hosts_and_outputs_of_the_wrong_form() {
         assert!(t.contains(needle), "missing {needle:?} in:\n{t}");
     }
 }
+
+#[test]
+fn progress_over_many_hosts_is_a_status_not_a_line_per_host() {
+    // 20 hosts printing 5 lines each: a line per host and per output line would be 121
+    // progress events. The status passes at most once a second, plus the first, failures and
+    // the last.
+    let sb = sandbox();
+    let r = run(
+        &sb,
+        20,
+        r#"
+        - id: fan
+          ssh.exec:
+            hosts: fleet
+            parallel: 20
+            max_failures: 1
+            command: 'for i in 1 2 3 4 5; do echo "line $i"; done; [ "$RUNBOOK_HOST" != h13 ]'
+        "#,
+    );
+    r.assert_code(0);
+    let progress: Vec<String> = r
+        .stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|e| e["event"] == "step_progress" && e["id"] == "fan")
+        .map(|e| e["line"].as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        progress.len() < 20,
+        "{} progress events:\n{}",
+        progress.len(),
+        progress.join("\n")
+    );
+    assert_eq!(progress.first().unwrap(), "hosts 0/20 done");
+    assert!(
+        progress
+            .iter()
+            .any(|l| l.contains("1 failed (h13: exit 1)")),
+        "the failure is always shown: {progress:?}"
+    );
+    assert_eq!(
+        progress.last().unwrap(),
+        "hosts 20/20 done, 1 failed (h13: exit 1)"
+    );
+}

@@ -608,30 +608,34 @@ async fn fan_out(
         total: hosts.len(),
         ..Tally::default()
     });
-    (cx.progress)(&lock(&tally).summary());
+    let status = super::Status::new(cx.progress);
+    status.update(true, || lock(&tally).summary());
     // Per host, once finished: the final attempt, or why the check could not be made.
     let results: Mutex<Vec<Option<Result<Attempt, StepError>>>> =
         Mutex::new((0..hosts.len()).map(|_| None).collect());
 
     let one = |i: usize| {
-        let (tally, results) = (&tally, &results);
+        let (tally, results, status) = (&tally, &results, &status);
         async move {
             let host = hosts[i].as_str();
             let progress = |line: &str| {
-                let summary = lock(tally).summary();
-                (cx.progress)(&format!("{summary} · {host}: {line}"));
+                status.update(false, || {
+                    format!("{} · {host}: {line}", lock(tally).summary())
+                });
             };
             let r = check_from(p, req, Some(host), cx, &progress).await;
-            let summary = {
+            let (summary, force) = {
                 let mut t = lock(tally);
                 t.answered += 1;
-                if let Some(why) = short_failure(&r, &p.expected()) {
+                let failed = short_failure(&r, &p.expected());
+                let force = failed.is_some() || t.answered == t.total;
+                if let Some(why) = failed {
                     t.failed.push((host.to_string(), why));
                 }
-                t.summary()
+                (t.summary(), force)
             };
             lock(results)[i] = Some(r);
-            (cx.progress)(&summary);
+            status.update(force, || summary);
         }
     };
     super::ssh::join_all((0..hosts.len()).map(one).collect()).await;

@@ -18,6 +18,7 @@ use std::fmt;
 use std::future::Future;
 use std::marker::PhantomData;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::de::DeserializeOwned;
@@ -500,3 +501,37 @@ pub fn expand_tilde(p: &str) -> std::path::PathBuf {
 
 /// Mask in plans: a value that is a secret.
 pub const MASK: &str = "••••••";
+
+/// How often a fan-out's status may be reported.
+const STATUS_EVERY: Duration = Duration::from_secs(1);
+
+/// The running status of a step over many hosts ("hosts 7/50 done …"). Each update replaces
+/// the last one, but a sink that prints every progress line (plain logs, CI) would print one
+/// per host and per line of output. Updates pass at most once a second; the first, every
+/// failure and the last always pass (`force`).
+pub(crate) struct Status<'a> {
+    progress: &'a (dyn Fn(&str) + Send + Sync),
+    last: Mutex<Option<Instant>>,
+}
+
+impl<'a> Status<'a> {
+    pub(crate) fn new(progress: &'a (dyn Fn(&str) + Send + Sync)) -> Self {
+        Status {
+            progress,
+            last: Mutex::new(None),
+        }
+    }
+
+    /// Report `text()` if it is due (or forced); `text` is only built when it is.
+    pub(crate) fn update(&self, force: bool, text: impl FnOnce() -> String) {
+        {
+            let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+            let now = Instant::now();
+            if !force && last.is_some_and(|t| now.duration_since(t) < STATUS_EVERY) {
+                return;
+            }
+            *last = Some(now);
+        }
+        (self.progress)(&text());
+    }
+}

@@ -1202,7 +1202,8 @@ async fn fan_out(
         stop: false,
         results: (0..hosts.len()).map(|_| None).collect(),
     });
-    (cx.progress)(&lock(&fan).summary());
+    let status = super::Status::new(cx.progress);
+    status.update(true, || lock(&fan).summary());
 
     // A fixed set of workers, each taking the next host of the batch, caps the concurrency
     // without spawning tasks (the step borrows the run's context, so it cannot be 'static).
@@ -1218,8 +1219,9 @@ async fn fan_out(
             };
             let host = hosts[i].as_str();
             let progress = |line: &str| {
-                let summary = lock(&fan).summary();
-                (cx.progress)(&format!("{summary} · {host}: {line}"));
+                status.update(false, || {
+                    format!("{} · {host}: {line}", lock(&fan).summary())
+                });
             };
             let (ran, failure) = match exec(cx, host, p, &progress).await {
                 Ok(ran) => {
@@ -1235,9 +1237,10 @@ async fn fan_out(
                     (None, Some(Failure { short, message }))
                 }
             };
-            let summary = {
+            let (summary, force) = {
                 let mut f = lock(&fan);
                 f.done += 1;
+                let failed = failure.is_some();
                 if let Some(fl) = &failure {
                     f.failed.push((host.to_string(), fl.short.clone()));
                     if f.failed.len() > max_failures {
@@ -1245,9 +1248,11 @@ async fn fan_out(
                     }
                 }
                 f.results[i] = Some((ran, failure));
-                f.summary()
+                // The end of a batch is a moment a rolling change waits on: always shown.
+                let batch_end = f.next >= f.end && f.done == f.end;
+                (f.summary(), failed || batch_end || f.done == hosts.len())
             };
-            (cx.progress)(&summary);
+            status.update(force, || summary);
         }
     };
 
