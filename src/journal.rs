@@ -78,6 +78,27 @@ fn private_append(path: &Path) -> std::io::Result<File> {
         .open(path)
 }
 
+/// Append one JSON line to a file opened for appending (`O_APPEND`), in one `write(2)`.
+///
+/// The line is built whole in memory and handed to the kernel in a single call: that is what
+/// keeps the lines of concurrent appenders whole. On Linux, a write to an `O_APPEND` regular
+/// file of a local filesystem finds the end and copies the whole buffer under the inode's
+/// lock, whatever the line's size (`PIPE_BUF` bounds atomic writes to pipes, not to files), so
+/// another process's line lands before or after this one, never inside it (the audit log is
+/// shared by the runs of every runbook). A line written in pieces (`writeln!` on an
+/// unbuffered `File` makes one call per formatted piece, for a JSON value one per token) can
+/// have another run's line land between them. `write_all` makes a second call only after a
+/// short write (a full disk, a signal), which can tear a line anyway. Network filesystems
+/// (NFS) do not make appends atomic at all.
+fn append_json_line<W: Write, T: Serialize + ?Sized>(
+    file: &mut W,
+    value: &T,
+) -> std::io::Result<()> {
+    let mut line = serde_json::to_vec(value).map_err(std::io::Error::other)?;
+    line.push(b'\n');
+    file.write_all(&line)
+}
+
 /// A short fingerprint of a secret: enough to tell two values apart in an audit, far too
 /// short to recover or confirm a random secret.
 pub fn fingerprint(value: &serde_json::Value) -> String {
@@ -288,15 +309,25 @@ impl RunJournal {
     }
 
     fn append(&mut self, rec: &JRec) -> std::io::Result<()> {
-        let mut line = serde_json::to_string(rec).map_err(std::io::Error::other)?;
-        line.push('\n');
-        self.file.write_all(line.as_bytes())
+        append_json_line(&mut self.file, rec)
     }
 
     /// The run is over for good: rewrite the journal without secret values, atomically.
     fn compact(&mut self, last: Option<&JRec>) -> std::io::Result<()> {
         let mut recs = read_journal(&self.path)?;
         recs.extend(last.cloned());
+        // The whole new journal in memory, then one write: a private file no one else writes,
+        // so this only saves a system call per line.
+        let mut text = Vec::new();
+        for mut rec in recs {
+            strip_secrets(&mut rec);
+            let mut value = serde_json::to_value(&rec).map_err(std::io::Error::other)?;
+            if let Some(r) = &self.redactor {
+                r.redact_json(&mut value);
+            }
+            serde_json::to_writer(&mut text, &value).map_err(std::io::Error::other)?;
+            text.push(b'\n');
+        }
         let tmp = self.path.with_extension("jsonl.tmp");
         {
             let mut f = OpenOptions::new()
@@ -305,16 +336,7 @@ impl RunJournal {
                 .truncate(true)
                 .mode(0o600)
                 .open(&tmp)?;
-            for mut rec in recs {
-                strip_secrets(&mut rec);
-                let mut value = serde_json::to_value(&rec).map_err(std::io::Error::other)?;
-                if let Some(r) = &self.redactor {
-                    r.redact_json(&mut value);
-                }
-                let mut line = serde_json::to_string(&value).map_err(std::io::Error::other)?;
-                line.push('\n');
-                f.write_all(line.as_bytes())?;
-            }
+            f.write_all(&text)?;
             f.sync_all()?;
         }
         std::fs::rename(&tmp, &self.path)?;
@@ -429,9 +451,7 @@ impl Sink for EventLog {
         if matches!(e.event, Event::StepProgress { .. }) {
             return;
         }
-        if let Ok(line) = serde_json::to_string(e) {
-            let _ = writeln!(self.file, "{line}");
-        }
+        let _ = append_json_line(&mut self.file, e);
     }
 }
 
@@ -717,7 +737,8 @@ fn append_audit(state: &Path, recs: &[JRec]) -> std::io::Result<()> {
     });
     private_dir(state)?;
     let mut f = private_append(&state.join("audit.jsonl"))?;
-    writeln!(f, "{line}")?;
+    // Other runs (of any runbook) append to the same file at the same time: one write a line.
+    append_json_line(&mut f, &line)?;
     f.sync_data()
 }
 
@@ -836,4 +857,81 @@ fn git_commit(file: &Path) -> Option<String> {
     out.status
         .success()
         .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An audit-like line: a run with `n` secret fingerprints.
+    fn audit_like(writer: usize, line: usize, n: usize) -> serde_json::Value {
+        let secrets: Vec<_> = (0..n)
+            .map(|i| {
+                serde_json::json!({
+                    "output": format!("steps.s{i}.value"),
+                    "fingerprint": fingerprint(&serde_json::json!(format!("{writer}-{line}-{i}"))),
+                })
+            })
+            .collect();
+        serde_json::json!({ "run_id": format!("{writer}-{line}"), "writer": writer, "line": line, "secrets": secrets })
+    }
+
+    /// Counts the calls it gets, as `write(2)` would.
+    #[derive(Default)]
+    struct Calls {
+        calls: usize,
+        bytes: Vec<u8>,
+    }
+
+    impl Write for Calls {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.calls += 1;
+            self.bytes.extend_from_slice(buf);
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_line_is_one_write() {
+        let value = audit_like(0, 0, 1000);
+        let mut out = Calls::default();
+        append_json_line(&mut out, &value).unwrap();
+        assert_eq!(out.calls, 1);
+        assert_eq!(out.bytes.last(), Some(&b'\n'));
+        let back: serde_json::Value = serde_json::from_slice(&out.bytes).unwrap();
+        assert_eq!(back, value);
+    }
+
+    /// Writers with their own `O_APPEND` descriptions of one file, as concurrent runs have:
+    /// every line comes out whole.
+    #[test]
+    fn concurrent_appenders_never_interleave_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let (writers, lines, secrets) = (8, 20, 300);
+        std::thread::scope(|s| {
+            for w in 0..writers {
+                let path = &path;
+                s.spawn(move || {
+                    let mut f = private_append(path).unwrap();
+                    for l in 0..lines {
+                        append_json_line(&mut f, &audit_like(w, l, secrets)).unwrap();
+                    }
+                });
+            }
+        });
+        let text = std::fs::read_to_string(&path).unwrap();
+        let mut seen = std::collections::HashSet::new();
+        for line in text.lines() {
+            let v: serde_json::Value = serde_json::from_str(line).expect("a whole JSON line");
+            let (w, l) = (v["writer"].as_u64().unwrap(), v["line"].as_u64().unwrap());
+            assert_eq!(v, audit_like(w as usize, l as usize, secrets));
+            assert!(seen.insert((w, l)), "line {w}-{l} twice");
+        }
+        assert_eq!(seen.len(), writers * lines);
+    }
 }

@@ -410,13 +410,19 @@ impl<W: Write + Send> Sink for PlainSink<W> {
                 s
             }
         };
+        // Built whole, then written at once: stderr is unbuffered, and `writeln!` on it makes
+        // a system call per piece (the time, a space, the text, the newline), between which
+        // the output of another process sharing the stream could land.
+        let mut lines = String::with_capacity(e.ts.len() + text.len() + 2);
         for (i, l) in text.lines().enumerate() {
-            let _ = if i == 0 {
-                writeln!(self.out, "{} {l}", e.ts)
-            } else {
-                writeln!(self.out, "{l}")
-            };
+            if i == 0 {
+                lines.push_str(&e.ts);
+                lines.push(' ');
+            }
+            lines.push_str(l);
+            lines.push('\n');
         }
+        let _ = self.out.write_all(lines.as_bytes());
         let _ = self.out.flush();
     }
 }
@@ -455,8 +461,10 @@ impl<W: Write + Send> JsonSink<W> {
 
 impl<W: Write + Send> Sink for JsonSink<W> {
     fn event(&mut self, e: &Stamped) {
-        if let Ok(line) = serde_json::to_string(e) {
-            let _ = writeln!(self.out, "{line}");
+        // One write a line, the newline included.
+        if let Ok(mut line) = serde_json::to_vec(e) {
+            line.push(b'\n');
+            let _ = self.out.write_all(&line);
             let _ = self.out.flush();
         }
     }
