@@ -252,7 +252,8 @@ fn render_step(o: &mut String, s: &PlannedStep, total: usize) {
     let _ = writeln!(o);
 }
 
-fn plural(n: usize, word: &str) -> String {
+/// "1 step", "2 steps".
+pub(crate) fn plural(n: usize, word: &str) -> String {
     if n == 1 {
         format!("1 {word}")
     } else {

@@ -25,9 +25,9 @@ impl Plan {
         let _ = writeln!(
             o,
             "{} ({} that change something), {}; nothing has run.",
-            count(self.steps.len(), "step"),
+            crate::plan::plural(self.steps.len(), "step"),
             changes,
-            count(self.gates(), "gate")
+            crate::plan::plural(self.gates(), "gate")
         );
         if self.protected {
             let _ = writeln!(
@@ -150,14 +150,6 @@ fn or_list(items: &[String]) -> String {
         [] => String::new(),
         [one] => one.clone(),
         [init @ .., last] => format!("{} or {last}", init.join(", ")),
-    }
-}
-
-fn count(n: usize, word: &str) -> String {
-    if n == 1 {
-        format!("1 {word}")
-    } else {
-        format!("{n} {word}s")
     }
 }
 

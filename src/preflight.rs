@@ -119,6 +119,7 @@ pub async fn preflight(
         prompter,
         resources: &resources,
         progress: &progress,
+        note: &progress,
         add_secret: &add_secret,
         assume_yes: false,
         nested: None,

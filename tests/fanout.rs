@@ -184,6 +184,18 @@ fn failures_within_max_failures_succeed_and_are_listed() {
     assert_eq!(out["hosts"]["h02"]["exit_code"], 3);
     assert_eq!(out["hosts"]["h02"]["stderr"], "nope");
     assert_eq!(out["hosts"]["h04"]["ok"], true);
+    // The step succeeds, but the failed host is said in the run's record, not only in outputs.
+    let notes: Vec<String> = r
+        .stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|e| e["event"] == "note" && e["id"] == "fan")
+        .map(|e| e["text"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        notes,
+        ["1 of 4 hosts failed, within max_failures (1): h02 (exit 3)"]
+    );
 
     // One more failure than allowed fails the step, naming both hosts.
     let r = run(

@@ -129,10 +129,11 @@ impl Sink for TerminalSink {
                 ..
             } => {
                 self.line(&format!(
-                    "{} {} on {} — {steps} steps (run {run_id})",
+                    "{} {} on {} — {} (run {run_id})",
                     style("▶").cyan().bold(),
                     style(runbook).bold(),
-                    style(env).bold()
+                    style(env).bold(),
+                    crate::plan::plural(*steps, "step")
                 ));
             }
             Event::StepStarted {
@@ -194,6 +195,9 @@ impl Sink for TerminalSink {
                     "{} gate of {id} {what} by {by}",
                     style("?").yellow()
                 ));
+            }
+            Event::Note { id, text } if !id.is_empty() => {
+                self.line(&format!("{} {id}: {text}", style("!").yellow()));
             }
             Event::Note { text, .. } => self.line(text),
             Event::StepRetry {
@@ -322,7 +326,10 @@ impl<W: Write + Send> Sink for PlainSink<W> {
                 steps,
                 ..
             } => {
-                format!("run {run_id}: {runbook} on {env}, {steps} steps")
+                format!(
+                    "run {run_id}: {runbook} on {env}, {}",
+                    crate::plan::plural(*steps, "step")
+                )
             }
             Event::StepStarted {
                 index,

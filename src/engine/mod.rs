@@ -551,6 +551,14 @@ impl Engine<'_> {
                 line: line.to_string(),
             })
         };
+        let bus = self.bus.clone();
+        let note_id = id.clone();
+        let note = move |text: &str| {
+            bus.emit(Event::Note {
+                id: note_id.clone(),
+                text: text.to_string(),
+            })
+        };
         let redactor = self.bus.redactor.clone();
         let add_secret = move |s: &str| redactor.add(s);
         let cx = RunCx {
@@ -559,6 +567,7 @@ impl Engine<'_> {
             prompter,
             resources,
             progress: &progress,
+            note: &note,
             add_secret: &add_secret,
             assume_yes: self.options.assume_yes,
             nested: Some(&EngineNested { engine: self }),

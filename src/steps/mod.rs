@@ -231,6 +231,9 @@ pub struct RunCx<'a> {
     pub resources: &'a Resources,
     /// Report progress (e.g. the last line of remote output).
     pub progress: &'a (dyn Fn(&str) + Send + Sync),
+    /// Say something the operator must see in the run's record, not only while it runs (e.g.
+    /// hosts that failed within `max_failures` of a step that still succeeded).
+    pub note: &'a (dyn Fn(&str) + Send + Sync),
     /// Register a secret as soon as it is known, before it can reach any output.
     pub add_secret: &'a (dyn Fn(&str) + Send + Sync),
     /// The operator approved everything up front (`--yes`).

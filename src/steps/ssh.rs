@@ -1316,12 +1316,12 @@ async fn fan_out(
         );
     }
 
+    let named: Vec<String> = fan
+        .failed
+        .iter()
+        .map(|(h, why)| format!("{h} ({why})"))
+        .collect();
     if failed.len() > max_failures {
-        let named: Vec<String> = fan
-            .failed
-            .iter()
-            .map(|(h, why)| format!("{h} ({why})"))
-            .collect();
         let mut message = if hosts.len() == 1 {
             format!("failed on {}", named.join(", "))
         } else {
@@ -1344,6 +1344,15 @@ async fn fan_out(
             let _ = write!(message, " (max_failures: {max_failures})");
         }
         return Err(StepError::new(message).with_detail(detail.join("\n")));
+    }
+    if !failed.is_empty() {
+        // The step succeeds, but a host that failed must not hide behind its check mark.
+        (cx.note)(&format!(
+            "{} of {} hosts failed, within max_failures ({max_failures}): {}",
+            failed.len(),
+            hosts.len(),
+            compact_list(&named)
+        ));
     }
     Ok(vec![
         public("hosts", serde_json::Value::Object(per_host)),
