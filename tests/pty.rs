@@ -453,3 +453,52 @@ fn ctrl_c_stops_after_the_current_step_and_resume_finishes_the_run() {
     assert!(finished_ok(&t, "last"));
     let _ = std::fs::remove_file(&marker);
 }
+
+/// Processes whose command line names the control directory of run process `pid` (its SSH
+/// masters: `runbook-ssh-<pid>-…`).
+fn masters_of(pid: i32) -> usize {
+    let needle = format!("runbook-ssh-{pid}-");
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            std::fs::read(e.path().join("cmdline"))
+                .is_ok_and(|c| String::from_utf8_lossy(&c).contains(&needle))
+        })
+        .count()
+}
+
+#[test]
+fn the_ssh_connection_opens_while_the_operator_reads_the_gate() {
+    let sb = sandbox();
+    let t = Test::new()
+        .with_sandbox(&sb)
+        .runbook(
+            "remote",
+            r#"
+            version: 1
+            name: remote
+            summary: A gated command on the host
+            steps:
+              - id: hello
+                confirm: Say hello on the host?
+                ssh.exec: { host: app, command: "echo hello" }
+            "#,
+        )
+        .args(&["run", "remote", "--env", "sandbox"]);
+    let mut p = Pty::spawn(&t);
+    p.expect("Say hello on the host?");
+    let pid = p.session.get_process().pid().as_raw();
+    // Nobody has answered yet, and the master connection to `app` is already up.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while masters_of(pid) == 0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(masters_of(pid) > 0, "no SSH master while the gate waits");
+    p.send("y");
+    p.send(ENTER);
+    let code = p.finish();
+    assert_eq!(code, 0, "{}", p.output());
+    assert!(finished_ok(&t, "hello"));
+    assert_eq!(masters_of(pid), 0, "the run's masters stop with it");
+}

@@ -492,6 +492,9 @@ impl Engine<'_> {
                 Ok(q) => q,
                 Err(e) => return fail(state, e.message, None, Instant::now()),
             };
+            if !self.options.assume_yes {
+                crate::steps::warm_up(step.kind, &rendered, self.env, resources);
+            }
             match self.gate(&id, &question, &action, prompter) {
                 Ok(true) => {}
                 Ok(false) => {

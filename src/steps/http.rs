@@ -273,6 +273,17 @@ impl Kind for HttpCheck {
         s
     }
 
+    fn ssh_hosts(p: &Params, env: &Environment) -> Vec<String> {
+        match p.via_hosts(env) {
+            Ok(Some(hosts)) => hosts,
+            Ok(None) => match &p.via {
+                Some(Via::One(host)) => vec![host.clone()],
+                _ => Vec::new(),
+            },
+            Err(_) => Vec::new(),
+        }
+    }
+
     fn effect(p: &Params) -> Effect {
         if p.is_read_only() {
             Effect::ReadOnly

@@ -373,6 +373,12 @@ pub trait Kind: Send + Sync + 'static {
         None
     }
 
+    /// The hosts of `env` the step will reach over SSH (to run on, or to tunnel through), so
+    /// that their connections can open while the operator reads the step's gate.
+    fn ssh_hosts(_params: &Self::Params, _env: &Environment) -> Vec<String> {
+        Vec::new()
+    }
+
     fn run(
         params: Self::Params,
         cx: &RunCx<'_>,
@@ -391,6 +397,7 @@ pub trait DynKind: Send + Sync + fmt::Debug {
     fn idempotent(&self, params: &Node) -> bool;
     fn describe(&self, rendered: &Node) -> Result<(String, Effect), DeError>;
     fn by_hand(&self, rendered: &Node, cx: &crate::docs::HandCx<'_>) -> Option<String>;
+    fn ssh_hosts(&self, rendered: &Node, env: &Environment) -> Vec<String>;
     async fn run(&self, rendered: &Node, cx: &RunCx<'_>) -> Result<Outputs, StepError>;
 }
 
@@ -435,6 +442,12 @@ impl<K: Kind> DynKind for Adapter<K> {
     fn by_hand(&self, rendered: &Node, cx: &crate::docs::HandCx<'_>) -> Option<String> {
         let p: K::Params = rendered.deserialize().ok()?;
         K::by_hand(&p, cx)
+    }
+    fn ssh_hosts(&self, rendered: &Node, env: &Environment) -> Vec<String> {
+        rendered
+            .deserialize::<K::Params>()
+            .map(|p| K::ssh_hosts(&p, env))
+            .unwrap_or_default()
     }
     async fn run(&self, rendered: &Node, cx: &RunCx<'_>) -> Result<Outputs, StepError> {
         let p: K::Params = rendered.deserialize().map_err(|e| {
@@ -536,5 +549,17 @@ impl<'a> Status<'a> {
             *last = Some(now);
         }
         (self.progress)(&text());
+    }
+}
+
+/// Start opening the SSH connections a step will use, in the background, while the operator
+/// reads its gate: the handshake (100–200 ms a host) is then done by the time they answer.
+/// Only opens connections (the login the step makes anyway); a failure here is not reported,
+/// the step meets it again and reports it. If the run ends before a connection finished
+/// opening, its master is stopped by the next run (see `ssh::reap_orphans`).
+pub fn warm_up(kind: &dyn DynKind, rendered: &Node, env: &Environment, resources: &Resources) {
+    let hosts = kind.ssh_hosts(rendered, env);
+    if !hosts.is_empty() {
+        ssh::warm_up(resources, env, &hosts);
     }
 }

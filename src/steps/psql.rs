@@ -137,6 +137,15 @@ impl Kind for Psql {
         }
     }
 
+    fn ssh_hosts(p: &Params, env: &crate::model::Environment) -> Vec<String> {
+        env.doc
+            .databases
+            .get(&p.database)
+            .and_then(|db| db.via.clone())
+            .into_iter()
+            .collect()
+    }
+
     fn effect(p: &Params) -> Effect {
         match (&p.set_password, &p.sql) {
             (Some(s), _) => Effect::Changes(format!(

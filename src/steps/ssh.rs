@@ -191,6 +191,30 @@ fn process_alive(pid: i32) -> bool {
     r == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
 }
 
+/// At most this many connections open early for one gate (a fan-out's first ones).
+const WARM_UP_MAX: usize = 10;
+
+/// Open the run's connections to `hosts` (the first [`WARM_UP_MAX`]) in background tasks;
+/// a host already connected, or unknown to the environment, is left alone.
+pub(super) fn warm_up(resources: &Resources, env: &Environment, hosts: &[String]) {
+    let pool = resources.get::<Pool>();
+    for host in hosts.iter().take(WARM_UP_MAX) {
+        let Some(spec) = env.doc.hosts.get(host).cloned() else {
+            continue;
+        };
+        let open = lock(&pool.hosts)
+            .get(host)
+            .is_some_and(|slot| slot.try_lock().map_or(true, |c| c.is_some()));
+        if open {
+            continue;
+        }
+        let (pool, env_name, host) = (pool.clone(), env.name.clone(), host.clone());
+        tokio::spawn(async move {
+            let _ = pool.conn(&env_name, &host, &spec).await;
+        });
+    }
+}
+
 /// The run's connection to `host` of the environment, opened on first use.
 async fn session(cx: &RunCx<'_>, host: &str) -> Result<Arc<Conn>, StepError> {
     let spec = cx.env.doc.hosts.get(host).ok_or_else(|| {
@@ -751,6 +775,10 @@ impl Kind for SshExec {
             format!(" ({})", how.join(", "))
         };
         format!("on {}{how}: {first}{more}", p.target_text())
+    }
+
+    fn ssh_hosts(p: &Params, env: &Environment) -> Vec<String> {
+        p.targets(env).unwrap_or_default()
     }
 
     fn effect(p: &Params) -> Effect {
