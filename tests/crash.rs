@@ -8,7 +8,7 @@ mod common;
 use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 
-use common::{Test, db_login, shipped, ssm_value};
+use common::{Test, db_login, masters_of, shipped, ssm_value};
 
 /// Run `db-password` and SIGKILL it when the event `event` of step `id` appears. Returns
 /// whether the kill happened before the run ended, and the killed process's id.
@@ -43,20 +43,6 @@ fn run_and_kill(t: &Test, event: &str, id: &str) -> (bool, u32) {
     }
     let _ = child.wait();
     (killed, pid)
-}
-
-/// Processes (the killed run's SSH masters) whose command line names the run's control
-/// directory, `runbook-ssh-<pid>-…`.
-fn masters_of(pid: u32) -> usize {
-    let needle = format!("runbook-ssh-{pid}-");
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter(|e| {
-            std::fs::read(e.path().join("cmdline"))
-                .is_ok_and(|c| String::from_utf8_lossy(&c).contains(&needle))
-        })
-        .count()
 }
 
 /// The steps the journal of the (only) run says were running when it died, and finished.

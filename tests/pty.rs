@@ -7,7 +7,7 @@ mod common;
 use std::io::{Read, Write};
 
 use common::pty::Pty;
-use common::{Sandbox, Test, sandbox, unique};
+use common::{Sandbox, Test, masters_of, sandbox, unique};
 
 /// The tests that redeploy the sandbox's shared app run one at a time.
 static DEPLOYS: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -454,20 +454,6 @@ fn ctrl_c_stops_after_the_current_step_and_resume_finishes_the_run() {
     let _ = std::fs::remove_file(&marker);
 }
 
-/// Processes whose command line names the control directory of run process `pid` (its SSH
-/// masters: `runbook-ssh-<pid>-…`).
-fn masters_of(pid: i32) -> usize {
-    let needle = format!("runbook-ssh-{pid}-");
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter(|e| {
-            std::fs::read(e.path().join("cmdline"))
-                .is_ok_and(|c| String::from_utf8_lossy(&c).contains(&needle))
-        })
-        .count()
-}
-
 #[test]
 fn the_ssh_connection_opens_while_the_operator_reads_the_gate() {
     let sb = sandbox();
@@ -488,7 +474,7 @@ fn the_ssh_connection_opens_while_the_operator_reads_the_gate() {
         .args(&["run", "remote", "--env", "sandbox"]);
     let mut p = Pty::spawn(&t);
     p.expect("Say hello on the host?");
-    let pid = p.session.get_process().pid().as_raw();
+    let pid = p.session.get_process().pid().as_raw() as u32;
     // Nobody has answered yet, and the master connection to `app` is already up.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     while masters_of(pid) == 0 && std::time::Instant::now() < deadline {

@@ -449,3 +449,17 @@ impl ArgvSampler {
             .unwrap()
     }
 }
+
+/// Processes whose command line names the SSH control directory of run process `pid`
+/// (`runbook-ssh-<pid>-…`): that run's masters.
+pub fn masters_of(pid: u32) -> usize {
+    let needle = format!("runbook-ssh-{pid}-");
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            std::fs::read(e.path().join("cmdline"))
+                .is_ok_and(|c| String::from_utf8_lossy(&c).contains(&needle))
+        })
+        .count()
+}
