@@ -554,8 +554,9 @@ impl<'a> Status<'a> {
 
 /// Start opening the SSH connections a step will use, in the background, while the operator
 /// reads its gate: the handshake (100–200 ms a host) is then done by the time they answer.
-/// Only opens connections (the login the step makes anyway); a failure here is not reported,
-/// the step meets it again and reports it. If the run ends before a connection finished
+/// Only opens connections (the login the step makes anyway); a failure here is not kept: the
+/// step connects again and reports what it meets (the operator may have fixed the cause, a
+/// VPN say, while reading the gate). If the run ends before a connection finished
 /// opening, its master is stopped by the next run (see `ssh::reap_orphans`).
 pub fn warm_up(kind: &dyn DynKind, rendered: &Node, env: &Environment, resources: &Resources) {
     let hosts = kind.ssh_hosts(rendered, env);
