@@ -615,6 +615,21 @@ impl Ctx {
     }
 
     /// The inputs known without asking: `--input`, `RUNBOOK_INPUT_<NAME>`, defaults.
+    /// What `plan` and `preflight` start from: the runbook, the environment, and the inputs
+    /// known without asking (those not given stay unknown: shown as such, and checks that need
+    /// them are skipped).
+    fn offline_target<'c>(
+        &self,
+        catalog: &'c Catalog,
+        name: &str,
+        env: Option<&str>,
+        inputs: &[String],
+    ) -> Result<(&'c Runbook, &'c Environment, IndexMap<String, InputValue>), i32> {
+        let rb = self.runbook(catalog, name)?;
+        let env = self.environment(catalog, env, false)?;
+        Ok((rb, env, self.known_inputs(rb, inputs)?))
+    }
+
     fn known_inputs(
         &self,
         rb: &Runbook,
@@ -656,17 +671,8 @@ impl Ctx {
             Ok(c) => c,
             Err(code) => return code,
         };
-        let rb = match self.runbook(&catalog, name) {
-            Ok(r) => r,
-            Err(code) => return code,
-        };
-        let env = match self.environment(&catalog, env, false) {
-            Ok(e) => e,
-            Err(code) => return code,
-        };
-        // Inputs not given stay unknown (shown as such, and checks that need them are skipped).
-        let values = match self.known_inputs(rb, inputs) {
-            Ok(v) => v,
+        let (rb, env, values) = match self.offline_target(&catalog, name, env, inputs) {
+            Ok(t) => t,
             Err(code) => return code,
         };
         let plan = plan::plan(rb, env, &values);

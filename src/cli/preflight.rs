@@ -13,33 +13,17 @@ impl Ctx {
             Ok(c) => c,
             Err(code) => return code,
         };
-        let rb = match self.runbook(&catalog, name) {
-            Ok(r) => r,
-            Err(code) => return code,
-        };
-        let env = match self.environment(&catalog, env, false) {
-            Ok(e) => e,
-            Err(code) => return code,
-        };
-        // Inputs not given stay unknown (shown as such, and checks that need them are skipped).
-        let values = match self.known_inputs(rb, inputs) {
-            Ok(v) => v,
+        let (rb, env, values) = match self.offline_target(&catalog, name, env, inputs) {
+            Ok(t) => t,
             Err(code) => return code,
         };
         let redactor = Redactor::new();
         for v in values.values().filter(|v| v.secret) {
             redactor.add(&v.value);
         }
-        let runtime = match tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-        {
+        let runtime = match super::runs::new_runtime() {
             Ok(r) => r,
-            Err(e) => {
-                eprintln!("error: cannot start the async runtime: {e}");
-                return exit::STEP_FAILED;
-            }
+            Err(code) => return code,
         };
         eprintln!(
             "preflight: {} on {}; read-only, nothing changes",

@@ -79,11 +79,10 @@ impl Ctx {
             confirm_env,
             step,
         } = *asking;
-        let interactive = prompt::is_interactive() && output == Output::Human;
-        if step && !interactive {
-            self.report(&[step_needs_terminal()]);
-            return exit::INVALID;
-        }
+        let interactive = match self.interactive(step, output) {
+            Ok(i) => i,
+            Err(code) => return code,
+        };
         let catalog = match self.catalog() {
             Ok(c) => c,
             Err(code) => return code,
@@ -223,11 +222,10 @@ impl Ctx {
             confirm_env,
             step,
         } = *asking;
-        let interactive = prompt::is_interactive() && output == Output::Human;
-        if step && !interactive {
-            self.report(&[step_needs_terminal()]);
-            return exit::INVALID;
-        }
+        let interactive = match self.interactive(step, output) {
+            Ok(i) => i,
+            Err(code) => return code,
+        };
         let state = journal::state_dir(self.state_dir.as_deref());
         let run = match run_id {
             Some(id) => journal::load_run(&state, id),
@@ -655,7 +653,9 @@ fn aws_identity(
     ))
 }
 
-fn new_runtime() -> Result<tokio::runtime::Runtime, i32> {
+/// The async runtime of a command that talks to the world: two workers, so a background task
+/// (an SSH connection opening) goes on while a gate blocks one of them.
+pub(super) fn new_runtime() -> Result<tokio::runtime::Runtime, i32> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -672,6 +672,18 @@ fn say(text: &str) {
         eprint!("{}", ui::wrap(text, ui::terminal_width()));
     } else {
         eprint!("{text}");
+    }
+}
+
+impl Ctx {
+    /// Whether a person can be asked (a terminal, human output); `--step` needs one.
+    fn interactive(&self, step: bool, output: Output) -> Result<bool, i32> {
+        let interactive = prompt::is_interactive() && output == Output::Human;
+        if step && !interactive {
+            self.report(&[step_needs_terminal()]);
+            return Err(exit::INVALID);
+        }
+        Ok(interactive)
     }
 }
 

@@ -2,7 +2,6 @@
 //! host of the environment through an SSH tunnel (or from several, concurrently), with TLS
 //! verified unless told otherwise.
 
-use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -12,7 +11,7 @@ use reqwest::{Method, StatusCode, Url};
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use super::{CheckCx, Effect, Kind, Output, OutputSpec, Outputs, RunCx, StepError};
+use super::{CheckCx, Effect, Kind, Output, OutputSpec, Outputs, RunCx, StepError, lock};
 use crate::diag::Problem;
 use crate::model::{Dur, Environment};
 
@@ -583,28 +582,8 @@ struct Tally {
 impl Tally {
     /// "hosts 3/5 answered, 1 failed (h04: 503)".
     fn summary(&self) -> String {
-        let mut s = format!("hosts {}/{} answered", self.answered, self.total);
-        if !self.failed.is_empty() {
-            let shown: Vec<String> = self
-                .failed
-                .iter()
-                .take(3)
-                .map(|(h, why)| format!("{h}: {why}"))
-                .collect();
-            let more = if self.failed.len() > 3 { ", …" } else { "" };
-            let _ = write!(
-                s,
-                ", {} failed ({}{more})",
-                self.failed.len(),
-                shown.join(", ")
-            );
-        }
-        s
+        super::hosts_summary(self.answered, self.total, "answered", &self.failed)
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Check from every host at once (a check only reads, so there is nothing to roll out

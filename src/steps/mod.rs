@@ -212,7 +212,7 @@ pub struct Resources {
 impl Resources {
     /// The run's instance of `T`, made on first use.
     pub fn get<T: Any + Send + Sync + Default>(&self) -> Arc<T> {
-        let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        let mut map = lock(&self.map);
         let entry = map
             .entry(TypeId::of::<T>())
             .or_insert_with(|| Arc::new(T::default()));
@@ -518,6 +518,37 @@ pub fn expand_tilde(p: &str) -> std::path::PathBuf {
 /// Mask in plans: a value that is a secret.
 pub const MASK: &str = "••••••";
 
+/// A std mutex's guard, also after a panic elsewhere poisoned it (the data stays usable: every
+/// holder leaves it consistent between statements).
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A step over many hosts, so far: "hosts 7/50 done, 1 failed (h13: exit 2)", naming the
+/// first three failures (`failed`: host and short reason, in the order they failed).
+pub(crate) fn hosts_summary(
+    finished: usize,
+    total: usize,
+    verb: &str,
+    failed: &[(String, String)],
+) -> String {
+    let mut s = format!("hosts {finished}/{total} {verb}");
+    if !failed.is_empty() {
+        let shown: Vec<String> = failed
+            .iter()
+            .take(3)
+            .map(|(h, why)| format!("{h}: {why}"))
+            .collect();
+        let more = if failed.len() > 3 { ", …" } else { "" };
+        s.push_str(&format!(
+            ", {} failed ({}{more})",
+            failed.len(),
+            shown.join(", ")
+        ));
+    }
+    s
+}
+
 /// How often a fan-out's status may be reported.
 const STATUS_EVERY: Duration = Duration::from_secs(1);
 
@@ -541,7 +572,7 @@ impl<'a> Status<'a> {
     /// Report `text()` if it is due (or forced); `text` is only built when it is.
     pub(crate) fn update(&self, force: bool, text: impl FnOnce() -> String) {
         {
-            let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+            let mut last = lock(&self.last);
             let now = Instant::now();
             if !force && last.is_some_and(|t| now.duration_since(t) < STATUS_EVERY) {
                 return;

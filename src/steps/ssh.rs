@@ -18,7 +18,9 @@ use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::{Deserialize, Deserializer};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWriteExt, BufReader};
 
-use super::{CheckCx, Effect, Kind, Output, OutputSpec, Outputs, Resources, RunCx, StepError};
+use super::{
+    CheckCx, Effect, Kind, Output, OutputSpec, Outputs, Resources, RunCx, StepError, lock,
+};
 use crate::diag::Problem;
 use crate::model::{Environment, HostKeyChecking, HostSpec};
 
@@ -72,10 +74,6 @@ pub async fn close_all(resources: &Resources) {
         // The last reference to a session sends its master the exit request when dropped.
         drop(slot.lock().await.take());
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Pool {
@@ -1190,24 +1188,7 @@ struct Fan {
 impl Fan {
     /// "hosts 7/50 done, 1 failed (app13: exit 2)".
     fn summary(&self) -> String {
-        let total = self.results.len();
-        let mut s = format!("hosts {}/{total} done", self.done);
-        if !self.failed.is_empty() {
-            let shown: Vec<String> = self
-                .failed
-                .iter()
-                .take(3)
-                .map(|(h, why)| format!("{h}: {why}"))
-                .collect();
-            let more = if self.failed.len() > 3 { ", …" } else { "" };
-            let _ = write!(
-                s,
-                ", {} failed ({}{more})",
-                self.failed.len(),
-                shown.join(", ")
-            );
-        }
-        s
+        super::hosts_summary(self.done, self.results.len(), "done", &self.failed)
     }
 }
 

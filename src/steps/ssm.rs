@@ -865,21 +865,26 @@ pub async fn take_shared_lock(
             "cannot take the shared lock {name}: {e}"
         )))
     };
+    // The lock's value as it is now.
+    let read = || async {
+        let out = ssm
+            .client
+            .get_parameter()
+            .name(name)
+            .send()
+            .await
+            .map_err(|e| fail(super::error_chain(&e)))?;
+        Ok::<_, SharedLockError>(
+            out.parameter()
+                .and_then(|p| p.value())
+                .unwrap_or_default()
+                .to_string(),
+        )
+    };
     match put(false).await {
         Ok(_) => {}
         Err(e) if already_exists(&e) => {
-            let current = ssm
-                .client
-                .get_parameter()
-                .name(name)
-                .send()
-                .await
-                .map_err(|e| fail(super::error_chain(&e)))?;
-            let text = current
-                .parameter()
-                .and_then(|p| p.value())
-                .unwrap_or_default()
-                .to_string();
+            let text = read().await?;
             let expires = serde_json::from_str::<serde_json::Value>(&text)
                 .ok()
                 .and_then(|v| v["expires"].as_u64())
@@ -890,18 +895,7 @@ pub async fn take_shared_lock(
             // Stale: its holder died. Take it over, then read back: if two operators took it
             // over at once, the last write wins and the other one sees it is not theirs.
             put(true).await.map_err(|e| fail(super::error_chain(&e)))?;
-            let back = ssm
-                .client
-                .get_parameter()
-                .name(name)
-                .send()
-                .await
-                .map_err(|e| fail(super::error_chain(&e)))?;
-            let now_held = back
-                .parameter()
-                .and_then(|p| p.value())
-                .unwrap_or_default()
-                .to_string();
+            let now_held = read().await?;
             if now_held != value {
                 return Err(SharedLockError::Held(now_held));
             }
