@@ -595,3 +595,61 @@ pub fn warm_up(kind: &dyn DynKind, rendered: &Node, env: &Environment, resources
         ssh::warm_up(resources, env, &hosts);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The hosts each kind says it reaches over SSH: what a gate opens early.
+    #[test]
+    fn the_ssh_hosts_of_each_kind() {
+        let yaml = "
+version: 1
+environments:
+  e:
+    hosts:
+      a: { address: 10.0.0.1 }
+      b: { address: 10.0.0.2 }
+      c: { address: 10.0.0.3 }
+    groups:
+      web: [b, c]
+    databases:
+      main: { host: 127.0.0.1, name: m, user: u, via: a }
+      direct: { host: db.example, name: m, user: u }
+";
+        let mut problems = Vec::new();
+        let envs = crate::load::load_environments(
+            std::path::Path::new("environments.yaml"),
+            yaml.to_string(),
+            &mut problems,
+        );
+        assert!(problems.is_empty(), "{problems:?}");
+        let env = &envs.list[0];
+        let hosts = |kind: &str, params: &str| {
+            let node = crate::load::yaml::parse(params).unwrap();
+            find_kind(kind).unwrap().ssh_hosts(&node, env)
+        };
+        assert_eq!(hosts("ssh.exec", "{ host: a, command: x }"), ["a"]);
+        assert_eq!(hosts("ssh.exec", "{ hosts: web, command: x }"), ["b", "c"]);
+        assert_eq!(
+            hosts("ssh.exec", "{ hosts: [c, a, c], command: x }"),
+            ["c", "a"]
+        );
+        assert_eq!(
+            hosts("psql", "{ database: main, password: p, sql: select 1 }"),
+            ["a"]
+        );
+        assert!(hosts("psql", "{ database: direct, password: p, sql: select 1 }").is_empty());
+        assert_eq!(hosts("http.check", "{ url: 'http://x/', via: a }"), ["a"]);
+        assert_eq!(
+            hosts("http.check", "{ url: 'http://x/', via: web }"),
+            ["b", "c"]
+        );
+        assert_eq!(
+            hosts("http.check", "{ url: 'http://x/', via: [c, b] }"),
+            ["c", "b"]
+        );
+        assert!(hosts("http.check", "{ url: 'http://x/' }").is_empty());
+        assert!(hosts("generate", "{ format: hex }").is_empty());
+    }
+}
