@@ -1,5 +1,6 @@
 //! Events the engine emits, and the bus that masks them and hands them to every sink.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
@@ -91,6 +92,92 @@ pub enum Event {
     },
 }
 
+impl Event {
+    /// Every text of the event, for masking: each string field and each output value. The
+    /// destructuring names every field, so a field added to an event must be added here too
+    /// (the compiler says so); numbers, flags and statuses hold no text.
+    pub fn visit_text(
+        &mut self,
+        text: &mut dyn FnMut(&mut String),
+        json: &mut dyn FnMut(&mut serde_json::Value),
+    ) {
+        match self {
+            Event::RunStarted {
+                format: _,
+                run_id,
+                runbook,
+                env,
+                steps: _,
+                digest,
+                dry_run: _,
+            } => [run_id, runbook, env, digest].into_iter().for_each(text),
+            Event::StepStarted {
+                index: _,
+                total: _,
+                id,
+                title,
+                kind,
+                action,
+            } => [id, title, kind, action].into_iter().for_each(text),
+            Event::StepProgress { id, line } => [id, line].into_iter().for_each(text),
+            Event::StepSkipped {
+                index: _,
+                total: _,
+                id,
+                reason,
+            } => [id, reason].into_iter().for_each(text),
+            Event::Gate {
+                id,
+                question,
+                approved: _,
+                by,
+            } => [id, question, by].into_iter().for_each(text),
+            Event::Note { id, text: t } => [id, t].into_iter().for_each(text),
+            Event::StepRetry {
+                id,
+                attempt: _,
+                attempts: _,
+                error,
+                delay_ms: _,
+            } => [id, error].into_iter().for_each(text),
+            Event::StepFinished {
+                index: _,
+                total: _,
+                id,
+                status: _,
+                duration_ms: _,
+                error,
+                detail,
+                outputs,
+            } => {
+                text(id);
+                error
+                    .iter_mut()
+                    .chain(detail.iter_mut())
+                    .for_each(&mut *text);
+                let mut v = serde_json::Value::Object(std::mem::take(outputs));
+                json(&mut v);
+                if let serde_json::Value::Object(o) = v {
+                    *outputs = o;
+                }
+            }
+            Event::RollbackStarted { failed, from } => [failed, from].into_iter().for_each(text),
+            Event::RunFinished {
+                run_id,
+                status: _,
+                duration_ms: _,
+                ok: _,
+                failed: _,
+                skipped: _,
+                message,
+            } => {
+                text(run_id);
+                message.iter_mut().for_each(text);
+            }
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum StepStatus {
@@ -153,6 +240,8 @@ pub trait Sink: Send {
 pub struct Bus {
     sinks: Arc<Mutex<Vec<Box<dyn Sink>>>>,
     pub redactor: Redactor,
+    /// The recent output lines of each running step (see [`Redactor::redact_line`]).
+    carries: Arc<Mutex<HashMap<String, String>>>,
 }
 
 impl Bus {
@@ -160,6 +249,7 @@ impl Bus {
         Bus {
             sinks: Arc::new(Mutex::new(sinks)),
             redactor,
+            carries: Arc::default(),
         }
     }
 
@@ -175,16 +265,30 @@ impl Bus {
         }
     }
 
-    /// The event with every string field masked (through its JSON form, so no field is missed).
-    fn mask(&self, event: Event) -> Event {
+    /// The event with every text field masked, field by field: never through a JSON round
+    /// trip, where a secret that is also a word of the format (`step`, `note`) would break the
+    /// event and make it go out unmasked. A step's output lines are masked knowing the lines
+    /// before them, so a secret split over several lines is masked in each.
+    fn mask(&self, mut event: Event) -> Event {
         if self.redactor.is_empty() {
             return event;
         }
-        let Ok(mut v) = serde_json::to_value(&event) else {
+        let r = &self.redactor;
+        if let Event::StepProgress { id, line } = &mut event {
+            let mut carries = self.carries.lock().unwrap_or_else(|e| e.into_inner());
+            let carry = carries.entry(id.clone()).or_default();
+            *line = r.redact_line(carry, line);
+            r.redact_in_place(id);
             return event;
-        };
-        self.redactor.redact_json(&mut v);
-        serde_json::from_value(v).unwrap_or(event)
+        }
+        if let Event::StepFinished { id, .. } = &event {
+            self.carries
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(id);
+        }
+        event.visit_text(&mut |s| r.redact_in_place(s), &mut |v| r.redact_json(v));
+        event
     }
 
     /// Run `f` (a prompt) with the progress display out of the way.
@@ -212,6 +316,83 @@ impl Bus {
         let mut sinks = self.sinks.lock().unwrap_or_else(|e| e.into_inner());
         for s in sinks.iter_mut() {
             s.finish();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Capture(Arc<Mutex<Vec<String>>>);
+
+    impl Sink for Capture {
+        fn event(&mut self, e: &Stamped) {
+            let line = serde_json::to_string(e).expect("an event serializes");
+            self.0.lock().unwrap().push(line);
+        }
+    }
+
+    /// A secret that is also a word of the event format (a tag, a field name, a status) does
+    /// not make masking fail open: every other secret is still masked, and the event still
+    /// goes out whole.
+    #[test]
+    fn a_secret_that_is_a_word_of_the_format_masks_nothing_else_open() {
+        for word in [
+            "step_finished",
+            "event",
+            "outputs",
+            "duration_ms",
+            "kebab-case",
+            "failed-ignored",
+        ] {
+            let seen = Arc::new(Mutex::new(Vec::new()));
+            let redactor = Redactor::new();
+            redactor.add(&format!("{word}{word}"));
+            redactor.add(word);
+            redactor.add("the-other-secret-value");
+            let bus = Bus::new(redactor, vec![Box::new(Capture(seen.clone()))]);
+            let mut outputs = serde_json::Map::new();
+            outputs.insert("value".into(), "the-other-secret-value".into());
+            bus.emit(Event::StepFinished {
+                index: 1,
+                total: 1,
+                id: "step".into(),
+                status: StepStatus::FailedIgnored,
+                duration_ms: 5,
+                error: Some(format!("bad {word} and the-other-secret-value")),
+                detail: None,
+                outputs,
+            });
+            let lines = seen.lock().unwrap();
+            assert_eq!(lines.len(), 1);
+            assert!(!lines[0].contains("the-other-secret-value"), "{}", lines[0]);
+            let back: Stamped = serde_json::from_str(&lines[0]).expect("the event is whole");
+            let Event::StepFinished { error, .. } = back.event else {
+                panic!("{}", lines[0]);
+            };
+            let error = error.unwrap();
+            assert!(word.len() < 8 || !error.contains(word), "{error}");
+        }
+    }
+
+    #[test]
+    fn output_lines_are_masked_knowing_the_lines_before() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let redactor = Redactor::new();
+        let secret = "Zq8xK2mW9pL4vN7rT1yB6cF3hJ5gD0sA";
+        redactor.add(secret);
+        let bus = Bus::new(redactor, vec![Box::new(Capture(seen.clone()))]);
+        for chunk in secret.as_bytes().chunks(12) {
+            bus.emit(Event::StepProgress {
+                id: "x".into(),
+                line: String::from_utf8(chunk.to_vec()).unwrap(),
+            });
+        }
+        let lines = seen.lock().unwrap();
+        // The first 12 characters alone are not recognisable; every later line is masked.
+        for l in &lines[1..] {
+            assert!(l.contains(crate::secret::MASK), "{l}");
         }
     }
 }

@@ -516,7 +516,7 @@ pub fn expand_tilde(p: &str) -> std::path::PathBuf {
 }
 
 /// Mask in plans: a value that is a secret.
-pub const MASK: &str = "••••••";
+pub use crate::secret::MASK;
 
 /// A std mutex's guard, also after a panic elsewhere poisoned it (the data stays usable: every
 /// holder leaves it consistent between statements).
