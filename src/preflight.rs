@@ -112,7 +112,7 @@ pub async fn preflight(
 
     let resources = Resources::default();
     let progress = |_: &str| {};
-    let add_secret = |s: &str| redactor.add(s);
+    let add_secret = |s: &str| redactor.try_add(s);
     let cx = |step_id: &'static str| RunCx {
         env,
         step_id,
@@ -225,7 +225,10 @@ pub async fn preflight(
             }
         };
         // Registered before any attempt: a server message quoting it is masked anyway.
-        redactor.add(&password);
+        if let Err(e) = redactor.try_add(&password) {
+            checks.push(c.with(Status::Fail, format!("its password: {e}")));
+            continue;
+        }
         let r = psql::check_login(&cx("preflight"), db, Some(user), &password).await;
         checks.push(c.outcome(r));
     }

@@ -42,7 +42,10 @@ pub struct TooShort {
 impl std::fmt::Display for TooShort {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         if self.chars == 0 {
-            write!(f, "a secret value is empty")
+            write!(
+                f,
+                "a secret value is empty; a secret needs at least {MIN_SECRET_LEN} characters to be masked"
+            )
         } else {
             write!(
                 f,

@@ -8,12 +8,35 @@ use minijinja::{Environment, UndefinedBehavior, Value};
 /// The one template environment: strict, no loader (no filesystem access), no auto-escaping.
 pub fn environment() -> &'static Environment<'static> {
     static ENV: OnceLock<Environment<'static>> = OnceLock::new();
-    ENV.get_or_init(|| {
-        let mut env = Environment::new();
-        env.set_undefined_behavior(UndefinedBehavior::Strict);
-        env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
-        env
-    })
+    ENV.get_or_init(|| build(false))
+}
+
+/// Marks around the text of every `{{ … }}` in a [`render_marked`] rendering (characters of
+/// Unicode's private use area, which no runbook text has a reason to hold).
+pub const MARK_OPEN: char = '\u{E000}';
+pub const MARK_CLOSE: char = '\u{E001}';
+
+/// The same environment, with every expression's output between [`MARK_OPEN`] and
+/// [`MARK_CLOSE`]: which parts of a rendering came from which value (`engine::taint`).
+fn marked() -> &'static Environment<'static> {
+    static ENV: OnceLock<Environment<'static>> = OnceLock::new();
+    ENV.get_or_init(|| build(true))
+}
+
+fn build(marked: bool) -> Environment<'static> {
+    let mut env = Environment::new();
+    env.set_undefined_behavior(UndefinedBehavior::Strict);
+    env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
+    if marked {
+        env.set_formatter(|out, state, value| {
+            out.write_str(MARK_OPEN.encode_utf8(&mut [0; 4]))
+                .map_err(minijinja::Error::from)?;
+            minijinja::escape_formatter(out, state, value)?;
+            out.write_str(MARK_CLOSE.encode_utf8(&mut [0; 4]))
+                .map_err(minijinja::Error::from)
+        });
+    }
+    env
 }
 
 /// A template context from any serializable value.
@@ -90,6 +113,12 @@ pub fn render(template: &str, ctx: &Value) -> Result<String, TemplateError> {
     environment()
         .render_str(template, ctx)
         .map_err(|e| convert(&e))
+}
+
+/// A rendering with the output of every expression marked (see [`MARK_OPEN`]); for analysis
+/// only, never for use.
+pub fn render_marked(template: &str, ctx: &Value) -> Result<String, TemplateError> {
+    marked().render_str(template, ctx).map_err(|e| convert(&e))
 }
 
 pub fn eval_condition(expr: &str, ctx: &Value) -> Result<bool, TemplateError> {

@@ -96,10 +96,18 @@ fn set_password_changes_the_login_and_never_logs_the_plaintext() {
     let sb = sandbox();
     let id = unique("r").replace('-', "_");
     let role = format!("rb_test_{id}");
-    let old = format!("old-{id}");
+    // Secrets of their own, sharing no 16-character run with the role's name (such a run of a
+    // secret is masked wherever it appears).
+    let salt = {
+        use std::hash::{BuildHasher, Hasher};
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write(id.as_bytes());
+        format!("{:016x}", h.finish())
+    };
+    let old = format!("old-{salt}");
     // A space, quotes and a backslash: nothing may break the statement or the login.
-    let new = format!("new pw'\"\\-{id}");
-    let own = format!("own-{id}");
+    let new = format!("new pw'\"\\-{salt}");
+    let own = format!("own-{salt}");
     let r = run(
         &sb,
         &format!(

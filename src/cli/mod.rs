@@ -936,6 +936,21 @@ fn resolve_inputs(
                 }
             },
         };
+        if spec.secret
+            && let Err(e) = crate::secret::check_len(&value)
+        {
+            // Nothing of the value is shown, not even its first characters.
+            return Err(Some(
+                Problem::error(
+                    "runbook::short-secret",
+                    format!("secret input `{name}`: {e}"),
+                )
+                .help(format!(
+                    "a secret shorter than {} characters cannot be masked in output; give the real value",
+                    crate::secret::MIN_SECRET_LEN
+                )),
+            ));
+        }
         out.insert(
             name.clone(),
             InputValue {

@@ -6,6 +6,7 @@
 
 pub mod event;
 pub mod record;
+pub mod taint;
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -360,27 +361,50 @@ impl Engine<'_> {
             .map_err(|e| format!("cannot write the run journal to disk: {e}"))
     }
 
-    fn context(&self, outputs: &StepOutputs) -> Value {
-        let inputs: serde_json::Map<String, serde_json::Value> = self
-            .inputs
-            .iter()
-            .map(|(k, v)| (k.clone(), v.value.clone().into()))
-            .collect();
-        let steps: serde_json::Map<String, serde_json::Value> = outputs
-            .iter()
-            .map(|(id, outs)| {
-                let m: serde_json::Map<String, serde_json::Value> = outs
-                    .iter()
-                    .map(|o| (o.name.clone(), o.value.clone()))
-                    .collect();
-                (id.clone(), m.into())
-            })
-            .collect();
-        crate::template::value(serde_json::json!({
-            "inputs": inputs,
-            "env": self.env.template_vars(),
-            "steps": steps,
-        }))
+    /// What a step's templates see, and its shadow when it holds a secret ([`taint`]).
+    fn context(&self, outputs: &StepOutputs) -> taint::Contexts {
+        let any_secret =
+            self.inputs.values().any(|v| v.secret) || outputs.values().flatten().any(|o| o.secret);
+        let build = |shadow: bool| {
+            let inputs: serde_json::Map<String, serde_json::Value> = self
+                .inputs
+                .iter()
+                .map(|(k, v)| {
+                    let value = if shadow && v.secret {
+                        taint::shadow_str(&v.value)
+                    } else {
+                        v.value.clone()
+                    };
+                    (k.clone(), value.into())
+                })
+                .collect();
+            let steps: serde_json::Map<String, serde_json::Value> = outputs
+                .iter()
+                .map(|(id, outs)| {
+                    let m: serde_json::Map<String, serde_json::Value> = outs
+                        .iter()
+                        .map(|o| {
+                            let value = if shadow && o.secret {
+                                taint::shadow_json(&o.value)
+                            } else {
+                                o.value.clone()
+                            };
+                            (o.name.clone(), value)
+                        })
+                        .collect();
+                    (id.clone(), m.into())
+                })
+                .collect();
+            crate::template::value(serde_json::json!({
+                "inputs": inputs,
+                "env": self.env.template_vars(),
+                "steps": steps,
+            }))
+        };
+        taint::Contexts {
+            real: build(false),
+            shadow: any_secret.then(|| build(true)),
+        }
     }
 
     #[expect(
@@ -402,8 +426,9 @@ impl Engine<'_> {
         let ctx = if uses_templates(step) {
             self.context(&state.outputs)
         } else {
-            Value::UNDEFINED
+            taint::Contexts::undefined()
         };
+        let redactor = &self.bus.redactor;
         let fail = |state: &mut State, error: String, detail: Option<String>, started: Instant| {
             state.failed += 1;
             let status = if step.common.on_failure == Some(OnFailure::Continue) {
@@ -433,7 +458,7 @@ impl Engine<'_> {
         };
 
         if let Some(cond) = &step.common.when {
-            match template::eval_condition(cond, &ctx) {
+            match template::eval_condition(cond, &ctx.real) {
                 Ok(true) => {}
                 Ok(false) => {
                     state.skipped += 1;
@@ -465,7 +490,7 @@ impl Engine<'_> {
             }
         }
 
-        let rendered = match render_node(&step.params, &ctx) {
+        let rendered = match render_node_tracked(&step.params, &ctx, redactor) {
             Ok(n) => n,
             Err(e) => return fail(state, e, None, Instant::now()),
         };
@@ -488,7 +513,7 @@ impl Engine<'_> {
         }
 
         if let Some(question) = &step.common.confirm {
-            let question = match template::render(question, &ctx) {
+            let question = match taint::render(question, &ctx, redactor) {
                 Ok(q) => q,
                 Err(e) => return fail(state, e.message, None, Instant::now()),
             };
@@ -539,7 +564,7 @@ impl Engine<'_> {
             total,
             id: id.clone(),
             title: match &step.common.title {
-                Some(t) => template::render(t, &ctx).unwrap_or_else(|_| t.clone()),
+                Some(t) => taint::render(t, &ctx, redactor).unwrap_or_else(|_| t.clone()),
                 None => step.kind.name().to_string(),
             },
             kind: step.kind.name().to_string(),
@@ -563,7 +588,7 @@ impl Engine<'_> {
             })
         };
         let redactor = self.bus.redactor.clone();
-        let add_secret = move |s: &str| redactor.add(s);
+        let add_secret = move |s: &str| redactor.try_add(s);
         let cx = RunCx {
             env: self.env,
             step_id: &id,
@@ -621,11 +646,16 @@ impl Engine<'_> {
 
         match result {
             Ok(outputs) => {
+                // A secret output too short to be masked fails the step before any output
+                // of it is shown.
+                for o in outputs.iter().filter(|o| o.secret) {
+                    if let Err(e) = self.bus.redactor.try_add_json(&o.value) {
+                        let error = format!("output `{}`: {e}", o.name);
+                        return fail(state, error, None, started);
+                    }
+                }
                 let mut shown = serde_json::Map::new();
                 for o in &outputs {
-                    if o.secret {
-                        self.bus.redactor.add_json(&o.value);
-                    }
                     shown.insert(
                         o.name.clone(),
                         if o.secret {
@@ -847,6 +877,17 @@ enum Flow {
 }
 
 /// Render every string of a step's parameters.
+/// A step's parameters rendered for a run: text computed from a secret is registered as one.
+fn render_node_tracked(
+    params: &Node,
+    ctx: &taint::Contexts,
+    redactor: &crate::secret::Redactor,
+) -> Result<Node, String> {
+    params.map_scalars(&mut |_, s| {
+        taint::render(s, ctx, redactor).map_err(|e| format!("template: {}", e.message))
+    })
+}
+
 pub fn render_node(params: &Node, ctx: &Value) -> Result<Node, String> {
     params.map_scalars(&mut |_, s| {
         template::render(s, ctx).map_err(|e| format!("template: {}", e.message))
@@ -990,6 +1031,13 @@ impl Nested for EngineNested<'_, '_> {
                         "runbook `{name}` needs input `{k}`, which this step does not give"
                     ))
                 })?;
+            if spec.secret {
+                parent
+                    .bus
+                    .redactor
+                    .try_add(&value)
+                    .map_err(|e| StepError::new(format!("input `{k}` of runbook `{name}`: {e}")))?;
+            }
             inputs.insert(
                 k.clone(),
                 InputValue {

@@ -109,7 +109,7 @@ impl Kind for Generate {
 
     async fn run(p: Params, cx: &RunCx<'_>) -> Result<Outputs, StepError> {
         let value = generate(&p)?;
-        (cx.add_secret)(&value);
+        (cx.add_secret)(&value)?;
         Ok(vec![Output {
             name: "value".into(),
             value: value.into(),

@@ -121,6 +121,11 @@ impl Kind for ManualConfirm {
                 let v = v.trim().to_string();
                 if v.is_empty() {
                     prompter.show(&format!("`{name}` cannot be empty."));
+                } else if c.secret && crate::secret::check_len(&v).is_err() {
+                    prompter.show(&format!(
+                        "`{name}` is a secret and needs at least {} characters; try again.",
+                        crate::secret::MIN_SECRET_LEN
+                    ));
                 } else if re.as_ref().is_some_and(|re| !re.is_match(&v)) {
                     prompter.show(&format!(
                         "`{name}` does not have the expected form; try again."
@@ -130,7 +135,7 @@ impl Kind for ManualConfirm {
                 }
             };
             if c.secret {
-                (cx.add_secret)(&value);
+                (cx.add_secret)(&value)?;
             }
             outputs.push(Output {
                 name: name.clone(),

@@ -117,6 +117,13 @@ pub struct StepError {
     pub declined: bool,
 }
 
+impl From<crate::secret::TooShort> for StepError {
+    fn from(e: crate::secret::TooShort) -> StepError {
+        StepError::new(e.to_string())
+            .with_detail("a value this short cannot be kept out of the output; nothing was shown")
+    }
+}
+
 impl StepError {
     pub fn new(message: impl Into<String>) -> StepError {
         StepError {
@@ -235,7 +242,9 @@ pub struct RunCx<'a> {
     /// hosts that failed within `max_failures` of a step that still succeeded).
     pub note: &'a (dyn Fn(&str) + Send + Sync),
     /// Register a secret as soon as it is known, before it can reach any output.
-    pub add_secret: &'a (dyn Fn(&str) + Send + Sync),
+    /// A value too short to be masked is refused: the kind must fail the step without
+    /// showing it (`?` turns the refusal into the step's error).
+    pub add_secret: &'a (dyn Fn(&str) -> Result<(), crate::secret::TooShort> + Send + Sync),
     /// The operator approved everything up front (`--yes`).
     pub assume_yes: bool,
     /// Runs another runbook within this run (absent outside a run, e.g. in preflight).

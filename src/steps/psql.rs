@@ -164,9 +164,11 @@ impl Kind for Psql {
 
     async fn run(p: Params, cx: &RunCx<'_>) -> Result<Outputs, StepError> {
         // Registered first: the redactor then hides them even in a server's error message.
-        (cx.add_secret)(&p.password);
+        (cx.add_secret)(&p.password)
+            .map_err(|e| StepError::new(format!("the database password: {e}")))?;
         if let Some(s) = &p.set_password {
-            (cx.add_secret)(&s.password);
+            (cx.add_secret)(&s.password)
+                .map_err(|e| StepError::new(format!("the new password: {e}")))?;
         }
         let spec = cx.env.doc.databases.get(&p.database).ok_or_else(|| {
             StepError::new(format!(

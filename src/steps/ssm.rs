@@ -176,7 +176,10 @@ impl Kind for Get {
             .value()
             .ok_or_else(|| StepError::new(format!("SSM returned no value for `{}`", p.name)))?;
         if secret {
-            (cx.add_secret)(value);
+            (cx.add_secret)(value).map_err(|e| {
+                StepError::new(format!("SecureString `{}`: {e}", p.name))
+                    .with_detail("its value was not shown; store a longer secret")
+            })?;
         }
         Ok(vec![
             Output {
@@ -309,7 +312,7 @@ impl Kind for Put {
     async fn run(p: PutParams, cx: &RunCx<'_>) -> Result<Outputs, StepError> {
         if p.kind == PutType::SecureString {
             // Before the call: an error or a trace must never show it.
-            (cx.add_secret)(&p.value);
+            (cx.add_secret)(&p.value)?;
         }
         let ssm = client(cx).await?;
         let policy = p.policy();
