@@ -396,6 +396,27 @@ fn check_templates(
                 );
             }
             Ok(refs) => {
+                // Filters, tests and functions that do not exist, and names that hide the
+                // run's values: otherwise found only when the step runs, after earlier steps
+                // changed things.
+                let (source_text, shift) = if is_expr {
+                    let inner = template::strip_braces(text);
+                    let at = text.find(inner).unwrap_or(0);
+                    (format!("{{{{ {inner} }}}}"), at as isize - 3)
+                } else {
+                    (text.to_string(), 0)
+                };
+                for sp in template::static_problems(&source_text) {
+                    let span = sp.error.range.map_or(node.span.clone(), |r| {
+                        let start = (r.start as isize + shift).max(0) as usize;
+                        locate(node, source, start..start + r.len())
+                    });
+                    let mut p = Problem::error(sp.code, sp.error.message)
+                        .at(source, span)
+                        .label("here");
+                    p.help = sp.help;
+                    problems.push(p);
+                }
                 for r in refs {
                     if let Some((message, help)) = scope.resolve(&r) {
                         let span = text

@@ -158,3 +158,306 @@ mod tests {
         assert!(!eval_condition("{{ inputs.which == 'r2' }}", &ctx).unwrap());
     }
 }
+
+/// What a template uses that cannot work, found without rendering it: a filter, test or
+/// function that does not exist, and a variable set over one of the names runs give values
+/// (`{% set steps = 1 %}`), which would silently hide them. Each with its byte range.
+pub fn static_problems(template: &str) -> Vec<StaticProblem> {
+    let Ok(t) = environment().template_from_str(template) else {
+        // A syntax error is reported by `references`.
+        return Vec::new();
+    };
+    let compiled = minijinja::machinery::get_compiled_template(&t);
+    let mut out = Vec::new();
+    let mut locals: Vec<&str> = Vec::new();
+    let mut calls: Vec<(u32, &str)> = Vec::new();
+    for ins in std::iter::once(&compiled.instructions).chain(compiled.blocks.values()) {
+        let mut idx = 0;
+        while let Some(i) = ins.get(idx) {
+            use minijinja::machinery::Instruction as I;
+            let range = || {
+                ins.get_span(idx)
+                    .map(|s| s.start_offset as usize..s.end_offset as usize)
+            };
+            match i {
+                I::ApplyFilter(name, ..) if !known(Probe::Filter, name) => {
+                    out.push(unknown(Probe::Filter, name, template, range()))
+                }
+                I::PerformTest(name, ..) if !known(Probe::Test, name) => {
+                    out.push(unknown(Probe::Test, name, template, range()))
+                }
+                I::CallFunction(name, _) => calls.push((idx, name)),
+                I::StoreLocal(name) => {
+                    if ROOTS.contains(name) {
+                        out.push(StaticProblem {
+                            code: "runbook::template-shadows",
+                            error: TemplateError {
+                                message: format!(
+                                    "`{name}` is set in the template, which hides the run's `{name}`"
+                                ),
+                                range: find_word(template, name).or_else(range),
+                            },
+                            help: Some(format!("choose another name; `{name}` is where templates read the run's values")),
+                        });
+                    }
+                    locals.push(name);
+                }
+                _ => {}
+            }
+            idx += 1;
+        }
+    }
+    for (_, name) in calls {
+        if !locals.contains(&name)
+            && !LOCAL_CALLABLES.contains(&name)
+            && !known(Probe::Function, name)
+        {
+            out.push(unknown(Probe::Function, name, template, None));
+        }
+    }
+    out
+}
+
+/// The names runs give values to.
+const ROOTS: &[&str] = &["inputs", "env", "steps"];
+
+/// Callables a template has without defining them.
+const LOCAL_CALLABLES: &[&str] = &["loop", "caller", "super", "self", "varargs", "kwargs"];
+
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+enum Probe {
+    Filter,
+    Test,
+    Function,
+}
+
+/// Whether the environment has a filter, test or global function of this name: asked of the
+/// environment itself (a tiny rendering), so the answer follows minijinja's own list.
+fn known(kind: Probe, name: &str) -> bool {
+    static CACHE: OnceLock<std::sync::Mutex<std::collections::HashMap<(Probe, String), bool>>> =
+        OnceLock::new();
+    let cache = CACHE.get_or_init(Default::default);
+    if let Some(k) = cache
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(&(kind, name.to_string()))
+    {
+        return *k;
+    }
+    if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        return false;
+    }
+    let (text, unknown_kind) = match kind {
+        Probe::Filter => (
+            format!("{{{{ x | {name} }}}}"),
+            minijinja::ErrorKind::UnknownFilter,
+        ),
+        Probe::Test => (
+            format!("{{{{ x is {name} }}}}"),
+            minijinja::ErrorKind::UnknownTest,
+        ),
+        Probe::Function => (
+            format!("{{{{ {name}() }}}}"),
+            minijinja::ErrorKind::UnknownFunction,
+        ),
+    };
+    let ctx = value(serde_json::json!({ "x": "" }));
+    let is_known = match environment().render_str(&text, ctx) {
+        Ok(_) => true,
+        Err(e) => {
+            e.kind() != unknown_kind
+                && !(kind == Probe::Function && e.kind() == minijinja::ErrorKind::UndefinedError)
+        }
+    };
+    cache
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert((kind, name.to_string()), is_known);
+    is_known
+}
+
+/// A problem [`static_problems`] found, with its diagnostic code and help.
+#[derive(Debug, Clone)]
+pub struct StaticProblem {
+    pub code: &'static str,
+    pub error: TemplateError,
+    pub help: Option<String>,
+}
+
+/// Names a template is likely to mean, for "did you mean": minijinja's common built-ins and
+/// this project's own (each kept only when the environment has it).
+const LIKELY: &[(Probe, &[&str])] = &[
+    (
+        Probe::Filter,
+        &[
+            "abs",
+            "attr",
+            "batch",
+            "bool",
+            "capitalize",
+            "count",
+            "default",
+            "dictsort",
+            "escape",
+            "first",
+            "float",
+            "groupby",
+            "indent",
+            "int",
+            "items",
+            "join",
+            "last",
+            "length",
+            "lines",
+            "list",
+            "lower",
+            "map",
+            "max",
+            "min",
+            "pprint",
+            "reject",
+            "rejectattr",
+            "replace",
+            "reverse",
+            "round",
+            "safe",
+            "select",
+            "selectattr",
+            "shell_quote",
+            "slice",
+            "sort",
+            "split",
+            "string",
+            "sum",
+            "title",
+            "tojson",
+            "trim",
+            "unique",
+            "upper",
+        ],
+    ),
+    (
+        Probe::Test,
+        &[
+            "boolean",
+            "defined",
+            "divisibleby",
+            "endingwith",
+            "eq",
+            "even",
+            "false",
+            "filter",
+            "float",
+            "ge",
+            "gt",
+            "in",
+            "integer",
+            "iterable",
+            "le",
+            "lower",
+            "lt",
+            "mapping",
+            "ne",
+            "none",
+            "number",
+            "odd",
+            "safe",
+            "sameas",
+            "sequence",
+            "startingwith",
+            "string",
+            "test",
+            "true",
+            "undefined",
+            "upper",
+        ],
+    ),
+    (Probe::Function, &["debug", "dict", "namespace", "range"]),
+];
+
+fn unknown(
+    kind: Probe,
+    name: &str,
+    template: &str,
+    range: Option<std::ops::Range<usize>>,
+) -> StaticProblem {
+    let (code, what) = match kind {
+        Probe::Filter => ("runbook::unknown-filter", "filter"),
+        Probe::Test => ("runbook::unknown-test", "test"),
+        Probe::Function => ("runbook::unknown-function", "function"),
+    };
+    let names: Vec<&str> = LIKELY
+        .iter()
+        .filter(|(k, _)| *k == kind)
+        .flat_map(|(_, n)| n.iter().copied())
+        .filter(|n| known(kind, n))
+        .collect();
+    let help = crate::diag::did_you_mean(name, names.iter().copied())
+        .unwrap_or_else(|| format!("known {what}s include: {}", names.join(", ")));
+    StaticProblem {
+        code,
+        error: TemplateError {
+            message: format!("unknown {what} `{name}`"),
+            range: find_word(template, name).or(range),
+        },
+        help: Some(help),
+    }
+}
+
+/// The first place `word` stands alone in `text` (not inside a longer name).
+fn find_word(text: &str, word: &str) -> Option<std::ops::Range<usize>> {
+    let is_name = |c: char| c.is_ascii_alphanumeric() || c == '_';
+    text.match_indices(word)
+        .map(|(i, _)| i)
+        .find(|&i| {
+            !text[..i].chars().next_back().is_some_and(is_name)
+                && !text[i + word.len()..].chars().next().is_some_and(is_name)
+        })
+        .map(|i| i..i + word.len())
+}
+
+#[cfg(test)]
+mod static_tests {
+    use super::*;
+
+    #[test]
+    fn unknown_filters_tests_and_functions_are_found_before_a_run() {
+        let p = static_problems("a {{ x | uper }} {{ y is evn }} {{ nope(1) }} {{ x | upper }}");
+        let m: Vec<&str> = p.iter().map(|e| e.error.message.as_str()).collect();
+        assert_eq!(
+            m,
+            vec![
+                "unknown filter `uper`",
+                "unknown test `evn`",
+                "unknown function `nope`"
+            ]
+        );
+        assert_eq!(p[0].error.range, Some(9..13));
+        assert_eq!(p[0].help.as_deref(), Some("did you mean `upper`?"));
+        assert!(static_problems("{{ x | upper | replace('a', 'b') }} {{ range(3) | list }} {% if x is defined %}{% endif %}").is_empty());
+        assert!(static_problems("{% for i in [1] %}{{ loop.index }}{% endfor %}").is_empty());
+    }
+
+    #[test]
+    fn setting_a_root_name_is_refused() {
+        for t in [
+            "{% set steps = 1 %}",
+            "{% for env in [1] %}{% endfor %}",
+            "{% set inputs = {} %}{{ inputs }}",
+        ] {
+            let p = static_problems(t);
+            assert_eq!(
+                p.len(),
+                1,
+                "{t}: {:?}",
+                p.iter().map(|e| &e.error.message).collect::<Vec<_>>()
+            );
+            assert!(
+                p[0].error.message.contains("hides the run's"),
+                "{}",
+                p[0].error.message
+            );
+        }
+        assert!(static_problems("{% set stepsx = 1 %}{{ stepsx }}").is_empty());
+    }
+}
