@@ -166,9 +166,12 @@ impl HandCx<'_> {
                     let _ = writeln!(s, "export {k}={}", sh_quote(v));
                 }
             }
-            let _ = write!(s, "```\n\nThen run:\n\n```sh\n{command}");
-            heredoc(&mut s);
-            s.push_str("\n```\n");
+            let mut body = command.to_string();
+            heredoc(&mut body);
+            // A fence no line of the command can close (a line of ``` would end the block and
+            // show the rest as Markdown).
+            let fence = crate::display::md_fence(&body);
+            let _ = write!(s, "```\n\nThen run:\n\n{fence}sh\n{body}\n{fence}\n");
             return s;
         }
         // Plain values go in the remote command, like the command itself.
@@ -197,9 +200,10 @@ impl HandCx<'_> {
         } else {
             quoted
         };
-        let _ = write!(s, "```sh\n{ssh} {quoted}");
-        heredoc(&mut s);
-        s.push_str("\n```\n");
+        let mut body = format!("{ssh} {quoted}");
+        heredoc(&mut body);
+        let fence = crate::display::md_fence(&body);
+        let _ = write!(s, "{fence}sh\n{body}\n{fence}\n");
         s
     }
 

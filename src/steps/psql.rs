@@ -245,8 +245,9 @@ impl Kind for Psql {
                 ));
             }
             (None, Some(sql)) => {
+                let fence = crate::display::md_fence(sql);
                 s.push_str(&format!(
-                    "At the psql prompt, run:\n\n```sql\n{}\n```",
+                    "At the psql prompt, run:\n\n{fence}sql\n{}\n{fence}",
                     sql.trim_end()
                 ));
                 if !p.params.is_empty() {
