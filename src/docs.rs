@@ -590,6 +590,11 @@ fn render_step(
         .kind
         .describe(&rendered)
         .map_or_else(|_| step.kind.name().to_string(), |(d, _)| d);
+    // A heading has one line: a longer command is whole in the step's text below.
+    let describe = match crate::steps::first_line(&describe) {
+        (first, 0) => first.to_string(),
+        (first, _) => format!("{first} …"),
+    };
     let title = step.common.title.as_deref().map_or_else(
         || {
             let mut c = describe.chars();

