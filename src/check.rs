@@ -519,14 +519,134 @@ fn locate(node: &Node, source: &Source, range: std::ops::Range<usize>) -> ByteSp
     node.span.clone()
 }
 
+/// Why the runbook a `runbook.run` step names cannot be known before the run: the message
+/// and the help.
+type Unknowable = (String, String);
+
+/// The most runbook names a templated `name:` may stand for (every combination of the choices
+/// of the inputs it reads).
+const MAX_NAMES: usize = 256;
+
+/// The runbooks a `runbook.run` step may run: its name, or every rendering of a templated
+/// one over the choices of the inputs it reads. An input without `choices`, a step output or
+/// an env var makes it unknowable, and then nothing about it (inputs, cycles) can be checked.
+/// A template or reference error is reported elsewhere (empty here).
+fn possible_names(rb: &crate::model::Runbook, name: &str) -> Result<Vec<String>, Unknowable> {
+    if !template::is_template(name) {
+        return Ok(vec![name.to_string()]);
+    }
+    let Ok(refs) = template::references(name) else {
+        return Ok(Vec::new());
+    };
+    let mut combos: Vec<serde_json::Map<String, serde_json::Value>> = vec![Default::default()];
+    for r in &refs {
+        let input = match r.strip_prefix("inputs.") {
+            Some(i) => i.split('.').next().unwrap_or(i),
+            None => {
+                return Err((
+                    format!(
+                        "the runbook name `{name}` reads `{r}`, known only at run time, so what \
+                         this step runs cannot be checked"
+                    ),
+                    "write the runbook's name, or choose it with an input that has `choices:`"
+                        .into(),
+                ));
+            }
+        };
+        let Some(spec) = rb.doc.inputs.get(input) else {
+            return Ok(Vec::new());
+        };
+        let Some(choices) = &spec.choices else {
+            return Err((
+                format!(
+                    "the runbook name `{name}` reads input `{input}`, which has no `choices`, so \
+                     what this step runs cannot be checked"
+                ),
+                format!("give input `{input}` `choices:` naming the runbooks it may run"),
+            ));
+        };
+        combos = combos
+            .iter()
+            .flat_map(|m| {
+                choices.iter().map(move |c| {
+                    let mut m = m.clone();
+                    m.insert(input.to_string(), c.clone().into());
+                    m
+                })
+            })
+            .collect();
+        if combos.len() > MAX_NAMES {
+            return Err((
+                format!("the runbook name `{name}` stands for more than {MAX_NAMES} runbooks"),
+                "choose the runbook with one input that has `choices:`".into(),
+            ));
+        }
+    }
+    let mut names: Vec<String> = combos
+        .into_iter()
+        .filter_map(|m| {
+            let ctx = template::value(serde_json::json!({ "inputs": m }));
+            template::render(name, &ctx).ok()
+        })
+        .collect();
+    names.sort();
+    names.dedup();
+    Ok(names)
+}
+
+/// The first `runbook.run` cycle reachable from `path`'s last runbook, as the runbooks along
+/// it (the first and the last the same). `done` holds runbooks known to reach no cycle.
+fn find_cycle(
+    path: &mut Vec<String>,
+    graph: &HashMap<&str, Vec<String>>,
+    done: &mut std::collections::HashSet<String>,
+) -> Option<Vec<String>> {
+    let last = path.last()?.clone();
+    for next in graph.get(last.as_str()).into_iter().flatten() {
+        if let Some(i) = path.iter().position(|p| p == next) {
+            let mut cycle = path[i..].to_vec();
+            cycle.push(next.clone());
+            return Some(cycle);
+        }
+        if done.contains(next) {
+            continue;
+        }
+        path.push(next.clone());
+        let found = find_cycle(path, graph, done);
+        path.pop();
+        if found.is_some() {
+            return found;
+        }
+    }
+    done.insert(last);
+    None
+}
+
 /// `runbook.run` steps name runbooks of the same directory, with their inputs. A name written
-/// as `{{ inputs.x }}` is checked for every choice of input `x`.
+/// as `{{ inputs.x }}` is checked for every choice of input `x`; one that cannot be known
+/// before the run is refused. No runbook may come back to itself through `runbook.run` (it
+/// would run the same steps again and again): a cycle is an error at every step that leads
+/// into it, with the cycle spelled out.
 pub fn nested_runbooks(
     subjects: &[&crate::model::Runbook],
     runbooks: &[crate::model::Runbook],
     problems: &mut Vec<Problem>,
 ) {
+    // Which runbooks each runbook of the directory may run.
+    let graph: HashMap<&str, Vec<String>> = runbooks
+        .iter()
+        .map(|rb| {
+            let children = rb
+                .all_steps()
+                .filter(|s| s.kind.name() == "runbook.run")
+                .filter_map(|s| s.params.get("name").and_then(Node::as_str))
+                .flat_map(|n| possible_names(rb, n).unwrap_or_default())
+                .collect();
+            (rb.name(), children)
+        })
+        .collect();
     for rb in subjects {
+        let mut done = std::collections::HashSet::new();
         for step in rb.all_steps().filter(|s| s.kind.name() == "runbook.run") {
             let Some(name_node) = step.params.get("name") else {
                 continue;
@@ -534,17 +654,14 @@ pub fn nested_runbooks(
             let Some(name) = name_node.as_str() else {
                 continue;
             };
-            let candidates: Vec<String> = if !template::is_template(name) {
-                vec![name.to_string()]
-            } else {
-                let refs = template::references(name).unwrap_or_default();
-                match refs.as_slice() {
-                    [r] => r
-                        .strip_prefix("inputs.")
-                        .and_then(|input| rb.doc.inputs.get(input))
-                        .and_then(|spec| spec.choices.clone())
-                        .unwrap_or_default(),
-                    _ => Vec::new(),
+            let at = |p: Problem| p.at(&rb.source, name_node.span.clone());
+            let candidates = match possible_names(rb, name) {
+                Ok(c) => c,
+                Err((message, help)) => {
+                    problems.push(at(Problem::error("runbook::dynamic-runbook-name", message)
+                        .label("not known before the run")
+                        .help(help)));
+                    continue;
                 }
             };
             let given: Vec<&str> = step
@@ -555,7 +672,6 @@ pub fn nested_runbooks(
                     m.iter().filter_map(|(k, _)| k.as_str()).collect()
                 });
             for cand in candidates {
-                let at = |p: Problem| p.at(&rb.source, name_node.span.clone());
                 let Some(child) = runbooks.iter().find(|r| r.name() == cand) else {
                     let names = runbooks.iter().map(|r| r.name());
                     let mut p = Problem::error(
@@ -573,6 +689,27 @@ pub fn nested_runbooks(
                         format!("runbook `{cand}` runs itself"),
                     )));
                     continue;
+                }
+                let mut path = vec![rb.name().to_string(), cand.clone()];
+                if let Some(cycle) = find_cycle(&mut path, &graph, &mut done) {
+                    let message = if cycle[0] == rb.name() {
+                        format!(
+                            "runbook `{}` runs itself through `runbook.run`: {}",
+                            rb.name(),
+                            cycle.join(" → ")
+                        )
+                    } else {
+                        format!(
+                            "runbook `{cand}` leads into a `runbook.run` cycle: {}",
+                            cycle.join(" → ")
+                        )
+                    };
+                    problems.push(at(Problem::error("runbook::nested-cycle", message)
+                        .label(format!("runs `{cand}`"))
+                        .help(
+                            "a cycle would run the same steps again and again; no runbook may \
+                             come back to one that runs it",
+                        )));
                 }
                 for k in &given {
                     if !child.doc.inputs.contains_key(*k) {

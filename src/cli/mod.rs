@@ -379,7 +379,20 @@ impl Ctx {
 
     /// The runbook `name`, or a diagnostic (its own problems, or "no such runbook").
     fn runbook<'a>(&self, catalog: &'a Catalog, name: &str) -> Result<&'a Runbook, i32> {
+        // Checks across runbooks (a `runbook.run` cycle, an unknown nested runbook) find
+        // errors in a runbook that loaded: it is as invalid as one that did not.
         if let Some(rb) = catalog.find(name) {
+            let errors: Vec<Problem> = catalog
+                .problems
+                .iter()
+                .filter(|p| p.is_error() && same_file(p, &rb.source.path))
+                .cloned()
+                .collect();
+            if !errors.is_empty() {
+                self.report(&errors);
+                eprintln!("runbook `{}` is invalid; nothing ran.", visible_line(name));
+                return Err(exit::INVALID);
+            }
             let warnings: Vec<Problem> = catalog
                 .problems
                 .iter()
