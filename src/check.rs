@@ -249,6 +249,7 @@ pub fn steps(
                 envs,
             };
             check_templates(step, &scope, source, problems);
+            unquoted_in_shell(step, &scope, source, problems);
             // The kind's own checks, knowing which references hold secrets.
             let secret_refs = |path: &str| scope.is_secret(path);
             let mut cx = CheckCx {
@@ -488,6 +489,72 @@ fn check_templates(
                         problems.push(p);
                     }
                 }
+            }
+        }
+    }
+}
+
+/// A value the operator or a run decides (an input without `choices`, a step's output) put
+/// into a command a shell reads, other than through `| shell_quote`, could run as commands of
+/// its own (`; rm -rf ~`). A warning: the author may know the value's form (a hex key). Env
+/// vars do not count: they come from the reviewed environments.yaml, like the command itself.
+fn unquoted_in_shell(
+    step: &Step,
+    scope: &Scope<'_>,
+    source: &Arc<Source>,
+    problems: &mut Vec<Problem>,
+) {
+    for field in step.kind.shell_fields() {
+        let Some(node) = step.params.get(field) else {
+            continue;
+        };
+        let Some(text) = node.as_str() else {
+            continue;
+        };
+        let mut from = 0;
+        while let Some(open) = text[from..].find("{{").map(|i| from + i) {
+            let Some(close) = text[open..].find("}}").map(|i| open + i + 2) else {
+                break;
+            };
+            from = close;
+            let inner = text[open + 2..close - 2].trim_matches(['-', '+', ' ', '\n', '\t']);
+            let quoted = inner
+                .rsplit('|')
+                .next()
+                .is_some_and(|last| last.trim() == "shell_quote");
+            if quoted {
+                continue;
+            }
+            let Ok(refs) = template::references(&text[open..close]) else {
+                continue;
+            };
+            let decided = refs
+                .iter()
+                .find(|r| match r.split('.').collect::<Vec<_>>()[..] {
+                    ["inputs", name, ..] => {
+                        scope.inputs.get(name).is_some_and(|i| i.choices.is_none())
+                    }
+                    ["steps", _, ..] => true,
+                    _ => false,
+                });
+            if let Some(r) = decided {
+                let what = match r.strip_prefix("inputs.") {
+                    Some(i) => format!("input `{i}`"),
+                    None => format!("`{r}`"),
+                };
+                let var = r.rsplit('.').next().unwrap_or("VALUE").to_ascii_uppercase();
+                problems.push(
+                    Problem::warning(
+                        "runbook::unquoted-in-shell",
+                        format!("{what} goes into the shell command `{field}` unquoted"),
+                    )
+                    .at(source, locate(node, source, open..close))
+                    .label("read by a shell")
+                    .help(format!(
+                        "pass it through `env:` (the safe way: `env: {{ {var}: \"{{{{ {r} }}}}\" }}` \
+                         and \"${var}\" in the command) or `| shell_quote`"
+                    )),
+                );
             }
         }
     }

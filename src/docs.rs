@@ -116,7 +116,8 @@ impl HandCx<'_> {
             .as_deref()
             .map(|u| format!("{u}@"))
             .unwrap_or_default();
-        let _ = write!(s, " {user}{}", spec.address);
+        // Quoted like any other word: a host or a user from a file stays one argument.
+        let _ = write!(s, " {}", sh_word(&format!("{user}{}", spec.address)));
         s
     }
 
@@ -125,7 +126,7 @@ impl HandCx<'_> {
         let Some(aws) = self.env.and_then(|e| e.doc.aws.as_ref()) else {
             return "--region <aws.region>".into();
         };
-        let mut s = format!("--region {}", aws.region);
+        let mut s = format!("--region {}", sh_word(&aws.region));
         if let Some(p) = &aws.profile {
             let _ = write!(s, " --profile {}", sh_word(p));
         }
@@ -232,7 +233,13 @@ impl HandCx<'_> {
         let role = user.unwrap_or(&db.user);
         let (host, port) = match &db.via {
             Some(via) => {
-                let tunnel = self.ssh(via, &format!("-N -L {LOCAL_PORT}:{}:{}", db.host, db.port));
+                let tunnel = self.ssh(
+                    via,
+                    &format!(
+                        "-N -L {}",
+                        sh_word(&format!("{LOCAL_PORT}:{}:{}", db.host, db.port))
+                    ),
+                );
                 let _ = write!(
                     s,
                     "Open a tunnel to the database through `{via}` (stop it with `kill %1` at the \

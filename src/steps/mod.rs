@@ -342,6 +342,9 @@ fn join_or_none(names: &[&str]) -> String {
 pub trait Kind: Send + Sync + 'static {
     const NAME: &'static str;
     const SUMMARY: &'static str;
+    /// The parameters a shell reads as a command line: a value templated into one unquoted
+    /// can run as commands (`check` warns, see `check::unquoted_in_shell`).
+    const SHELL_FIELDS: &'static [&'static str] = &[];
     type Params: DeserializeOwned + JsonSchema + Send + Sync + 'static;
 
     /// The outputs of a step with these parameters in these environments (a name may be a
@@ -390,6 +393,7 @@ pub trait Kind: Send + Sync + 'static {
 pub trait DynKind: Send + Sync + fmt::Debug {
     fn name(&self) -> &'static str;
     fn summary(&self) -> &'static str;
+    fn shell_fields(&self) -> &'static [&'static str];
     fn params_schema(&self, g: &mut SchemaGenerator) -> Schema;
     /// Parse the parameters, check them, and say which outputs the step will have.
     fn check(&self, params: &Node, cx: &mut CheckCx<'_>) -> Result<Vec<OutputSpec>, DeError>;
@@ -413,6 +417,9 @@ impl<K> fmt::Debug for Adapter<K> {
 impl<K: Kind> DynKind for Adapter<K> {
     fn name(&self) -> &'static str {
         K::NAME
+    }
+    fn shell_fields(&self) -> &'static [&'static str] {
+        K::SHELL_FIELDS
     }
     fn summary(&self) -> &'static str {
         K::SUMMARY

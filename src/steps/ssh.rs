@@ -666,6 +666,7 @@ fn valid_env_name(name: &str) -> bool {
 
 impl Kind for SshExec {
     const NAME: &'static str = "ssh.exec";
+    const SHELL_FIELDS: &'static [&'static str] = &["command"];
     const SUMMARY: &'static str = "Run a command on a host over SSH (outputs `stdout`, `stderr`, `exit_code`, `json`), \
          or on several hosts with `hosts:` (outputs `hosts`, `failed`).";
     type Params = Params;
