@@ -51,6 +51,86 @@ pub fn inputs(doc: &RunbookDoc, node: &Node, source: &Arc<Source>, problems: &mu
     }
 }
 
+/// No value of a file holds a character a reader cannot see: a command written
+/// `wget … | sh\r\e[2Ksystemctl restart app` shows only its end on a terminal, and a bidi
+/// override shows text in another order than it runs. Such characters are refused (an
+/// error), except joiners and variation selectors, which prose may need (a warning). Keys
+/// are checked with the values.
+pub fn control_characters(node: &Node, source: &Arc<Source>, problems: &mut Vec<Problem>) {
+    fn walk(node: &Node, path: &str, source: &Arc<Source>, problems: &mut Vec<Problem>) {
+        match &node.kind {
+            NodeKind::Scalar { value, .. } => {
+                let what = if path.is_empty() {
+                    "a value".to_string()
+                } else {
+                    format!("`{path}`")
+                };
+                scalar(node, value, what, source, problems);
+            }
+            NodeKind::Seq(items) => {
+                for (i, n) in items.iter().enumerate() {
+                    walk(n, &format!("{path}[{i}]"), source, problems);
+                }
+            }
+            NodeKind::Map(entries) => {
+                for (k, v) in entries {
+                    let key = k.as_str().unwrap_or_default();
+                    let p = if path.is_empty() {
+                        key.to_string()
+                    } else {
+                        format!("{path}.{key}")
+                    };
+                    let shown = crate::display::visible_line(&p).into_owned();
+                    if let NodeKind::Scalar { value, .. } = &k.kind {
+                        scalar(k, value, format!("the key `{shown}`"), source, problems);
+                    }
+                    walk(v, &shown, source, problems);
+                }
+            }
+        }
+    }
+    fn scalar(
+        node: &Node,
+        value: &str,
+        what: String,
+        source: &Arc<Source>,
+        problems: &mut Vec<Problem>,
+    ) {
+        let hidden: Vec<char> = value
+            .chars()
+            .filter(|c| crate::display::is_hidden(*c))
+            .collect();
+        let Some(&first) = hidden
+            .iter()
+            .find(|c| !crate::display::is_joiner(**c))
+            .or(hidden.first())
+        else {
+            return;
+        };
+        // The character itself when it is written raw in the file, else the whole scalar
+        // (it was written as an escape such as "\e").
+        let raw = source.text.get(node.span.clone()).unwrap_or_default();
+        let span = raw.find(first).map_or(node.span.clone(), |i| {
+            node.span.start + i..node.span.start + i + first.len_utf8()
+        });
+        let message = format!(
+            "{what} holds an invisible character ({})",
+            crate::display::describe(first)
+        );
+        let p = if crate::display::is_joiner(first) {
+            Problem::warning("runbook::control-character", message)
+                .help("remove it unless it joins letters or an emoji that need it")
+        } else {
+            Problem::error("runbook::control-character", message).help(
+                "remove it: a reviewer cannot see it, and a terminal would obey it; a command \
+                 that needs such a byte can make it itself, e.g. `printf '\\033'`",
+            )
+        };
+        problems.push(p.at(source, span).label("here"));
+    }
+    walk(node, "", source, problems);
+}
+
 /// A runbook must do something.
 pub fn has_steps(doc: &RunbookDoc, node: &Node, source: &Arc<Source>, problems: &mut Vec<Problem>) {
     if doc.steps.is_empty() {
@@ -169,6 +249,7 @@ pub fn steps(
                 envs,
             };
             check_templates(step, &scope, source, problems);
+            unquoted_in_shell(step, &scope, source, problems);
             // The kind's own checks, knowing which references hold secrets.
             let secret_refs = |path: &str| scope.is_secret(path);
             let mut cx = CheckCx {
@@ -434,6 +515,72 @@ fn check_templates(
     }
 }
 
+/// A value the operator or a run decides (an input without `choices`, a step's output) put
+/// into a command a shell reads, other than through `| shell_quote`, could run as commands of
+/// its own (`; rm -rf ~`). A warning: the author may know the value's form (a hex key). Env
+/// vars do not count: they come from the reviewed environments.yaml, like the command itself.
+fn unquoted_in_shell(
+    step: &Step,
+    scope: &Scope<'_>,
+    source: &Arc<Source>,
+    problems: &mut Vec<Problem>,
+) {
+    for field in step.kind.shell_fields() {
+        let Some(node) = step.params.get(field) else {
+            continue;
+        };
+        let Some(text) = node.as_str() else {
+            continue;
+        };
+        let mut from = 0;
+        while let Some(open) = text[from..].find("{{").map(|i| from + i) {
+            let Some(close) = text[open..].find("}}").map(|i| open + i + 2) else {
+                break;
+            };
+            from = close;
+            let inner = text[open + 2..close - 2].trim_matches(['-', '+', ' ', '\n', '\t']);
+            let quoted = inner
+                .rsplit('|')
+                .next()
+                .is_some_and(|last| last.trim() == "shell_quote");
+            if quoted {
+                continue;
+            }
+            let Ok(refs) = template::references(&text[open..close]) else {
+                continue;
+            };
+            let decided = refs
+                .iter()
+                .find(|r| match r.split('.').collect::<Vec<_>>()[..] {
+                    ["inputs", name, ..] => {
+                        scope.inputs.get(name).is_some_and(|i| i.choices.is_none())
+                    }
+                    ["steps", _, ..] => true,
+                    _ => false,
+                });
+            if let Some(r) = decided {
+                let what = match r.strip_prefix("inputs.") {
+                    Some(i) => format!("input `{i}`"),
+                    None => format!("`{r}`"),
+                };
+                let var = r.rsplit('.').next().unwrap_or("VALUE").to_ascii_uppercase();
+                problems.push(
+                    Problem::warning(
+                        "runbook::unquoted-in-shell",
+                        format!("{what} goes into the shell command `{field}` unquoted"),
+                    )
+                    .at(source, locate(node, source, open..close))
+                    .label("read by a shell")
+                    .help(format!(
+                        "pass it through `env:` (the safe way: `env: {{ {var}: \"{{{{ {r} }}}}\" }}` \
+                         and \"${var}\" in the command) or `| shell_quote`"
+                    )),
+                );
+            }
+        }
+    }
+}
+
 /// The source span of `range` within a scalar's value: exact when the scalar is written on one
 /// line without escapes, the whole scalar otherwise.
 fn locate(node: &Node, source: &Source, range: std::ops::Range<usize>) -> ByteSpan {
@@ -460,14 +607,134 @@ fn locate(node: &Node, source: &Source, range: std::ops::Range<usize>) -> ByteSp
     node.span.clone()
 }
 
+/// Why the runbook a `runbook.run` step names cannot be known before the run: the message
+/// and the help.
+type Unknowable = (String, String);
+
+/// The most runbook names a templated `name:` may stand for (every combination of the choices
+/// of the inputs it reads).
+const MAX_NAMES: usize = 256;
+
+/// The runbooks a `runbook.run` step may run: its name, or every rendering of a templated
+/// one over the choices of the inputs it reads. An input without `choices`, a step output or
+/// an env var makes it unknowable, and then nothing about it (inputs, cycles) can be checked.
+/// A template or reference error is reported elsewhere (empty here).
+fn possible_names(rb: &crate::model::Runbook, name: &str) -> Result<Vec<String>, Unknowable> {
+    if !template::is_template(name) {
+        return Ok(vec![name.to_string()]);
+    }
+    let Ok(refs) = template::references(name) else {
+        return Ok(Vec::new());
+    };
+    let mut combos: Vec<serde_json::Map<String, serde_json::Value>> = vec![Default::default()];
+    for r in &refs {
+        let input = match r.strip_prefix("inputs.") {
+            Some(i) => i.split('.').next().unwrap_or(i),
+            None => {
+                return Err((
+                    format!(
+                        "the runbook name `{name}` reads `{r}`, known only at run time, so what \
+                         this step runs cannot be checked"
+                    ),
+                    "write the runbook's name, or choose it with an input that has `choices:`"
+                        .into(),
+                ));
+            }
+        };
+        let Some(spec) = rb.doc.inputs.get(input) else {
+            return Ok(Vec::new());
+        };
+        let Some(choices) = &spec.choices else {
+            return Err((
+                format!(
+                    "the runbook name `{name}` reads input `{input}`, which has no `choices`, so \
+                     what this step runs cannot be checked"
+                ),
+                format!("give input `{input}` `choices:` naming the runbooks it may run"),
+            ));
+        };
+        combos = combos
+            .iter()
+            .flat_map(|m| {
+                choices.iter().map(move |c| {
+                    let mut m = m.clone();
+                    m.insert(input.to_string(), c.clone().into());
+                    m
+                })
+            })
+            .collect();
+        if combos.len() > MAX_NAMES {
+            return Err((
+                format!("the runbook name `{name}` stands for more than {MAX_NAMES} runbooks"),
+                "choose the runbook with one input that has `choices:`".into(),
+            ));
+        }
+    }
+    let mut names: Vec<String> = combos
+        .into_iter()
+        .filter_map(|m| {
+            let ctx = template::value(serde_json::json!({ "inputs": m }));
+            template::render(name, &ctx).ok()
+        })
+        .collect();
+    names.sort();
+    names.dedup();
+    Ok(names)
+}
+
+/// The first `runbook.run` cycle reachable from `path`'s last runbook, as the runbooks along
+/// it (the first and the last the same). `done` holds runbooks known to reach no cycle.
+fn find_cycle(
+    path: &mut Vec<String>,
+    graph: &HashMap<&str, Vec<String>>,
+    done: &mut std::collections::HashSet<String>,
+) -> Option<Vec<String>> {
+    let last = path.last()?.clone();
+    for next in graph.get(last.as_str()).into_iter().flatten() {
+        if let Some(i) = path.iter().position(|p| p == next) {
+            let mut cycle = path[i..].to_vec();
+            cycle.push(next.clone());
+            return Some(cycle);
+        }
+        if done.contains(next) {
+            continue;
+        }
+        path.push(next.clone());
+        let found = find_cycle(path, graph, done);
+        path.pop();
+        if found.is_some() {
+            return found;
+        }
+    }
+    done.insert(last);
+    None
+}
+
 /// `runbook.run` steps name runbooks of the same directory, with their inputs. A name written
-/// as `{{ inputs.x }}` is checked for every choice of input `x`.
+/// as `{{ inputs.x }}` is checked for every choice of input `x`; one that cannot be known
+/// before the run is refused. No runbook may come back to itself through `runbook.run` (it
+/// would run the same steps again and again): a cycle is an error at every step that leads
+/// into it, with the cycle spelled out.
 pub fn nested_runbooks(
     subjects: &[&crate::model::Runbook],
     runbooks: &[crate::model::Runbook],
     problems: &mut Vec<Problem>,
 ) {
+    // Which runbooks each runbook of the directory may run.
+    let graph: HashMap<&str, Vec<String>> = runbooks
+        .iter()
+        .map(|rb| {
+            let children = rb
+                .all_steps()
+                .filter(|s| s.kind.name() == "runbook.run")
+                .filter_map(|s| s.params.get("name").and_then(Node::as_str))
+                .flat_map(|n| possible_names(rb, n).unwrap_or_default())
+                .collect();
+            (rb.name(), children)
+        })
+        .collect();
     for rb in subjects {
+        let mut done = std::collections::HashSet::new();
         for step in rb.all_steps().filter(|s| s.kind.name() == "runbook.run") {
             let Some(name_node) = step.params.get("name") else {
                 continue;
@@ -475,17 +742,14 @@ pub fn nested_runbooks(
             let Some(name) = name_node.as_str() else {
                 continue;
             };
-            let candidates: Vec<String> = if !template::is_template(name) {
-                vec![name.to_string()]
-            } else {
-                let refs = template::references(name).unwrap_or_default();
-                match refs.as_slice() {
-                    [r] => r
-                        .strip_prefix("inputs.")
-                        .and_then(|input| rb.doc.inputs.get(input))
-                        .and_then(|spec| spec.choices.clone())
-                        .unwrap_or_default(),
-                    _ => Vec::new(),
+            let at = |p: Problem| p.at(&rb.source, name_node.span.clone());
+            let candidates = match possible_names(rb, name) {
+                Ok(c) => c,
+                Err((message, help)) => {
+                    problems.push(at(Problem::error("runbook::dynamic-runbook-name", message)
+                        .label("not known before the run")
+                        .help(help)));
+                    continue;
                 }
             };
             let given: Vec<&str> = step
@@ -496,7 +760,6 @@ pub fn nested_runbooks(
                     m.iter().filter_map(|(k, _)| k.as_str()).collect()
                 });
             for cand in candidates {
-                let at = |p: Problem| p.at(&rb.source, name_node.span.clone());
                 let Some(child) = runbooks.iter().find(|r| r.name() == cand) else {
                     let names = runbooks.iter().map(|r| r.name());
                     let mut p = Problem::error(
@@ -514,6 +777,27 @@ pub fn nested_runbooks(
                         format!("runbook `{cand}` runs itself"),
                     )));
                     continue;
+                }
+                let mut path = vec![rb.name().to_string(), cand.clone()];
+                if let Some(cycle) = find_cycle(&mut path, &graph, &mut done) {
+                    let message = if cycle[0] == rb.name() {
+                        format!(
+                            "runbook `{}` runs itself through `runbook.run`: {}",
+                            rb.name(),
+                            cycle.join(" → ")
+                        )
+                    } else {
+                        format!(
+                            "runbook `{cand}` leads into a `runbook.run` cycle: {}",
+                            cycle.join(" → ")
+                        )
+                    };
+                    problems.push(at(Problem::error("runbook::nested-cycle", message)
+                        .label(format!("runs `{cand}`"))
+                        .help(
+                            "a cycle would run the same steps again and again; no runbook may \
+                             come back to one that runs it",
+                        )));
                 }
                 for k in &given {
                     if !child.doc.inputs.contains_key(*k) {

@@ -26,7 +26,15 @@ impl Source {
         let name = display_path(path);
         Arc::new(Source {
             path: path.to_path_buf(),
-            named: NamedSource::new(name, text.clone()).with_language("yaml"),
+            // A snippet never shows a control character of the file as itself.
+            named: NamedSource::new(
+                name,
+                match crate::display::masked_same_length(&text) {
+                    std::borrow::Cow::Borrowed(_) => text.clone(),
+                    std::borrow::Cow::Owned(masked) => Arc::from(masked),
+                },
+            )
+            .with_language("yaml"),
             text,
         })
     }
@@ -130,7 +138,8 @@ impl Problem {
 
 impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)
+        // Messages name the user's values, which may hold control characters.
+        f.write_str(&crate::display::visible_line(&self.message))
     }
 }
 
@@ -149,9 +158,9 @@ impl Diagnostic for Problem {
     }
 
     fn help<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
-        self.help
-            .as_ref()
-            .map(|h| Box::new(h) as Box<dyn fmt::Display>)
+        self.help.as_ref().map(|h| {
+            Box::new(crate::display::visible_line(h).into_owned()) as Box<dyn fmt::Display>
+        })
     }
 
     fn source_code(&self) -> Option<&dyn SourceCode> {
@@ -160,7 +169,10 @@ impl Diagnostic for Problem {
 
     fn labels(&self) -> Option<Box<dyn Iterator<Item = LabeledSpan> + '_>> {
         let span = self.span.clone()?;
-        let label = self.label.clone().unwrap_or_else(|| "here".to_string());
+        let label = self.label.as_deref().map_or_else(
+            || "here".to_string(),
+            |l| crate::display::visible_line(l).into_owned(),
+        );
         Some(Box::new(std::iter::once(
             LabeledSpan::new_primary_with_span(Some(label), span),
         )))

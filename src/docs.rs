@@ -116,7 +116,8 @@ impl HandCx<'_> {
             .as_deref()
             .map(|u| format!("{u}@"))
             .unwrap_or_default();
-        let _ = write!(s, " {user}{}", spec.address);
+        // Quoted like any other word: a host or a user from a file stays one argument.
+        let _ = write!(s, " {}", sh_word(&format!("{user}{}", spec.address)));
         s
     }
 
@@ -125,7 +126,7 @@ impl HandCx<'_> {
         let Some(aws) = self.env.and_then(|e| e.doc.aws.as_ref()) else {
             return "--region <aws.region>".into();
         };
-        let mut s = format!("--region {}", aws.region);
+        let mut s = format!("--region {}", sh_word(&aws.region));
         if let Some(p) = &aws.profile {
             let _ = write!(s, " --profile {}", sh_word(p));
         }
@@ -166,9 +167,12 @@ impl HandCx<'_> {
                     let _ = writeln!(s, "export {k}={}", sh_quote(v));
                 }
             }
-            let _ = write!(s, "```\n\nThen run:\n\n```sh\n{command}");
-            heredoc(&mut s);
-            s.push_str("\n```\n");
+            let mut body = command.to_string();
+            heredoc(&mut body);
+            // A fence no line of the command can close (a line of ``` would end the block and
+            // show the rest as Markdown).
+            let fence = crate::display::md_fence(&body);
+            let _ = write!(s, "```\n\nThen run:\n\n{fence}sh\n{body}\n{fence}\n");
             return s;
         }
         // Plain values go in the remote command, like the command itself.
@@ -197,9 +201,10 @@ impl HandCx<'_> {
         } else {
             quoted
         };
-        let _ = write!(s, "```sh\n{ssh} {quoted}");
-        heredoc(&mut s);
-        s.push_str("\n```\n");
+        let mut body = format!("{ssh} {quoted}");
+        heredoc(&mut body);
+        let fence = crate::display::md_fence(&body);
+        let _ = write!(s, "{fence}sh\n{body}\n{fence}\n");
         s
     }
 
@@ -228,7 +233,13 @@ impl HandCx<'_> {
         let role = user.unwrap_or(&db.user);
         let (host, port) = match &db.via {
             Some(via) => {
-                let tunnel = self.ssh(via, &format!("-N -L {LOCAL_PORT}:{}:{}", db.host, db.port));
+                let tunnel = self.ssh(
+                    via,
+                    &format!(
+                        "-N -L {}",
+                        sh_word(&format!("{LOCAL_PORT}:{}:{}", db.host, db.port))
+                    ),
+                );
                 let _ = write!(
                     s,
                     "Open a tunnel to the database through `{via}` (stop it with `kill %1` at the \
@@ -586,6 +597,11 @@ fn render_step(
         .kind
         .describe(&rendered)
         .map_or_else(|_| step.kind.name().to_string(), |(d, _)| d);
+    // A heading has one line: a longer command is whole in the step's text below.
+    let describe = match crate::steps::first_line(&describe) {
+        (first, 0) => first.to_string(),
+        (first, _) => format!("{first} …"),
+    };
     let title = step.common.title.as_deref().map_or_else(
         || {
             let mut c = describe.chars();

@@ -8,6 +8,7 @@
 pub mod check;
 pub mod cli;
 pub mod diag;
+pub mod display;
 pub mod docs;
 pub mod engine;
 pub mod journal;

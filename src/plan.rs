@@ -7,6 +7,7 @@ use indexmap::IndexMap;
 use minijinja::Value;
 use serde::Serialize;
 
+use crate::display::{visible, visible_line};
 use crate::engine::{InputValue, render_node};
 use crate::load::yaml::{Node, NodeKind};
 use crate::model::{Environment, Runbook, Step};
@@ -193,13 +194,20 @@ impl Plan {
         self.steps.iter().any(|s| s.gate.is_some() || s.interactive)
     }
 
-    /// The plan as text for a terminal.
+    /// The plan as text for a terminal. Every value from a file is shown with its control
+    /// characters visible ([`crate::display`]): a title or a name on its line, a command or
+    /// a question on as many lines as it has, continuation lines under the first.
     pub fn render_text(&self) -> String {
         use std::fmt::Write;
         let mut o = String::new();
         let protected = if self.protected { " (protected)" } else { "" };
-        let _ = writeln!(o, "Plan: {} on {}{protected}", self.runbook, self.env);
-        let _ = writeln!(o, "  {}", self.summary);
+        let _ = writeln!(
+            o,
+            "Plan: {} on {}{protected}",
+            visible_line(&self.runbook),
+            visible_line(&self.env)
+        );
+        let _ = writeln!(o, "  {}", visible_line(&self.summary));
         let _ = writeln!(
             o,
             "  {}, {}; nothing has run.",
@@ -224,30 +232,54 @@ impl Plan {
     }
 }
 
+/// `text` (control characters visible) with every line after the first indented by `indent`
+/// columns, so a multi-line value reads as one item of the plan.
+pub(crate) fn hanging(text: &str, indent: usize) -> String {
+    let text = visible(text.trim_end());
+    let pad = " ".repeat(indent);
+    let mut out = String::with_capacity(text.len());
+    for (i, line) in text.split('\n').enumerate() {
+        if i > 0 {
+            out.push('\n');
+            if !line.is_empty() {
+                out.push_str(&pad);
+            }
+        }
+        out.push_str(line);
+    }
+    out
+}
+
 fn render_step(o: &mut String, s: &PlannedStep, total: usize) {
     use std::fmt::Write;
     let title = s
         .title
         .as_deref()
-        .map(|t| format!(" — {t}"))
+        .map(|t| format!(" — {}", visible_line(t)))
         .unwrap_or_default();
-    let _ = writeln!(o, "{:>2}/{total} {} [{}]{title}", s.index, s.id, s.kind);
+    let _ = writeln!(
+        o,
+        "{:>2}/{total} {} [{}]{title}",
+        s.index,
+        visible_line(&s.id),
+        s.kind
+    );
     if let Some(when) = &s.when {
-        let _ = writeln!(o, "      only when: {when}");
+        let _ = writeln!(o, "      only when: {}", visible_line(when));
     }
     if let Some(gate) = &s.gate {
-        let _ = writeln!(o, "      GATE: {gate}");
+        let _ = writeln!(o, "      GATE: {}", hanging(gate, 12));
     }
-    let _ = writeln!(o, "      does: {}", s.action);
+    let _ = writeln!(o, "      does: {}", hanging(&s.action, 12));
     let effect = match &s.effect {
         PlanEffect::ReadOnly => "read-only".to_string(),
         PlanEffect::Local => "local only (changes nothing elsewhere)".to_string(),
-        PlanEffect::Changes(what) => format!("CHANGES {what}"),
-        PlanEffect::Unknown(what) => format!("unknown until run time: {what}"),
+        PlanEffect::Changes(what) => format!("CHANGES {}", visible_line(what)),
+        PlanEffect::Unknown(what) => format!("unknown until run time: {}", visible_line(what)),
     };
     let _ = writeln!(o, "      effect: {effect}");
     if let Some(f) = &s.on_failure {
-        let _ = writeln!(o, "      on failure: {f}");
+        let _ = writeln!(o, "      on failure: {}", visible_line(f));
     }
     let _ = writeln!(o);
 }

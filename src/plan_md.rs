@@ -3,6 +3,7 @@
 
 use std::fmt::Write;
 
+use crate::display::{md_code, visible};
 use crate::plan::{Plan, PlanEffect, PlannedStep};
 
 impl Plan {
@@ -13,8 +14,9 @@ impl Plan {
         let protected = if self.protected { " (protected)" } else { "" };
         let _ = writeln!(
             o,
-            "### Plan: `{}` on `{}`{protected}\n",
-            self.runbook, self.env
+            "### Plan: {} on {}{protected}\n",
+            md_code(&self.runbook),
+            md_code(&self.env)
         );
         let _ = writeln!(o, "{}\n", inline(&self.summary));
         let changes = self
@@ -32,8 +34,8 @@ impl Plan {
         if self.protected {
             let _ = writeln!(
                 o,
-                "\n> **`{}` is a protected environment:** at the first gate the operator also types its name.",
-                self.env
+                "\n> **{} is a protected environment:** at the first gate the operator also types its name.",
+                md_code(&self.env)
             );
         }
         o.push('\n');
@@ -49,10 +51,10 @@ impl Plan {
             for s in gated {
                 let _ = writeln!(
                     o,
-                    "- **{}. `{}`**: {}",
+                    "- **{}. {}**: {}",
                     s.index,
-                    s.id,
-                    inline(s.gate.as_deref().unwrap_or_default())
+                    md_code(&s.id),
+                    inline(s.gate.as_deref().unwrap_or_default()).replace('\n', "<br>")
                 );
             }
         }
@@ -62,7 +64,7 @@ impl Plan {
             let from: Vec<String> = self
                 .steps
                 .iter()
-                .filter_map(|s| s.on_failure.as_ref().map(|_| format!("`{}`", s.id)))
+                .filter_map(|s| s.on_failure.as_ref().map(|_| md_code(&s.id)))
                 .collect();
             if from.is_empty() {
                 let _ = writeln!(
@@ -86,7 +88,7 @@ fn table(o: &mut String, steps: &[PlannedStep]) {
     let _ = writeln!(o, "| # | Step | Does | Effect |");
     let _ = writeln!(o, "|--:|------|------|--------|");
     for s in steps {
-        let mut step = format!("`{}` `{}`", s.id, s.kind);
+        let mut step = format!("{} {}", md_code(&s.id), md_code(s.kind));
         if let Some(t) = &s.title {
             let _ = write!(step, "<br>{}", cell(t));
         }
@@ -95,7 +97,7 @@ fn table(o: &mut String, steps: &[PlannedStep]) {
             notes.push("**gate**".to_string());
         }
         if let Some(when) = &s.when {
-            notes.push(format!("only when `{}`", code(when)));
+            notes.push(format!("only when {}", md_code(when)));
         }
         if s.interactive {
             notes.push("asks the operator".to_string());
@@ -112,7 +114,7 @@ fn table(o: &mut String, steps: &[PlannedStep]) {
             o,
             "| {} | {step} | {} | {}{notes} |",
             s.index,
-            cell(&s.action),
+            does(&s.action),
             effect(&s.effect)
         );
     }
@@ -133,15 +135,28 @@ fn cell(s: &str) -> String {
     inline(s).replace('|', "\\|").replace('\n', "<br>")
 }
 
-/// Text in a paragraph or list item: HTML-looking text is shown, not interpreted. (`&&` in a
-/// command is left alone: only `&name;` would be an entity.)
+/// Text in a paragraph or list item: control characters visible, HTML-looking text shown,
+/// not interpreted. (`&&` in a command is left alone: only `&name;` would be an entity.)
 fn inline(s: &str) -> String {
-    s.trim().replace('<', "&lt;").replace('>', "&gt;")
+    visible(s.trim()).replace('<', "&lt;").replace('>', "&gt;")
 }
 
-/// Text inside a code span in a table: only `|` needs care (GitHub splits cells first).
-fn code(s: &str) -> String {
-    s.replace('`', "'").replace('|', "\\|")
+/// What a step does, every line of it as a code span: a command is shown as written, since
+/// Markdown would read `*` as emphasis, `\\` as an escape, `@name` as a mention and `<x>` as
+/// HTML. (A code span cannot hold a line break, so each line is its own.)
+fn does(action: &str) -> String {
+    action
+        .trim_end()
+        .lines()
+        .map(|l| {
+            if l.trim().is_empty() {
+                String::new()
+            } else {
+                md_code(l)
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("<br>")
 }
 
 /// `a`, `a or b`, `a, b or c`.
@@ -160,5 +175,14 @@ mod tests {
     #[test]
     fn cells_escape_pipes_newlines_and_html() {
         assert_eq!(cell("a | b\nc <x> && d"), "a \\| b<br>c &lt;x&gt; && d");
+        assert_eq!(cell("ok\r\u{1b}[2Kfine"), "ok\\r\\e[2Kfine");
+    }
+
+    #[test]
+    fn commands_are_code_spans_line_by_line() {
+        assert_eq!(
+            does("on app: rm *.log | wc\n  echo `x`\n"),
+            "`on app: rm *.log \\| wc`<br>``   echo `x` ``"
+        );
     }
 }

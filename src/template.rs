@@ -27,6 +27,7 @@ fn build(marked: bool) -> Environment<'static> {
     let mut env = Environment::new();
     env.set_undefined_behavior(UndefinedBehavior::Strict);
     env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
+    env.add_filter("shell_quote", shell_quote);
     if marked {
         env.set_formatter(|out, state, value| {
             out.write_str(MARK_OPEN.encode_utf8(&mut [0; 4]))
@@ -37,6 +38,15 @@ fn build(marked: bool) -> Environment<'static> {
         });
     }
     env
+}
+
+/// `{{ x | shell_quote }}`: the value as one word of a POSIX shell, in single quotes (`'` as
+/// `'\''`; the empty string as `''`), so a value put into a command stays data.
+fn shell_quote(value: Value) -> String {
+    let text = value
+        .as_str()
+        .map_or_else(|| value.to_string(), str::to_string);
+    crate::docs::sh_quote(&text)
 }
 
 /// A template context from any serializable value.
@@ -149,6 +159,17 @@ mod tests {
         let e = references("a {{ steps.x. }} b").unwrap_err();
         assert!(e.message.contains("syntax error"), "{}", e.message);
         assert!(e.range.is_some());
+    }
+
+    #[test]
+    fn shell_quote_makes_one_word() {
+        let ctx = value(serde_json::json!({"x": "it's $(rm -rf /); `x`", "e": "", "n": 5}));
+        assert_eq!(
+            render("echo {{ x | shell_quote }}", &ctx).unwrap(),
+            "echo 'it'\\''s $(rm -rf /); `x`'"
+        );
+        assert_eq!(render("{{ e | shell_quote }}", &ctx).unwrap(), "''");
+        assert_eq!(render("{{ n | shell_quote }}", &ctx).unwrap(), "'5'");
     }
 
     #[test]

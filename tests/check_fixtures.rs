@@ -3,6 +3,9 @@
 //! `tests/fixtures/valid/` must pass.
 //!
 //! Header format: `# expect: CODE | MESSAGE SUBSTRING | line N [| help: HELP SUBSTRING]`.
+//!
+//! A problem across runbooks (a `runbook.run` cycle) is a directory `CASE/` holding `CASE.yaml`
+//! (the fixture, with the header) and the runbooks it names: all are checked together.
 
 mod common;
 
@@ -54,6 +57,14 @@ fn fixtures(dir: &str) -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("read {}: {e}", dir.display()))
         .map(|e| e.unwrap().path())
+        .map(|p| {
+            if p.is_dir() {
+                let case = p.file_name().unwrap().to_string_lossy().into_owned();
+                p.join(format!("{case}.yaml"))
+            } else {
+                p
+            }
+        })
         .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
         .collect();
     files.sort();
@@ -72,6 +83,22 @@ fn check(fixture: &Path) -> Checked {
     let tmp = tempfile::tempdir().unwrap();
     let name = fixture.file_name().unwrap();
     std::fs::copy(fixture, tmp.path().join(name)).unwrap();
+    // A case directory: the runbooks the fixture names sit next to it.
+    let parent = fixture.parent().unwrap();
+    if parent
+        .file_name()
+        .map(|n| n.to_os_string().into_encoded_bytes())
+        == fixture
+            .file_stem()
+            .map(|n| n.to_os_string().into_encoded_bytes())
+    {
+        for e in std::fs::read_dir(parent).unwrap() {
+            let p = e.unwrap().path();
+            if p != fixture {
+                std::fs::copy(&p, tmp.path().join(p.file_name().unwrap())).unwrap();
+            }
+        }
+    }
     std::fs::copy(
         common::repo().join("runbooks/environments.yaml"),
         tmp.path().join("environments.yaml"),

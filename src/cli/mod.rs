@@ -15,6 +15,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use indexmap::IndexMap;
 
 use crate::diag::{self, Problem};
+use crate::display::{visible, visible_line};
 use crate::engine::InputValue;
 use crate::load::{self, Catalog};
 use crate::model::{Environment, Runbook};
@@ -378,7 +379,20 @@ impl Ctx {
 
     /// The runbook `name`, or a diagnostic (its own problems, or "no such runbook").
     fn runbook<'a>(&self, catalog: &'a Catalog, name: &str) -> Result<&'a Runbook, i32> {
+        // Checks across runbooks (a `runbook.run` cycle, an unknown nested runbook) find
+        // errors in a runbook that loaded: it is as invalid as one that did not.
         if let Some(rb) = catalog.find(name) {
+            let errors: Vec<Problem> = catalog
+                .problems
+                .iter()
+                .filter(|p| p.is_error() && same_file(p, &rb.source.path))
+                .cloned()
+                .collect();
+            if !errors.is_empty() {
+                self.report(&errors);
+                eprintln!("runbook `{}` is invalid; nothing ran.", visible_line(name));
+                return Err(exit::INVALID);
+            }
             let warnings: Vec<Problem> = catalog
                 .problems
                 .iter()
@@ -509,10 +523,10 @@ impl Ctx {
             let d = &rb.doc;
             println!(
                 "{:w$}  {:<16}  {:<28}  {}",
-                d.name,
-                d.rotation.as_deref().unwrap_or("-"),
-                d.impact.as_deref().unwrap_or("-"),
-                d.summary
+                visible_line(&d.name),
+                visible_line(d.rotation.as_deref().unwrap_or("-")),
+                visible_line(d.impact.as_deref().unwrap_or("-")),
+                visible_line(&d.summary)
             );
         }
         let errors = catalog.problems.iter().filter(|p| p.is_error()).count();
@@ -535,14 +549,17 @@ impl Ctx {
             Err(code) => return code,
         };
         let d = &rb.doc;
-        println!("{} — {}", d.name, d.summary);
+        println!("{} — {}", visible_line(&d.name), visible_line(&d.summary));
         if let Some(r) = &d.rotation {
-            println!("rotation: {r}");
+            println!("rotation: {}", visible_line(r));
         }
         if let Some(i) = &d.impact {
-            println!("impact:   {i}");
+            println!("impact:   {}", visible_line(i));
         }
-        println!("file:     {}", diag::display_path(&rb.source.path));
+        println!(
+            "file:     {}",
+            visible_line(&diag::display_path(&rb.source.path))
+        );
         if let Some(desc) = &d.description {
             println!();
             print!("{}", prompt::render_markdown(desc));
@@ -552,10 +569,10 @@ impl Ctx {
             for (n, i) in &d.inputs {
                 let mut extra = Vec::new();
                 if let Some(c) = &i.choices {
-                    extra.push(format!("one of {}", c.join("|")));
+                    extra.push(format!("one of {}", visible_line(&c.join("|"))));
                 }
                 if let Some(def) = &i.default {
-                    extra.push(format!("default {def}"));
+                    extra.push(format!("default {}", visible_line(def)));
                 }
                 if i.secret {
                     extra.push("secret".into());
@@ -565,7 +582,11 @@ impl Ctx {
                 } else {
                     format!(" ({})", extra.join(", "))
                 };
-                println!("  {n}: {}{extra}", i.description);
+                println!(
+                    "  {}: {}{extra}",
+                    visible_line(n),
+                    visible_line(&i.description)
+                );
             }
         }
         for (label, list) in [("steps", &rb.steps), ("rollback", &rb.rollback)] {
@@ -583,12 +604,12 @@ impl Ctx {
                     .common
                     .title
                     .as_deref()
-                    .map(|t| format!(" — {t}"))
+                    .map(|t| format!(" — {}", visible_line(t)))
                     .unwrap_or_default();
                 println!(
                     "  {:>2}. {} [{}]{title}{gate}",
                     i + 1,
-                    s.id(),
+                    visible_line(s.id()),
                     s.kind.name()
                 );
             }
@@ -610,7 +631,9 @@ impl Ctx {
             Some(Err(code)) => return code,
             None => None,
         };
-        println!("{}", crate::docs::render(rb, env));
+        // The page is ours, its values are not: none may reach the terminal (or the file it
+        // is saved to) as a control character.
+        println!("{}", visible(&crate::docs::render(rb, env)));
         exit::DONE
     }
 

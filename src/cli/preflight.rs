@@ -4,6 +4,7 @@
 use std::fmt::Write as _;
 
 use super::{Ctx, exit, prompt};
+use crate::display::{visible, visible_line};
 use crate::preflight::{self, Check, Status};
 use crate::secret::Redactor;
 
@@ -27,8 +28,8 @@ impl Ctx {
         };
         eprintln!(
             "preflight: {} on {}; read-only, nothing changes",
-            rb.name(),
-            env.name
+            visible_line(rb.name()),
+            visible_line(&env.name)
         );
         let checks = runtime.block_on(preflight::preflight(
             rb,
@@ -56,8 +57,20 @@ fn status_text(s: Status) -> &'static str {
     }
 }
 
-/// The checks as an aligned table, then what each failure said, then a count.
+/// The checks as an aligned table, then what each failure said, then a count. Targets and
+/// reasons name hosts, parameters and remote answers: shown with control characters visible.
 fn table(checks: &[Check]) -> String {
+    let shown: Vec<Check> = checks
+        .iter()
+        .map(|c| Check {
+            check: c.check,
+            target: visible_line(&c.target).into_owned(),
+            status: c.status,
+            reason: visible_line(&c.reason).into_owned(),
+            detail: c.detail.as_deref().map(|d| visible(d).into_owned()),
+        })
+        .collect();
+    let checks = &shown[..];
     let mut o = String::new();
     let w_check = checks
         .iter()

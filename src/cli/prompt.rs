@@ -1,10 +1,14 @@
-//! Prompters: dialoguer on a terminal, a refusing one elsewhere.
+//! Prompters: dialoguer on a terminal, a refusing one elsewhere. Every text they show (a
+//! gate's question, a step's action, instructions, input labels and choices) comes from a
+//! runbook, so its control characters are shown, never sent to the terminal
+//! ([`crate::display`]).
 
 use std::io::IsTerminal;
 
 use dialoguer::theme::ColorfulTheme;
 use dialoguer::{Confirm, Input, Password, Select};
 
+use crate::display::{visible, visible_line};
 use crate::steps::{PromptError, Prompter, StepAnswer};
 
 /// Asks on the terminal (stderr), default No at every gate.
@@ -58,7 +62,11 @@ impl Prompter for TerminalPrompter {
             if typed.is_empty() {
                 return Ok(false);
             }
-            eprintln!("  `{typed}` is not `{expected}`.");
+            eprintln!(
+                "  `{}` is not `{}`.",
+                visible_line(typed),
+                visible_line(expected)
+            );
         }
     }
 
@@ -69,13 +77,18 @@ impl Prompter for TerminalPrompter {
         default: Option<&str>,
         secret: bool,
     ) -> Result<String, PromptError> {
+        let label = visible_line(label);
         if let Some(choices) = choices {
             let start = default
                 .and_then(|d| choices.iter().position(|c| c == d))
                 .unwrap_or(0);
+            let shown: Vec<String> = choices
+                .iter()
+                .map(|c| visible_line(c).into_owned())
+                .collect();
             let i = Select::with_theme(&self.theme)
                 .with_prompt(label)
-                .items(choices)
+                .items(&shown)
                 .default(start)
                 .interact_opt()
                 .map_err(map_err)?
@@ -89,9 +102,18 @@ impl Prompter for TerminalPrompter {
                 .interact()
                 .map_err(map_err);
         }
-        let mut input = Input::<String>::with_theme(&self.theme).with_prompt(label);
-        if let Some(d) = default {
-            input = input.default(d.to_string());
+        let mut input = Input::<String>::with_theme(&self.theme);
+        match default {
+            // What Enter gives is shown with its control characters visible; the value itself
+            // stays as written.
+            Some(d) if visible_line(d) != d => {
+                input = input
+                    .with_prompt(format!("{label} (Enter: {})", visible_line(d)))
+                    .default(d.to_string())
+                    .show_default(false);
+            }
+            Some(d) => input = input.with_prompt(label).default(d.to_string()),
+            None => input = input.with_prompt(label),
         }
         input.interact_text().map_err(map_err)
     }
@@ -112,9 +134,9 @@ impl Prompter for TerminalPrompter {
         // A typed letter and Enter, no default: a stray Enter must neither run a step nor
         // end the run.
         let answer: String = Input::with_theme(&self.theme)
-            .with_prompt(format!(
+            .with_prompt(one_line_prompt(&format!(
                 "{question} [y]es / [n]o, stop / [c]ontinue without asking"
-            ))
+            )))
             .validate_with(|a: &String| -> Result<(), &str> {
                 parse_step_answer(a).map(|_| ()).ok_or("answer y, n or c")
             })
@@ -138,7 +160,7 @@ fn parse_step_answer(a: &str) -> Option<StepAnswer> {
 /// key then repeats its first lines on the screen.
 fn one_line_prompt(question: &str) -> String {
     let width = super::ui::terminal_width().saturating_sub(12);
-    let wrapped = super::ui::wrap(question.trim_end(), width);
+    let wrapped = super::ui::wrap(&visible(question.trim_end()), width);
     let mut lines: Vec<&str> = wrapped.lines().collect();
     let last = lines.pop().unwrap_or_default().trim_start().to_string();
     for l in lines {
@@ -181,10 +203,11 @@ pub fn is_interactive() -> bool {
     std::io::stdin().is_terminal() && std::io::stderr().is_terminal()
 }
 
-/// Markdown for a terminal: headings underlined, list bullets kept, emphasis markers dropped.
+/// Markdown for a terminal: headings underlined, list bullets kept, emphasis markers dropped,
+/// control characters visible.
 pub fn render_markdown(md: &str) -> String {
     let mut out = String::new();
-    for line in md.lines() {
+    for line in visible(md).lines() {
         let t = line.trim_start();
         if let Some(h) = t.strip_prefix("## ").or_else(|| t.strip_prefix("# ")) {
             out.push_str(h);

@@ -1,5 +1,11 @@
 //! Sinks that show a run: live progress on a terminal, timestamped lines elsewhere, JSON lines.
+//!
+//! The terminal and plain sinks show every string of an event with its control characters
+//! visible ([`crate::display`]): names and commands come from a runbook, output lines from a
+//! remote program, and neither may move the cursor, erase a line or recolour the screen. The
+//! JSON sink keeps the exact strings (JSON escapes them).
 
+use std::borrow::Cow;
 use std::io::Write;
 use std::time::Duration;
 
@@ -47,7 +53,14 @@ impl TerminalSink {
         }
     }
 
+    /// The first line of `s` in `room` columns, `…` where anything is left out.
     fn cut(&self, s: &str, room: usize) -> String {
+        let mut lines = s.trim_end().lines();
+        let first = lines.next().unwrap_or_default();
+        let s = match lines.next() {
+            Some(_) => format!("{first} …"),
+            None => first.to_string(),
+        };
         let s = s.replace(['\r', '\t'], " ");
         if s.chars().count() <= room {
             s
@@ -118,9 +131,57 @@ pub fn fmt_ms(ms: u64) -> String {
     }
 }
 
+/// The event as a person may see it: a remote program's redrawn lines (`\r`) as a terminal
+/// would have left them, then every string with its control characters visible. Field by
+/// field through `Event::visit_text`, which names every field.
+pub fn shown(e: &Event) -> Cow<'_, Event> {
+    fn walk(v: &mut serde_json::Value) {
+        match v {
+            serde_json::Value::String(s) => visible(s),
+            serde_json::Value::Array(a) => a.iter_mut().for_each(walk),
+            serde_json::Value::Object(o) => o.values_mut().for_each(walk),
+            _ => {}
+        }
+    }
+    fn visible(s: &mut String) {
+        if let Cow::Owned(vis) = crate::display::visible(s) {
+            *s = vis;
+        }
+    }
+    let mut out = e.clone();
+    match &mut out {
+        Event::StepProgress { line: s, .. }
+        | Event::StepFinished {
+            detail: Some(s), ..
+        } if s.contains('\r') => *s = redrawn(s),
+        _ => {}
+    }
+    out.visit_text(&mut visible, &mut walk);
+    if out == *e {
+        Cow::Borrowed(e)
+    } else {
+        Cow::Owned(out)
+    }
+}
+
+/// Output lines redrawn with `\r` (a progress counter) as a terminal would have left them:
+/// the text after the last carriage return of each line.
+fn redrawn(text: &str) -> String {
+    text.split('\n')
+        .map(|l| {
+            l.trim_end_matches('\r')
+                .rsplit('\r')
+                .next()
+                .unwrap_or_default()
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 impl Sink for TerminalSink {
     fn event(&mut self, e: &Stamped) {
-        match &e.event {
+        let event = shown(&e.event);
+        match event.as_ref() {
             Event::RunStarted {
                 run_id,
                 runbook,
@@ -248,8 +309,6 @@ impl Sink for TerminalSink {
                 // All of it: what the step printed is what the operator needs to see.
                 if let Some(d) = detail {
                     for l in d.lines() {
-                        // Redrawn lines (`\r`) as a terminal would have left them.
-                        let l = l.rsplit('\r').next().unwrap_or_default();
                         self.line(&format!("    │ {l}"));
                     }
                 }
@@ -318,7 +377,8 @@ impl<W: Write + Send> PlainSink<W> {
 
 impl<W: Write + Send> Sink for PlainSink<W> {
     fn event(&mut self, e: &Stamped) {
-        let text = match &e.event {
+        let event = shown(&e.event);
+        let text = match event.as_ref() {
             Event::RunStarted {
                 run_id,
                 runbook,
@@ -337,7 +397,10 @@ impl<W: Write + Send> Sink for PlainSink<W> {
                 id,
                 action,
                 ..
-            } => format!("step {index}/{total} {id}: {action}"),
+            } => format!(
+                "step {index}/{total} {id}: {}",
+                crate::plan::hanging(action, 4)
+            ),
             Event::StepProgress { id, line } => format!("  {id} | {line}"),
             Event::StepSkipped {
                 index,
@@ -480,6 +543,44 @@ impl<W: Write + Send> Sink for JsonSink<W> {
 #[cfg(test)]
 mod tests {
     use super::wrap;
+    use super::{PlainSink, Sink};
+    use crate::engine::event::{Event, Stamped};
+
+    fn plain(event: Event) -> String {
+        let mut out = Vec::new();
+        PlainSink::new(&mut out).event(&Stamped {
+            ts: "t".into(),
+            event,
+        });
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn remote_output_cannot_drive_the_terminal() {
+        let line = plain(Event::StepProgress {
+            id: "deploy".into(),
+            line: "\u{1b}]0;owned\u{7}\u{1b}[1A\u{1b}[2Kall good\u{202e}".into(),
+        });
+        assert_eq!(
+            line,
+            "t   deploy | \\e]0;owned\\x07\\e[1A\\e[2Kall good\\u{202e}\n"
+        );
+        // A redrawn progress counter is shown as the terminal would have left it.
+        let detail = plain(Event::StepFinished {
+            index: 1,
+            total: 1,
+            id: "deploy".into(),
+            status: crate::engine::event::StepStatus::Ok,
+            duration_ms: 5,
+            error: None,
+            detail: Some("10%\r50%\r100%\r\ndone\u{1b}[31m".into()),
+            outputs: Default::default(),
+        });
+        assert!(
+            detail.contains("    | 100%\n    | done\\e[31m\n"),
+            "{detail}"
+        );
+    }
 
     #[test]
     fn long_lines_wrap_under_their_indent_and_fit() {

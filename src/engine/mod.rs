@@ -764,6 +764,30 @@ impl Engine<'_> {
         }
     }
 
+    /// A step's action as a question shows it: every line (the lines after the first
+    /// indented, so they read as the command and not as the question), up to a screenful;
+    /// a longer one says how many lines are left out and where to read them all.
+    fn at_prompt(&self, action: &str) -> String {
+        /// Enough for any command a person can read at a gate; the plan shows all of it.
+        const LINES: usize = 15;
+        let lines: Vec<&str> = action.lines().collect();
+        let shown = if lines.len() > LINES {
+            &lines[..LINES - 1]
+        } else {
+            &lines[..]
+        };
+        let mut out = shown.join("\n    ");
+        if lines.len() > LINES {
+            out.push_str(&format!(
+                "\n    … {} more lines; see `runbook plan {} --env {}`",
+                lines.len() - shown.len(),
+                self.runbook.name(),
+                self.env.name
+            ));
+        }
+        out
+    }
+
     /// Step by step: ask before the step; `Some` when the run stops here.
     fn ask_step(
         &self,
@@ -779,7 +803,14 @@ impl Engine<'_> {
         } else {
             "step"
         };
-        let question = format!("Run {phase} {index}/{total} `{id}`: {action}?");
+        let question = if action.contains('\n') {
+            format!(
+                "{phase} {index}/{total} `{id}`: {}\nRun it?",
+                self.at_prompt(action)
+            )
+        } else {
+            format!("Run {phase} {index}/{total} `{id}`: {action}?")
+        };
         match tokio::task::block_in_place(|| prompter.step(&question)) {
             Ok(StepAnswer::Run) => None,
             Ok(StepAnswer::Continue) => {
@@ -833,7 +864,7 @@ impl Engine<'_> {
             return Err(PromptError::NotInteractive);
         }
         // What will happen first, the question last: a terminal prompts on the last line.
-        let full = format!("step `{id}`: {action}\n{question}");
+        let full = format!("step `{id}`: {}\n{question}", self.at_prompt(action));
         let mut approved = tokio::task::block_in_place(|| prompter.confirm(&full))?;
         if approved && self.env.doc.protected && !self.nesting.env_confirmed.load(Ordering::SeqCst)
         {

@@ -109,6 +109,7 @@ pub fn load_environments(path: &Path, text: String, problems: &mut Vec<Problem>)
     if !check_version(&node, &source, "environments file", problems) {
         return empty(Some(source), Some(node));
     }
+    check::control_characters(&node, &source, problems);
     // Read each environment on its own so one mistake does not hide another.
     let mut list = Vec::new();
     let top_ok = match node.deserialize::<EnvironmentsDoc>() {
@@ -231,6 +232,7 @@ pub fn load_runbook(
         return None;
     }
     let before = problems.iter().filter(|p| p.is_error()).count();
+    check::control_characters(&node, &source, problems);
     let doc = match node.deserialize::<RunbookDoc>() {
         Ok(doc) => Some(doc),
         Err(e) => {

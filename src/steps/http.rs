@@ -400,7 +400,8 @@ impl Kind for HttpCheck {
             curl.push_str(" -o /dev/null");
         }
         curl.push_str(&format!(" -w '%{{http_code}}\\n' {}", sh_quote(&p.url)));
-        s.push_str(&format!("```sh\n{curl}\n```\n\n"));
+        let fence = crate::display::md_fence(&curl);
+        s.push_str(&format!("{fence}sh\n{curl}\n{fence}\n\n"));
         let codes: Vec<String> = p.expected().iter().map(u16::to_string).collect();
         s.push_str(&format!("It must print {}", codes.join(" or ")));
         if let Some(t) = &p.body_contains {

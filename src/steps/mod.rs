@@ -351,6 +351,9 @@ fn join_or_none(names: &[&str]) -> String {
 pub trait Kind: Send + Sync + 'static {
     const NAME: &'static str;
     const SUMMARY: &'static str;
+    /// The parameters a shell reads as a command line: a value templated into one unquoted
+    /// can run as commands (`check` warns, see `check::unquoted_in_shell`).
+    const SHELL_FIELDS: &'static [&'static str] = &[];
     type Params: DeserializeOwned + JsonSchema + Send + Sync + 'static;
 
     /// The outputs of a step with these parameters in these environments (a name may be a
@@ -399,6 +402,7 @@ pub trait Kind: Send + Sync + 'static {
 pub trait DynKind: Send + Sync + fmt::Debug {
     fn name(&self) -> &'static str;
     fn summary(&self) -> &'static str;
+    fn shell_fields(&self) -> &'static [&'static str];
     fn params_schema(&self, g: &mut SchemaGenerator) -> Schema;
     /// Parse the parameters, check them, and say which outputs the step will have.
     fn check(&self, params: &Node, cx: &mut CheckCx<'_>) -> Result<Vec<OutputSpec>, DeError>;
@@ -422,6 +426,9 @@ impl<K> fmt::Debug for Adapter<K> {
 impl<K: Kind> DynKind for Adapter<K> {
     fn name(&self) -> &'static str {
         K::NAME
+    }
+    fn shell_fields(&self) -> &'static [&'static str] {
+        K::SHELL_FIELDS
     }
     fn summary(&self) -> &'static str {
         K::SUMMARY
@@ -498,6 +505,28 @@ pub fn step_schema(g: &mut SchemaGenerator) -> Schema {
 
 /// An error and its causes joined with `: `, skipping a cause a layer already repeats in its
 /// own text. (The SDKs' own displays are either just "service error" or a debug dump.)
+/// A command or a script as a step's action shows it: every line, without the blank lines
+/// and trailing space around it. A one-line command starts on the action's line; a longer
+/// one is shown whole, and each renderer lays out the lines after the first.
+pub fn whole_text(text: &str) -> String {
+    let lines: Vec<&str> = text.trim_end().lines().collect();
+    let start = lines.iter().position(|l| !l.trim().is_empty()).unwrap_or(0);
+    let mut out = lines[start.min(lines.len())..].join("\n");
+    // The first line's own indent would only push it away from `on host:`.
+    if let Some(trimmed) = out.strip_prefix(|c: char| c == ' ' || c == '\t') {
+        out = trimmed.trim_start_matches([' ', '\t']).to_string();
+    }
+    out
+}
+
+/// The first line of a step's action and, when it has more, how many: for the places with
+/// room for one line only (a spinner, a heading).
+pub fn first_line(action: &str) -> (&str, usize) {
+    let mut lines = action.lines();
+    let first = lines.next().unwrap_or_default();
+    (first, lines.count())
+}
+
 pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut out = e.to_string();
     let mut next = e.source();

@@ -120,19 +120,8 @@ impl Kind for Psql {
                 "set the password of role {} on {} (SCRAM-SHA-256 verifier)",
                 s.role, p.database
             ),
-            (None, Some(sql)) => {
-                let first = sql
-                    .lines()
-                    .find(|l| !l.trim().is_empty())
-                    .unwrap_or("")
-                    .trim();
-                let more = if sql.trim().lines().count() > 1 {
-                    " …"
-                } else {
-                    ""
-                };
-                format!("on {}: {first}{more}", p.database)
-            }
+            // All of the SQL, as for a command: it is what runs.
+            (None, Some(sql)) => format!("on {}: {}", p.database, super::whole_text(sql)),
             (None, None) => format!("on {}: nothing", p.database),
         }
     }
@@ -247,8 +236,9 @@ impl Kind for Psql {
                 ));
             }
             (None, Some(sql)) => {
+                let fence = crate::display::md_fence(sql);
                 s.push_str(&format!(
-                    "At the psql prompt, run:\n\n```sql\n{}\n```",
+                    "At the psql prompt, run:\n\n{fence}sql\n{}\n{fence}",
                     sql.trim_end()
                 ));
                 if !p.params.is_empty() {

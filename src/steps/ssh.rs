@@ -666,6 +666,7 @@ fn valid_env_name(name: &str) -> bool {
 
 impl Kind for SshExec {
     const NAME: &'static str = "ssh.exec";
+    const SHELL_FIELDS: &'static [&'static str] = &["command"];
     const SUMMARY: &'static str = "Run a command on a host over SSH (outputs `stdout`, `stderr`, `exit_code`, `json`), \
          or on several hosts with `hosts:` (outputs `hosts`, `failed`).";
     type Params = Params;
@@ -745,18 +746,10 @@ impl Kind for SshExec {
         }
     }
 
+    /// The whole command, every line of it: what a reviewer approves is what runs. (Places
+    /// with room for one line cut it and say so.)
     fn describe(p: &Params) -> String {
-        let first = p
-            .command
-            .lines()
-            .find(|l| !l.trim().is_empty())
-            .unwrap_or("")
-            .trim();
-        let more = if p.command.trim().lines().count() > 1 {
-            " …"
-        } else {
-            ""
-        };
+        let command = super::whole_text(&p.command);
         let mut how = Vec::new();
         if p.hosts.is_some() {
             how.push(format!("{} at a time", p.parallel.unwrap_or(1)));
@@ -772,7 +765,7 @@ impl Kind for SshExec {
         } else {
             format!(" ({})", how.join(", "))
         };
-        format!("on {}{how}: {first}{more}", p.target_text())
+        format!("on {}{how}: {command}", p.target_text())
     }
 
     fn ssh_hosts(p: &Params, env: &Environment) -> Vec<String> {

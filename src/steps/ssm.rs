@@ -396,7 +396,8 @@ impl Kind for Put {
             cmd.push_str(&format!(" \\\n    --description {}", sh_quote(d)));
         }
         cmd.push_str(&format!(" \\\n    --value {value}"));
-        s.push_str(&format!("```sh\n{cmd}\n```"));
+        let fence = crate::display::md_fence(&cmd);
+        s.push_str(&format!("{fence}sh\n{cmd}\n{fence}"));
         if value.starts_with("file://") {
             s.push_str("\n\n`file://` makes the AWS CLI read the value from the file.");
         }
