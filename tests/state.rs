@@ -693,3 +693,108 @@ fn fingerprints_are_keyed_per_state_directory() {
         refused.stderr
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// Nested runs.
+
+fn nested(url: &str) -> Test {
+    Test::new()
+        .environments(ENVS)
+        .runbook(
+            "inner",
+            &format!(
+                r#"
+                version: 1
+                name: inner
+                summary: a request
+                steps:
+                  - id: check
+                    http.check: {{ url: "{url}" }}
+                "#
+            ),
+        )
+        .runbook(
+            "outer",
+            r#"
+            version: 1
+            name: outer
+            summary: runs inner, or not
+            inputs:
+              which: { description: Which, choices: [inner, none] }
+            steps:
+              - id: first
+                generate: { format: hex }
+              - id: nested
+                when: "inputs.which != 'none'"
+                runbook.run: { name: "{{ inputs.which }}" }
+            "#,
+        )
+        .runbook(
+            "none",
+            r#"
+            version: 1
+            name: none
+            summary: nothing outside
+            steps:
+              - id: k
+                generate: { format: hex }
+            "#,
+        )
+}
+
+/// A runbook run inside another takes its own lock: someone running it refuses the whole run
+/// before its first step; while the run goes on, it holds that lock.
+#[test]
+fn a_nested_runbook_runs_under_its_own_lock() {
+    let s = server(Duration::from_millis(1500));
+    let t = nested(&s.url);
+    let live = serde_json::json!({
+        "user": "x", "host": hostname(), "pid": std::process::id(), "run_id": "20000101-000000-0000",
+        "started": "2000-01-01T00:00:00Z", "start_time": my_start_time(), "boot_id": boot_id(),
+    });
+    let locks = t.state_dir().join("locks");
+    std::fs::create_dir_all(&locks).unwrap();
+    let inner_lock = locks.join("inner@local.lock");
+    std::fs::write(&inner_lock, live.to_string()).unwrap();
+    let refused = t.again(&["run", "outer", "--env", "local", "--input", "which=inner"]);
+    refused.assert_code(2);
+    assert!(
+        refused
+            .stderr
+            .contains("`inner` on `local` is being run by"),
+        "{}",
+        refused.stderr
+    );
+    assert!(run_ids(&t).is_empty(), "nothing ran");
+    // Another choice does not need it.
+    t.again(&["run", "outer", "--env", "local", "--input", "which=none"])
+        .assert_code(0);
+    std::fs::remove_file(&inner_lock).unwrap();
+
+    // While outer runs inner, inner cannot be run on its own.
+    let mut c = t.command();
+    c.args(["run", "outer", "--env", "local", "--input", "which=inner"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let child = c.spawn().unwrap();
+    for _ in 0..100 {
+        if s.hits.load(Ordering::SeqCst) > 0 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let second = t.again(&["run", "inner", "--env", "local"]);
+    second.assert_code(2);
+    assert!(
+        second.stderr.contains(&format!("pid {}", child.id())),
+        "{}",
+        second.stderr
+    );
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!inner_lock.exists(), "released with the run");
+}

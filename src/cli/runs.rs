@@ -2,6 +2,7 @@
 //! continuing one that stopped (a failure, Ctrl-C, a crash) without repeating finished steps.
 
 use std::io::IsTerminal;
+use std::sync::Arc;
 
 use indexmap::IndexMap;
 
@@ -9,7 +10,7 @@ use super::{Ctx, Output, exit, prompt, resolve_inputs, ui};
 use crate::diag::Problem;
 use crate::engine::event::{Bus, Sink};
 use crate::engine::record::Resume;
-use crate::engine::{Engine, InputValue, Interrupt, RunOptions};
+use crate::engine::{ChildLocks, Engine, InputValue, Interrupt, RunOptions};
 use crate::journal::{self, LockError, RunJournal, RunLock, RunMeta};
 use crate::model::{Environment, Runbook};
 use crate::plan;
@@ -62,6 +63,8 @@ struct Launch<'a> {
     env_confirmed: bool,
     journal: RunJournal,
     _lock: RunLock,
+    /// The locks of the runbooks it runs inside itself.
+    children: Arc<HeldLocks>,
     runtime: tokio::runtime::Runtime,
     /// The environment's lock in SSM, when it has `shared_lock:`.
     shared: Option<SharedLock>,
@@ -172,7 +175,7 @@ impl Ctx {
             ));
         }
         let run_id = journal::new_run_id();
-        let lock = match self.lock(&state, rb, env, &run_id) {
+        let (lock, children) = match self.lock(&state, &catalog, rb, env, &values, &run_id) {
             Ok(l) => l,
             Err(code) => return code,
         };
@@ -211,6 +214,7 @@ impl Ctx {
             env_confirmed: confirm_env.is_some(),
             journal,
             _lock: lock,
+            children,
             runtime,
             shared,
         })
@@ -384,7 +388,7 @@ impl Ctx {
             self.report(&[p]);
             return exit::INVALID;
         }
-        let lock = match self.lock(&state, rb, env, &run.run_id) {
+        let (lock, children) = match self.lock(&state, &catalog, rb, env, &inputs, &run.run_id) {
             Ok(l) => l,
             Err(code) => return code,
         };
@@ -427,6 +431,7 @@ impl Ctx {
             env_confirmed: confirm_env.is_some(),
             journal,
             _lock: lock,
+            children,
             runtime,
             shared,
         })
@@ -508,51 +513,35 @@ impl Ctx {
         }
     }
 
+    /// The run's own lock, and those of the runbooks its `runbook.run` steps can run: taken
+    /// before anything runs, so a nested runbook someone else is running refuses the whole
+    /// run instead of stopping it half-way.
     fn lock(
         &self,
         state: &std::path::Path,
+        catalog: &crate::load::Catalog,
         rb: &Runbook,
         env: &Environment,
+        inputs: &IndexMap<String, InputValue>,
         run_id: &str,
-    ) -> Result<RunLock, i32> {
-        RunLock::acquire(state, rb.name(), &env.name, run_id).map_err(|e| {
-            let p = match e {
-                LockError::Held(h) => Problem::error(
-                    "runbook::locked",
-                    format!(
-                        "`{}` on `{}` is being run by {}@{} (pid {}, run {}, since {})",
-                        rb.name(),
-                        env.name,
-                        h.user,
-                        h.host,
-                        h.pid,
-                        h.run_id,
-                        h.started
-                    ),
-                )
-                .help("wait for that run to end; two runs of one procedure on one environment would race"),
-                LockError::Unreadable { path, why } => Problem::error(
-                    "runbook::lock-unreadable",
-                    format!(
-                        "`{}` on `{}` is locked by {}, and who holds it cannot be read: {why}",
-                        rb.name(),
-                        env.name,
-                        path.display()
-                    ),
-                )
-                .help(format!(
-                    "a lock is never taken for stale unless its holder is known to be gone; check that no one runs `{}` on `{}` (`runbook runs`, ps), then remove it: rm {}",
-                    rb.name(),
-                    env.name,
-                    path.display()
-                )),
-                LockError::Io(e) if state::unsafe_of(&e).is_some() => unsafe_problem(&e),
-                LockError::Io(e) => Problem::error("runbook::journal", format!("cannot take the run lock in {}: {e}", state.display()))
-                    .help("pass --state-dir to a writable directory"),
-            };
-            self.report(&[p]);
+    ) -> Result<(RunLock, Arc<HeldLocks>), i32> {
+        let own = RunLock::acquire(state, rb.name(), &env.name, run_id).map_err(|e| {
+            self.report(&[lock_problem(state, rb.name(), &env.name, e)]);
             exit::INVALID
-        })
+        })?;
+        let children = Arc::new(HeldLocks {
+            state: state.to_path_buf(),
+            run_id: run_id.to_string(),
+            own: (rb.name().to_string(), env.name.clone()),
+            held: Default::default(),
+        });
+        for child in nested_runbooks(rb, &catalog.runbooks, env, inputs) {
+            if let Err(p) = children.take(child.name(), &env.name) {
+                self.report(&[p]);
+                return Err(exit::INVALID);
+            }
+        }
+        Ok((own, children))
     }
 
     /// The state directory, checked (and made, 0700, for a command that writes): refused when
@@ -629,6 +618,7 @@ impl Ctx {
                 env_confirmed: std::sync::Arc::new(std::sync::atomic::AtomicBool::new(
                     l.env_confirmed,
                 )),
+                locks: Some(l.children.clone()),
                 ..Default::default()
             },
             resume: l.resume,
@@ -791,6 +781,138 @@ impl Ctx {
         }
         Ok(interactive)
     }
+}
+
+fn lock_problem(state: &std::path::Path, runbook: &str, env: &str, e: LockError) -> Problem {
+    match e {
+        LockError::Held(h) => Problem::error(
+            "runbook::locked",
+            format!(
+                "`{runbook}` on `{env}` is being run by {}@{} (pid {}, run {}, since {})",
+                h.user, h.host, h.pid, h.run_id, h.started
+            ),
+        )
+        .help("wait for that run to end; two runs of one procedure on one environment would race"),
+        LockError::Unreadable { path, why } => Problem::error(
+            "runbook::lock-unreadable",
+            format!(
+                "`{runbook}` on `{env}` is locked by {}, and who holds it cannot be read: {why}",
+                path.display()
+            ),
+        )
+        .help(format!(
+            "a lock is never taken for stale unless its holder is known to be gone; check that no one runs `{runbook}` on `{env}` (`runbook runs`, ps), then remove it: rm {}",
+            path.display()
+        )),
+        LockError::Io(e) if state::unsafe_of(&e).is_some() => unsafe_problem(&e),
+        LockError::Io(e) => Problem::error(
+            "runbook::journal",
+            format!("cannot take the run lock in {}: {e}", state.display()),
+        )
+        .help("pass --state-dir to a writable directory"),
+    }
+}
+
+/// The locks a run holds besides its own: those of the runbooks it runs inside itself, until
+/// the whole run ends.
+#[derive(Debug)]
+pub(super) struct HeldLocks {
+    state: std::path::PathBuf,
+    run_id: String,
+    /// The run's own (runbook, environment): held already.
+    own: (String, String),
+    held: std::sync::Mutex<Vec<(String, String, RunLock)>>,
+}
+
+impl HeldLocks {
+    fn take(&self, runbook: &str, env: &str) -> Result<(), Problem> {
+        if self.own.0 == runbook && self.own.1 == env {
+            return Ok(());
+        }
+        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        if held.iter().any(|(r, e, _)| r == runbook && e == env) {
+            return Ok(());
+        }
+        let lock = RunLock::acquire(&self.state, runbook, env, &self.run_id)
+            .map_err(|e| lock_problem(&self.state, runbook, env, e))?;
+        held.push((runbook.to_string(), env.to_string(), lock));
+        Ok(())
+    }
+}
+
+impl ChildLocks for HeldLocks {
+    fn lock(&self, runbook: &str, env: &str) -> Result<(), String> {
+        self.take(runbook, env).map_err(|p| match p.help {
+            Some(h) => format!("{} ({h})", p.message),
+            None => p.message,
+        })
+    }
+}
+
+/// The runbooks a run of `rb` can run inside itself, through `runbook.run` steps at any depth.
+/// A templated name is rendered with the run's inputs at the top level; deeper, or when it
+/// cannot be rendered, every choice of the input it names counts (`check` refuses other
+/// templated names).
+fn nested_runbooks<'a>(
+    rb: &Runbook,
+    library: &'a [Runbook],
+    env: &Environment,
+    inputs: &IndexMap<String, InputValue>,
+) -> Vec<&'a Runbook> {
+    let mut found: Vec<&'a Runbook> = Vec::new();
+    let mut queue: Vec<(&Runbook, bool)> = vec![(rb, true)];
+    while let Some((r, top)) = queue.pop() {
+        for step in r.all_steps().filter(|s| s.kind.name() == "runbook.run") {
+            let Some(name) = step
+                .params
+                .get("name")
+                .and_then(crate::load::yaml::Node::as_str)
+            else {
+                continue;
+            };
+            let mut names = Vec::new();
+            if !crate::template::is_template(name) {
+                names.push(name.to_string());
+            } else {
+                let rendered = top
+                    .then(|| {
+                        let values: serde_json::Map<String, serde_json::Value> = inputs
+                            .iter()
+                            .map(|(k, v)| (k.clone(), v.value.clone().into()))
+                            .collect();
+                        let ctx = crate::template::value(serde_json::json!({
+                            "inputs": values,
+                            "env": env.template_vars(),
+                        }));
+                        crate::template::render(name, &ctx).ok()
+                    })
+                    .flatten();
+                match rendered {
+                    Some(n) => names.push(n),
+                    None => {
+                        for reference in crate::template::references(name).unwrap_or_default() {
+                            if let Some(spec) = reference
+                                .strip_prefix("inputs.")
+                                .and_then(|i| r.doc.inputs.get(i))
+                            {
+                                names.extend(spec.choices.clone().unwrap_or_default());
+                            }
+                        }
+                    }
+                }
+            }
+            for n in names {
+                if let Some(child) = library.iter().find(|c| c.name() == n)
+                    && child.name() != rb.name()
+                    && !found.iter().any(|f| f.name() == child.name())
+                {
+                    found.push(child);
+                    queue.push((child, false));
+                }
+            }
+        }
+    }
+    found
 }
 
 fn bad_run_id(id: &str) -> Problem {
