@@ -649,9 +649,9 @@ impl Ctx {
         if let Some(e) = &h.failed {
             // The run stopped at the failed write (or it was the last one); say what is left.
             let secrets = if h.closed {
-                "It holds no secret values."
+                "it holds no secret values."
             } else {
-                "It still holds this run's secret values in clear (mode 0600)."
+                "it still holds this run's secret values in clear (mode 0600)."
             };
             eprintln!(
                 "error: the journal of run {run_id} could not be written: {e}\n  left on disk: {} — {secrets}\n  once the disk has room: `runbook abandon {run_id}` erases them, or `runbook resume {run_id}` goes on where the run stopped",
