@@ -8,25 +8,29 @@
 //! <state>/audit.jsonl                   one line per ended run attempt, secrets as fingerprints
 //! ```
 //!
-//! Directories are 0700 and files 0600. The journal is append-only while the run goes on and
-//! synced before every step that changes something elsewhere; when the run is over for good
-//! (done, rolled back, abandoned) it is rewritten once without the secret values.
+//! Directories are 0700 and files 0600, opened through [`crate::state`] (never through a
+//! symbolic link, refused when someone else could have written them). The journal is
+//! append-only while the run goes on and synced before every step that changes something
+//! elsewhere; when the run is over for good (done, rolled back, abandoned) it is rewritten once
+//! without the secret values.
 
-use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::fs::File;
+use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
-use sha2::Digest;
 
 use crate::engine::event::{Event, RunStatus, Sink, Stamped, StepStatus};
 use crate::engine::record::{Phase, Record, Recorder, Resume};
 use crate::engine::{InputValue, operator};
 use crate::secret::Redactor;
+use crate::state::{self, Fingerprints, Holder, Liveness};
 use crate::steps::Output;
+
+pub use crate::state::{LockError, LockHolder, RunLock};
 
 /// The state directory: `--state-dir`, `$RUNBOOK_STATE_DIR`, `$XDG_STATE_HOME/runbook`, or
 /// `~/.local/state/runbook`.
@@ -42,6 +46,30 @@ pub fn state_dir(flag: Option<&Path>) -> PathBuf {
     }
     let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("."), PathBuf::from);
     home.join(".local/state/runbook")
+}
+
+/// Whether `id` has the form [`new_run_id`] gives (`YYYYMMDD-HHMMSS-xxxx`): a run id from the
+/// command line names a directory under `runs/`, so nothing else may pass (`..`, `/`).
+pub fn valid_run_id(id: &str) -> bool {
+    let b = id.as_bytes();
+    b.len() == 20
+        && b[8] == b'-'
+        && b[15] == b'-'
+        && b[..8].iter().chain(&b[9..15]).all(u8::is_ascii_digit)
+        && b[16..]
+            .iter()
+            .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(c))
+}
+
+fn check_run_id(id: &str) -> std::io::Result<()> {
+    if valid_run_id(id) {
+        Ok(())
+    } else {
+        Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("`{}` is not a run id", id.escape_debug()),
+        ))
+    }
 }
 
 /// A new run id: UTC time plus randomness, sortable.
@@ -63,19 +91,8 @@ fn now() -> String {
     humantime::format_rfc3339_seconds(SystemTime::now()).to_string()
 }
 
-fn private_dir(dir: &Path) -> std::io::Result<()> {
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-}
-
 fn private_append(path: &Path) -> std::io::Result<File> {
-    OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o600)
-        .open(path)
+    state::open_append(path)
 }
 
 /// Append one JSON line to a file opened for appending (`O_APPEND`), in one `write(2)`.
@@ -99,23 +116,6 @@ fn append_json_line<W: Write, T: Serialize + ?Sized>(
     file.write_all(&line)
 }
 
-/// A short fingerprint of a secret: enough to tell two values apart in an audit, far too
-/// short to recover or confirm a random secret.
-pub fn fingerprint(value: &serde_json::Value) -> String {
-    let text = match value {
-        serde_json::Value::String(s) => s.clone(),
-        other => other.to_string(),
-    };
-    let d = sha2::Sha256::digest(text.as_bytes());
-    format!(
-        "sha256:{}",
-        d.iter()
-            .take(4)
-            .map(|b| format!("{b:02x}"))
-            .collect::<String>()
-    )
-}
-
 /// A value in the journal: the value itself while the run may need it, or its fingerprint.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct JValue {
@@ -129,6 +129,10 @@ pub struct JValue {
 }
 
 /// One line of `journal.jsonl`.
+#[expect(
+    clippy::large_enum_variant,
+    reason = "one Meta per journal; records are read once, not kept in bulk"
+)]
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "rec", rename_all = "snake_case")]
 pub enum JRec {
@@ -146,6 +150,12 @@ pub enum JRec {
         aws_identity: Option<String>,
         host: String,
         pid: u32,
+        /// The runner's start time and boot (see [`crate::state::liveness`]); absent in
+        /// journals of older versions.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        start_time: Option<u64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        boot_id: Option<String>,
         started: String,
         inputs: Vec<JValue>,
         /// A partial run (`--from`, `--only`): the main steps it runs. A resume runs no other.
@@ -157,6 +167,10 @@ pub enum JRec {
         operator: String,
         host: String,
         pid: u32,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        start_time: Option<u64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        boot_id: Option<String>,
         forced: bool,
     },
     Gate {
@@ -219,10 +233,42 @@ pub fn run_dir(state: &Path, run_id: &str) -> PathBuf {
 pub struct RunJournal {
     path: PathBuf,
     file: File,
+    /// The length of the journal's whole records: a failed append is cut back to it, so a
+    /// record is never torn and the next one never lost behind a torn one.
+    len: u64,
     state: PathBuf,
     /// The run's redactor: when the journal drops its secrets, it also masks any other value
     /// that turned out to hold one (an input that became a SecureString, a command's output).
     redactor: Option<Redactor>,
+    health: Health,
+}
+
+/// What went wrong with a journal, for the command that runs it: a write that failed, and
+/// whether the run's end (its secrets erased, its audit line) was recorded.
+#[derive(Debug, Clone, Default)]
+pub struct Health(Arc<Mutex<HealthState>>);
+
+#[derive(Debug, Default)]
+pub struct HealthState {
+    /// The first write that failed.
+    pub failed: Option<String>,
+    /// The run's end was recorded and its secrets erased.
+    pub closed: bool,
+    /// The audit line could not be written.
+    pub audit_failed: Option<String>,
+}
+
+impl Health {
+    pub fn get(&self) -> std::sync::MutexGuard<'_, HealthState> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn fail(&self, e: &std::io::Error) {
+        let mut h = self.get();
+        if h.failed.is_none() {
+            h.failed = Some(e.to_string());
+        }
+    }
 }
 
 /// What is known about a run when it starts.
@@ -239,20 +285,21 @@ pub struct RunMeta<'a> {
 impl RunJournal {
     /// Start the journal of a new run (its directory must not exist).
     pub fn create(state: &Path, meta: &RunMeta<'_>) -> std::io::Result<RunJournal> {
+        check_run_id(meta.run_id)?;
+        state::prepare(state)?;
+        state::ensure_dir(&state.join("runs"), false)?;
         let dir = run_dir(state, meta.run_id);
-        private_dir(dir.parent().unwrap_or(state))?;
-        std::fs::DirBuilder::new().mode(0o700).create(&dir)?;
+        std::os::unix::fs::DirBuilderExt::mode(&mut std::fs::DirBuilder::new(), 0o700)
+            .create(&dir)?;
         let path = dir.join("journal.jsonl");
-        let file = OpenOptions::new()
-            .create_new(true)
-            .append(true)
-            .mode(0o600)
-            .open(&path)?;
+        let file = state::create_new(&path)?;
         let mut j = RunJournal {
             path,
             file,
+            len: 0,
             state: state.to_path_buf(),
             redactor: None,
+            health: Health::default(),
         };
         let inputs = meta
             .inputs
@@ -275,6 +322,8 @@ impl RunJournal {
             aws_identity: meta.aws_identity.clone(),
             host: hostname(),
             pid: std::process::id(),
+            start_time: state::my_start_time(),
+            boot_id: state::boot_id(),
             started: now(),
             inputs,
             selected: meta.selected.map(<[String]>::to_vec),
@@ -283,21 +332,36 @@ impl RunJournal {
         Ok(j)
     }
 
-    /// Continue the journal of an earlier run.
+    /// Continue the journal of an earlier run. A torn last record (a crash while it was being
+    /// written) is cut off first, so the next record starts a line of its own.
     pub fn reopen(state: &Path, run_id: &str, forced: bool) -> std::io::Result<RunJournal> {
+        check_run_id(run_id)?;
+        state::prepare(state)?;
+        state::check_dir(&run_dir(state, run_id), false)?;
         let path = run_dir(state, run_id).join("journal.jsonl");
-        let file = OpenOptions::new().append(true).open(&path)?;
+        let mut file = state::open_append_existing(&path)?;
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes)?;
+        let whole = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+        if whole < bytes.len() {
+            file.set_len(whole as u64)?;
+            file.sync_data()?;
+        }
         let mut j = RunJournal {
             path,
             file,
+            len: whole as u64,
             state: state.to_path_buf(),
             redactor: None,
+            health: Health::default(),
         };
         j.append(&JRec::Resumed {
             at: now(),
             operator: operator(),
             host: hostname(),
             pid: std::process::id(),
+            start_time: state::my_start_time(),
+            boot_id: state::boot_id(),
             forced,
         })?;
         j.sync()?;
@@ -308,19 +372,56 @@ impl RunJournal {
         self.redactor = Some(redactor);
     }
 
+    /// How this journal's writes went, for after the run.
+    pub fn health(&self) -> Health {
+        self.health.clone()
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
     fn append(&mut self, rec: &JRec) -> std::io::Result<()> {
-        append_json_line(&mut self.file, rec)
+        let mut line = serde_json::to_vec(rec).map_err(std::io::Error::other)?;
+        line.push(b'\n');
+        #[cfg(debug_assertions)]
+        fail_point("RUNBOOK_TEST_FAIL_JOURNAL_AFTER")?;
+        match self.file.write_all(&line) {
+            Ok(()) => {
+                self.len += line.len() as u64;
+                Ok(())
+            }
+            Err(e) => {
+                // A short write (a full disk) leaves part of the line: cut it off.
+                let _ = self.file.set_len(self.len);
+                self.health.fail(&e);
+                Err(e)
+            }
+        }
     }
 
     /// The run is over for good: rewrite the journal without secret values, atomically.
     fn compact(&mut self, last: Option<&JRec>) -> std::io::Result<()> {
-        let mut recs = read_journal(&self.path)?;
+        let r = self.compact_inner(last);
+        match &r {
+            Ok(()) => self.health.get().closed = true,
+            Err(e) => self.health.fail(e),
+        }
+        r
+    }
+
+    fn compact_inner(&mut self, last: Option<&JRec>) -> std::io::Result<()> {
+        // Unreadable lines are dropped with the secrets: they cannot be stripped of them.
+        let mut recs = read_journal(&self.path)?.records;
         recs.extend(last.cloned());
+        #[cfg(debug_assertions)]
+        fail_point("RUNBOOK_TEST_FAIL_JOURNAL_AFTER")?;
+        let prints = Fingerprints::of_state(&self.state);
         // The whole new journal in memory, then one write: a private file no one else writes,
         // so this only saves a system call per line.
         let mut text = Vec::new();
         for mut rec in recs {
-            strip_secrets(&mut rec);
+            strip_secrets(&mut rec, &prints);
             let mut value = serde_json::to_value(&rec).map_err(std::io::Error::other)?;
             if let Some(r) = &self.redactor {
                 r.redact_json(&mut value);
@@ -328,22 +429,20 @@ impl RunJournal {
             serde_json::to_writer(&mut text, &value).map_err(std::io::Error::other)?;
             text.push(b'\n');
         }
-        let tmp = self.path.with_extension("jsonl.tmp");
-        {
-            let mut f = OpenOptions::new()
-                .create(true)
-                .write(true)
-                .truncate(true)
-                .mode(0o600)
-                .open(&tmp)?;
+        let tmp = state::temp_name(&self.path);
+        let written = state::create_new(&tmp).and_then(|mut f| {
             f.write_all(&text)?;
-            f.sync_all()?;
+            f.sync_all()
+        });
+        if let Err(e) = written.and_then(|()| std::fs::rename(&tmp, &self.path)) {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(e);
         }
-        std::fs::rename(&tmp, &self.path)?;
         if let Some(dir) = self.path.parent() {
             File::open(dir)?.sync_all()?;
         }
-        self.file = OpenOptions::new().append(true).open(&self.path)?;
+        self.file = state::open_append_existing(&self.path)?;
+        self.len = self.file.seek(std::io::SeekFrom::End(0))?;
         Ok(())
     }
 
@@ -356,7 +455,7 @@ impl RunJournal {
     }
 }
 
-fn strip_secrets(rec: &mut JRec) {
+fn strip_secrets(rec: &mut JRec, prints: &Fingerprints) {
     let values = match rec {
         JRec::Meta { inputs, .. } => inputs,
         JRec::Step { outputs, .. } => outputs,
@@ -364,7 +463,7 @@ fn strip_secrets(rec: &mut JRec) {
     };
     for v in values.iter_mut().filter(|v| v.secret) {
         if let Some(val) = v.value.take() {
-            v.fingerprint = Some(fingerprint(&val));
+            v.fingerprint = prints.of(&val);
         }
     }
 }
@@ -415,10 +514,12 @@ impl Recorder for RunJournal {
                     self.compact(Some(&end))?;
                 } else {
                     self.append(&end)?;
-                    self.file.sync_data()?;
+                    self.file.sync_data().inspect_err(|e| self.health.fail(e))?;
                 }
-                if let Ok(recs) = read_journal(&self.path) {
-                    let _ = append_audit(&self.state, &recs);
+                let audited =
+                    read_journal(&self.path).and_then(|j| append_audit(&self.state, &j.records));
+                if let Err(e) = audited {
+                    self.health.get().audit_failed = Some(e.to_string());
                 }
                 return Ok(());
             }
@@ -427,8 +528,22 @@ impl Recorder for RunJournal {
     }
 
     fn sync(&mut self) -> std::io::Result<()> {
-        self.file.sync_data()
+        self.file.sync_data().inspect_err(|e| self.health.fail(e))
     }
+}
+
+/// Debug builds only: fail the journal's appends after the number of them in `var`, as a full
+/// disk would (tests of what a run does when its journal cannot be written).
+#[cfg(debug_assertions)]
+fn fail_point(var: &str) -> std::io::Result<()> {
+    static COUNT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let Some(limit) = std::env::var(var).ok().and_then(|v| v.parse::<u64>().ok()) else {
+        return Ok(());
+    };
+    if COUNT.fetch_add(1, std::sync::atomic::Ordering::SeqCst) >= limit {
+        return Err(std::io::Error::from_raw_os_error(libc::ENOSPC));
+    }
+    Ok(())
 }
 
 /// The masked events of a run (what the operator saw), next to its journal.
@@ -438,8 +553,9 @@ pub struct EventLog {
 
 impl EventLog {
     pub fn open(state: &Path, run_id: &str) -> std::io::Result<EventLog> {
+        check_run_id(run_id)?;
         let dir = run_dir(state, run_id);
-        private_dir(&dir)?;
+        state::check_dir(&dir, false)?;
         Ok(EventLog {
             file: private_append(&dir.join("events.jsonl"))?,
         })
@@ -455,15 +571,47 @@ impl Sink for EventLog {
     }
 }
 
-pub fn read_journal(path: &Path) -> std::io::Result<Vec<JRec>> {
-    let f = File::open(path)?;
-    let mut out = Vec::new();
-    for line in BufReader::new(f).lines() {
-        let line = line?;
-        // A crash can leave a torn last line; everything before it is intact.
-        if let Ok(rec) = serde_json::from_str(&line) {
-            out.push(rec);
+/// A journal as read back: its records, and what could not be read (for the operator).
+#[derive(Debug, Default)]
+pub struct Journal {
+    pub records: Vec<JRec>,
+    pub notes: Vec<String>,
+}
+
+/// Read a journal line by line, as bytes: a bad line (invalid UTF-8, a damaged record) is
+/// skipped and named, never the end of the journal; a torn last line (no newline: the run
+/// stopped while writing it) is ignored. Everything before either is intact.
+pub fn read_journal(path: &Path) -> std::io::Result<Journal> {
+    let mut bytes = Vec::new();
+    state::open_read(path)?.read_to_end(&mut bytes)?;
+    let mut out = Journal::default();
+    let torn = !bytes.is_empty() && !bytes.ends_with(b"\n");
+    let lines: Vec<&[u8]> = bytes.split(|b| *b == b'\n').collect();
+    let whole = lines.len() - 1;
+    for (i, line) in lines.iter().enumerate().take(whole) {
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
         }
+        match serde_json::from_slice::<JRec>(line) {
+            Ok(rec) => out.records.push(rec),
+            Err(e) => out.notes.push(format!(
+                "line {} of {} is not a readable record ({}); it is ignored",
+                i + 1,
+                path.display(),
+                if std::str::from_utf8(line).is_err() {
+                    "invalid UTF-8".to_string()
+                } else {
+                    e.to_string()
+                }
+            )),
+        }
+    }
+    if torn {
+        out.notes.push(format!(
+            "the last record of {} (line {}) is incomplete: the run stopped while writing it; it is ignored",
+            path.display(),
+            whole + 1
+        ));
     }
     Ok(out)
 }
@@ -479,16 +627,23 @@ pub struct RunSummary {
     pub operator: String,
     /// Whether `runbook resume` can continue it.
     pub resumable: bool,
+    /// Whether `runbook abandon` can give it up (and erase its secrets).
+    pub abandonable: bool,
+    /// What could not be read of its journal.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
     #[serde(skip)]
     pub records: Vec<JRec>,
 }
 
-/// Every run of the state directory, oldest first.
+/// Every run of the state directory, oldest first. Names under `runs/` that are not run ids
+/// are not runs of this tool and are left alone.
 pub fn list_runs(state: &Path) -> Vec<RunSummary> {
     let mut ids: Vec<String> = std::fs::read_dir(state.join("runs"))
         .map(|rd| {
             rd.filter_map(Result::ok)
                 .filter_map(|e| e.file_name().into_string().ok())
+                .filter(|id| valid_run_id(id))
                 .collect()
         })
         .unwrap_or_default();
@@ -496,43 +651,97 @@ pub fn list_runs(state: &Path) -> Vec<RunSummary> {
     ids.iter().filter_map(|id| load_run(state, id)).collect()
 }
 
+/// One run, read from its journal; `None` when it has none (or `run_id` is no run id).
 pub fn load_run(state: &Path, run_id: &str) -> Option<RunSummary> {
-    let records = read_journal(&run_dir(state, run_id).join("journal.jsonl")).ok()?;
-    let Some(JRec::Meta {
-        runbook,
-        env,
-        started,
-        operator,
-        host,
-        pid,
-        ..
-    }) = records.first()
-    else {
+    if !valid_run_id(run_id) {
         return None;
+    }
+    let path = run_dir(state, run_id).join("journal.jsonl");
+    let Journal { records, mut notes } = match read_journal(&path) {
+        Ok(j) => j,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+        // Still listed: a journal that exists may hold secrets, and must not vanish.
+        Err(e) => Journal {
+            records: Vec::new(),
+            notes: vec![format!("{} cannot be read: {e}", path.display())],
+        },
     };
-    let (mut live_pid, mut live_host) = (*pid, host.clone());
+    let meta = records.iter().find_map(|r| match r {
+        JRec::Meta {
+            runbook,
+            env,
+            started,
+            operator,
+            host,
+            pid,
+            start_time,
+            boot_id,
+            ..
+        } => Some((
+            runbook,
+            env,
+            started,
+            operator,
+            host,
+            *pid,
+            *start_time,
+            boot_id,
+        )),
+        _ => None,
+    });
+    let mut live = meta.map(|(_, _, started, _, host, pid, start_time, boot_id)| {
+        (
+            host.clone(),
+            pid,
+            start_time,
+            boot_id.clone(),
+            started.clone(),
+        )
+    });
     let mut status: Option<String> = None;
     for r in &records {
         match r {
-            JRec::Resumed { pid, host, .. } => {
+            JRec::Resumed {
+                pid,
+                host,
+                start_time,
+                boot_id,
+                at,
+                ..
+            } => {
                 status = None;
-                (live_pid, live_host) = (*pid, host.clone());
+                live = Some((host.clone(), *pid, *start_time, boot_id.clone(), at.clone()));
             }
             JRec::End { status: s, .. } => status = Some(run_status_word(*s).into()),
             JRec::Abandoned { .. } => status = Some("abandoned".into()),
             _ => {}
         }
     }
-    let status = status.unwrap_or_else(|| {
-        if live_host == hostname() && pid_alive(live_pid) {
-            "running".into()
-        } else {
-            "crashed".into()
-        }
+    let status = status.unwrap_or_else(|| match &live {
+        Some((host, pid, start_time, boot_id, since)) => match state::liveness(&Holder {
+            host,
+            pid: *pid,
+            start_time: *start_time,
+            boot_id: boot_id.as_deref(),
+            since: Some(since),
+        }) {
+            Liveness::Alive => "running".into(),
+            Liveness::Gone(_) | Liveness::Elsewhere => "crashed".into(),
+        },
+        None => "damaged".into(),
     });
-    let resumable = !matches!(
-        status.as_str(),
-        "done" | "rolled-back" | "abandoned" | "running"
+    let finished = matches!(status.as_str(), "done" | "rolled-back" | "abandoned");
+    let abandonable = !finished && status != "running";
+    let resumable = abandonable && meta.is_some();
+    if meta.is_none() {
+        notes.push(format!(
+            "the journal's first record (which runbook, which environment) cannot be read, so the run cannot be resumed; `runbook abandon {run_id}` erases the secrets it holds"
+        ));
+    }
+    let unknown = String::from("?");
+    let (runbook, env, started, operator) = meta.map_or(
+        (&unknown, &unknown, &unknown, &unknown),
+        |(r, e, s, o, ..)| (r, e, s, o),
     );
     Some(RunSummary {
         run_id: run_id.to_string(),
@@ -542,6 +751,8 @@ pub fn load_run(state: &Path, run_id: &str) -> Option<RunSummary> {
         started: started.clone(),
         operator: operator.clone(),
         resumable,
+        abandonable,
+        notes,
         records,
     })
 }
@@ -643,7 +854,7 @@ pub fn assume_done(j: &mut RunJournal, step: &InFlight) -> std::io::Result<()> {
         at: now(),
         outputs: Vec::new(),
     })?;
-    j.file.sync_data()
+    j.sync()
 }
 
 /// One line per ended run attempt: who ran what, where, with which approvals and results;
@@ -671,11 +882,13 @@ fn append_audit(state: &Path, recs: &[JRec]) -> std::io::Result<()> {
     let mut secrets = Vec::new();
     let mut end = serde_json::Value::Null;
     let mut forced = false;
+    let prints = Fingerprints::of_state(state);
+    let fingerprint = |v: &serde_json::Value| prints.of(v);
     for v in inputs.iter().filter(|v| v.secret) {
         let fp = v
             .value
             .as_ref()
-            .map(fingerprint)
+            .and_then(fingerprint)
             .or_else(|| v.fingerprint.clone());
         secrets.push(serde_json::json!({ "input": v.name, "fingerprint": fp }));
     }
@@ -702,7 +915,7 @@ fn append_audit(state: &Path, recs: &[JRec]) -> std::io::Result<()> {
                     let fp = o
                         .value
                         .as_ref()
-                        .map(fingerprint)
+                        .and_then(fingerprint)
                         .or_else(|| o.fingerprint.clone());
                     secrets.push(serde_json::json!({ "output": format!("steps.{id}.{}", o.name), "fingerprint": fp }));
                 }
@@ -735,104 +948,11 @@ fn append_audit(state: &Path, recs: &[JRec]) -> std::io::Result<()> {
         "steps": steps,
         "secrets": secrets,
     });
-    private_dir(state)?;
+    state::ensure_dir(state, true)?;
     let mut f = private_append(&state.join("audit.jsonl"))?;
     // Other runs (of any runbook) append to the same file at the same time: one write a line.
     append_json_line(&mut f, &line)?;
     f.sync_data()
-}
-
-/// A lock per (runbook, environment), held for the length of a run.
-pub struct RunLock {
-    path: PathBuf,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-pub struct LockHolder {
-    pub user: String,
-    pub host: String,
-    pub pid: u32,
-    pub run_id: String,
-    pub started: String,
-}
-
-pub enum LockError {
-    /// Someone else runs it; who.
-    Held(LockHolder),
-    Io(std::io::Error),
-}
-
-impl RunLock {
-    pub fn acquire(
-        state: &Path,
-        runbook: &str,
-        env: &str,
-        run_id: &str,
-    ) -> Result<RunLock, LockError> {
-        let dir = state.join("locks");
-        private_dir(&dir).map_err(LockError::Io)?;
-        let path = dir.join(format!("{runbook}@{env}.lock"));
-        let me = LockHolder {
-            user: operator(),
-            host: hostname(),
-            pid: std::process::id(),
-            run_id: run_id.into(),
-            started: now(),
-        };
-        for _ in 0..2 {
-            match OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&path)
-            {
-                Ok(mut f) => {
-                    let text = serde_json::to_string(&me)
-                        .map_err(|e| LockError::Io(std::io::Error::other(e)))?;
-                    f.write_all(text.as_bytes())
-                        .and_then(|()| f.sync_all())
-                        .map_err(LockError::Io)?;
-                    return Ok(RunLock { path });
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                    let holder: Option<LockHolder> = std::fs::read_to_string(&path)
-                        .ok()
-                        .and_then(|t| serde_json::from_str(&t).ok());
-                    match holder {
-                        // A lock left by a process of this host that is gone is stale.
-                        Some(h) if h.host == me.host && !pid_alive(h.pid) => {
-                            let _ = std::fs::remove_file(&path);
-                        }
-                        None => {
-                            let _ = std::fs::remove_file(&path);
-                        }
-                        Some(h) => return Err(LockError::Held(h)),
-                    }
-                }
-                Err(e) => return Err(LockError::Io(e)),
-            }
-        }
-        Err(LockError::Io(std::io::Error::other(
-            "the lock file keeps reappearing",
-        )))
-    }
-}
-
-impl Drop for RunLock {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
-    }
-}
-
-fn pid_alive(pid: u32) -> bool {
-    // A zombie still has /proc/<pid> but is not running anything.
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| {
-            s.rsplit(')')
-                .next()
-                .is_some_and(|rest| !rest.trim_start().starts_with('Z'))
-        })
-        .unwrap_or(false)
 }
 
 pub fn hostname() -> String {
@@ -869,7 +989,7 @@ mod tests {
             .map(|i| {
                 serde_json::json!({
                     "output": format!("steps.s{i}.value"),
-                    "fingerprint": fingerprint(&serde_json::json!(format!("{writer}-{line}-{i}"))),
+                    "fingerprint": Fingerprints::with_key([7; 32]).of(&serde_json::json!(format!("{writer}-{line}-{i}"))),
                 })
             })
             .collect();

@@ -20,5 +20,6 @@ pub mod preflight;
 pub mod schema;
 pub mod secret;
 pub mod select;
+pub mod state;
 pub mod steps;
 pub mod template;

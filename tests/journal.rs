@@ -107,16 +107,15 @@ fn a_failed_run_resumes_at_the_failed_step_and_never_repeats_a_finished_one() {
         "the resumed run used the key generated before the failure"
     );
 
-    // Finished: no secret anywhere, the journal included; the token only as a fingerprint.
-    use sha2::Digest;
-    let d = sha2::Sha256::digest(planted.as_bytes());
-    let fp = format!(
-        "sha256:{}",
-        d.iter()
-            .take(4)
-            .map(|b| format!("{b:02x}"))
-            .collect::<String>()
-    );
+    // Finished: no secret anywhere, the journal included; the token only as a fingerprint,
+    // keyed with the state directory's key.
+    let key: [u8; 32] = std::fs::read(t.state_dir().join("fingerprint.key"))
+        .unwrap()
+        .try_into()
+        .unwrap();
+    let fp = runbook::state::Fingerprints::with_key(key)
+        .of(&serde_json::json!(planted))
+        .unwrap();
     assert!(
         audit[1]["secrets"]
             .as_array()

@@ -177,6 +177,99 @@ fn a_protected_environment_needs_its_name_typed() {
     assert!(finished_ok(&t, "rotate"));
 }
 
+const VAULT: &str = r#"
+    version: 1
+    environments:
+      vault:
+        description: A protected test environment
+        protected: true
+    "#;
+
+const GUARDED: &str = r#"
+    version: 1
+    name: guarded
+    summary: A gate in a protected environment
+    steps:
+      - id: rotate
+        confirm: Rotate the key?
+        generate: { format: hex }
+    "#;
+
+/// On a terminal as without one, `--yes` alone does not stand for a protected environment's
+/// typed name: refused before anything runs, naming `--confirm-env`. With it, nothing is asked.
+#[test]
+fn yes_on_a_terminal_does_not_skip_a_protected_environments_name() {
+    let t = Test::new()
+        .environments(VAULT)
+        .runbook("guarded", GUARDED)
+        .args(&["run", "guarded", "--env", "vault", "--yes"]);
+    let mut p = Pty::spawn(&t);
+    let code = p.finish();
+    assert_eq!(code, 2, "{}", p.output());
+    assert!(
+        p.output().contains("protected environment"),
+        "{}",
+        p.output()
+    );
+    assert!(p.output().contains("--confirm-env vault"), "{}", p.output());
+    assert!(!t.state_dir().join("runs").exists(), "nothing ran");
+
+    let wrong = Test::new()
+        .environments(VAULT)
+        .runbook("guarded", GUARDED)
+        .args(&[
+            "run",
+            "guarded",
+            "--env",
+            "vault",
+            "--yes",
+            "--confirm-env",
+            "vaul",
+        ]);
+    let mut p = Pty::spawn(&wrong);
+    assert_eq!(p.finish(), 2, "{}", p.output());
+    assert!(
+        p.output().contains("is not the environment"),
+        "{}",
+        p.output()
+    );
+    assert!(!wrong.state_dir().join("runs").exists(), "nothing ran");
+
+    let named = Test::new()
+        .environments(VAULT)
+        .runbook("guarded", GUARDED)
+        .args(&[
+            "run",
+            "guarded",
+            "--env",
+            "vault",
+            "--yes",
+            "--confirm-env",
+            "vault",
+        ]);
+    let mut p = Pty::spawn(&named);
+    assert_eq!(p.finish(), 0, "{}", p.output());
+    assert!(!p.output().contains("Type its name"), "{}", p.output());
+    assert!(finished_ok(&named, "rotate"));
+}
+
+/// `--confirm-env` without `--yes`: the gate still asks y/N, the name is not asked again.
+#[test]
+fn confirm_env_on_a_terminal_stands_for_the_typed_name() {
+    let t = Test::new()
+        .environments(VAULT)
+        .runbook("guarded", GUARDED)
+        .args(&["run", "guarded", "--env", "vault", "--confirm-env", "vault"]);
+    let mut p = Pty::spawn(&t);
+    p.expect("Rotate the key?");
+    p.send("y");
+    p.send(ENTER);
+    let code = p.finish();
+    assert_eq!(code, 0, "{}", p.output());
+    assert!(!p.output().contains("Type its name"), "{}", p.output());
+    assert!(finished_ok(&t, "rotate"));
+}
+
 #[test]
 fn a_collected_secret_is_not_echoed() {
     const SECRET: &str = "pl4nted-R2-s3cret-9f1c";

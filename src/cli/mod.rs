@@ -43,7 +43,7 @@ Examples:
 
 Exit codes:
   0    done
-  1    a step failed (after its rollback, if any)
+  1    a step failed (after its rollback, if any), or the run journal could not be written
   2    invalid runbook, environment or input; nothing ran
   3    declined by the operator at a gate; nothing after it ran
   130  interrupted (Ctrl-C)";
@@ -158,14 +158,16 @@ pub enum Command {
         /// The environment (from environments.yaml); asked for on a terminal when absent.
         #[arg(long)]
         env: Option<String>,
-        /// An input value, `name=value` (repeatable). Secret inputs are better typed at the
-        /// prompt or passed as RUNBOOK_INPUT_<NAME>: command lines are visible to other users.
+        /// An input value, `name=value` (repeatable). Not for secret inputs (refused): type
+        /// them at the prompt or pass RUNBOOK_INPUT_<NAME>; command lines are visible to others.
         #[arg(long = "input", short = 'i', value_name = "NAME=VALUE")]
         inputs: Vec<String>,
         /// Approve every gate without asking (needed to run gated steps without a terminal).
+        /// On a protected environment only with --confirm-env.
         #[arg(long, short = 'y')]
         yes: bool,
-        /// With --yes on a protected environment: its name, to show the approval was meant.
+        /// A protected environment's name, instead of typing it at the first gate (needed with
+        /// --yes there). Must equal the environment's name.
         #[arg(long, value_name = "ENV")]
         confirm_env: Option<String>,
         /// Show the plan and stop (same as `runbook plan`).
@@ -199,8 +201,10 @@ pub enum Command {
         /// Ask before every step (as `run --step`).
         #[arg(long)]
         step: bool,
+        /// Approve every gate without asking (as `run --yes`).
         #[arg(long, short = 'y')]
         yes: bool,
+        /// A protected environment's name (as `run --confirm-env`).
         #[arg(long, value_name = "ENV")]
         confirm_env: Option<String>,
         #[arg(long, value_enum, default_value_t = Output::Human)]
@@ -876,6 +880,18 @@ fn parse_inputs(rb: &Runbook, raw: &[String]) -> Result<IndexMap<String, String>
             )
             .help(help));
         };
+        if spec.secret {
+            // Refused, not just discouraged: the value is already in `ps` and the shell's
+            // history, and this message must not repeat it.
+            return Err(Problem::error(
+                "runbook::secret-on-command-line",
+                format!("input `{k}` is secret and cannot be given with --input"),
+            )
+            .help(format!(
+                "a command line is visible to every user of the machine (ps) and kept in shell history: set {} in the environment, or leave it out and type it at the hidden prompt",
+                input_env_var(k)
+            )));
+        }
         check_choice(k, v, spec)?;
         out.insert(k.to_string(), v.to_string());
     }
@@ -902,11 +918,14 @@ fn check_choice(name: &str, value: &str, spec: &crate::model::InputSpec) -> Resu
 
 /// `RUNBOOK_INPUT_<NAME>`: how a secret input reaches a non-interactive run without argv.
 fn input_from_env(name: &str) -> Option<String> {
-    let var = format!(
+    std::env::var(input_env_var(name)).ok()
+}
+
+fn input_env_var(name: &str) -> String {
+    format!(
         "RUNBOOK_INPUT_{}",
         name.to_uppercase().replace(['-', '.'], "_")
-    );
-    std::env::var(var).ok()
+    )
 }
 
 /// Every input's value: `--input`, then `RUNBOOK_INPUT_<NAME>`, then the default, then asked

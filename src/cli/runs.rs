@@ -2,6 +2,7 @@
 //! continuing one that stopped (a failure, Ctrl-C, a crash) without repeating finished steps.
 
 use std::io::IsTerminal;
+use std::sync::Arc;
 
 use indexmap::IndexMap;
 
@@ -9,12 +10,13 @@ use super::{Ctx, Output, exit, prompt, resolve_inputs, ui};
 use crate::diag::Problem;
 use crate::engine::event::{Bus, Sink};
 use crate::engine::record::Resume;
-use crate::engine::{Engine, InputValue, Interrupt, RunOptions};
+use crate::engine::{ChildLocks, Engine, InputValue, Interrupt, RunOptions};
 use crate::journal::{self, LockError, RunJournal, RunLock, RunMeta};
 use crate::model::{Environment, Runbook};
 use crate::plan;
 use crate::secret::Redactor;
 use crate::select;
+use crate::state;
 use crate::steps::Prompter;
 use crate::steps::ssm::{self, SharedLock, SharedLockError};
 
@@ -57,8 +59,12 @@ struct Launch<'a> {
     resume: Resume,
     selected: Option<Vec<String>>,
     step: bool,
+    /// A protected environment's name was given (`--confirm-env`): no gate asks for it.
+    env_confirmed: bool,
     journal: RunJournal,
     _lock: RunLock,
+    /// The locks of the runbooks it runs inside itself.
+    children: Arc<HeldLocks>,
     runtime: tokio::runtime::Runtime,
     /// The environment's lock in SSM, when it has `shared_lock:`.
     shared: Option<SharedLock>,
@@ -149,6 +155,10 @@ impl Ctx {
             self.report(&[p]);
             return exit::INVALID;
         }
+        let state = match self.state(true) {
+            Ok(s) => s,
+            Err(code) => return code,
+        };
         if interactive {
             say(&plan.render_text());
         }
@@ -164,9 +174,8 @@ impl Ctx {
                 list_ids(&skipped)
             ));
         }
-        let state = journal::state_dir(self.state_dir.as_deref());
         let run_id = journal::new_run_id();
-        let lock = match self.lock(&state, rb, env, &run_id) {
+        let (lock, children) = match self.lock(&state, &catalog, rb, env, &values, &run_id) {
             Ok(l) => l,
             Err(code) => return code,
         };
@@ -202,8 +211,10 @@ impl Ctx {
             resume: Resume::default(),
             selected,
             step,
+            env_confirmed: confirm_env.is_some(),
             journal,
             _lock: lock,
+            children,
             runtime,
             shared,
         })
@@ -226,7 +237,16 @@ impl Ctx {
             Ok(i) => i,
             Err(code) => return code,
         };
-        let state = journal::state_dir(self.state_dir.as_deref());
+        if let Some(id) = run_id
+            && !journal::valid_run_id(id)
+        {
+            self.report(&[bad_run_id(id)]);
+            return exit::INVALID;
+        }
+        let state = match self.state(true) {
+            Ok(s) => s,
+            Err(code) => return code,
+        };
         let run = match run_id {
             Some(id) => journal::load_run(&state, id),
             None => journal::list_runs(&state)
@@ -249,14 +269,21 @@ impl Ctx {
             self.report(&[p]);
             return exit::INVALID;
         };
+        print_notes(&run);
         if !run.resumable {
-            let p = Problem::error(
+            let mut p = Problem::error(
                 "runbook::not-resumable",
                 format!(
                     "run {} is {}; only a failed, declined, interrupted or crashed run can be resumed",
                     run.run_id, run.status
                 ),
             );
+            if run.abandonable {
+                p = p.help(format!(
+                    "`runbook abandon {}` gives it up and erases the secrets its journal holds",
+                    run.run_id
+                ));
+            }
             self.report(&[p]);
             return exit::INVALID;
         }
@@ -361,7 +388,7 @@ impl Ctx {
             self.report(&[p]);
             return exit::INVALID;
         }
-        let lock = match self.lock(&state, rb, env, &run.run_id) {
+        let (lock, children) = match self.lock(&state, &catalog, rb, env, &inputs, &run.run_id) {
             Ok(l) => l,
             Err(code) => return code,
         };
@@ -401,16 +428,24 @@ impl Ctx {
             resume,
             selected,
             step,
+            env_confirmed: confirm_env.is_some(),
             journal,
             _lock: lock,
+            children,
             runtime,
             shared,
         })
     }
 
     pub(super) fn runs(&self, output: Output) -> i32 {
-        let state = journal::state_dir(self.state_dir.as_deref());
+        let state = match self.state(false) {
+            Ok(s) => s,
+            Err(code) => return code,
+        };
         let runs = journal::list_runs(&state);
+        for r in &runs {
+            print_notes(r);
+        }
         match output {
             Output::Json => {
                 for r in &runs {
@@ -444,7 +479,14 @@ impl Ctx {
     }
 
     pub(super) fn abandon(&self, run_id: &str) -> i32 {
-        let state = journal::state_dir(self.state_dir.as_deref());
+        if !journal::valid_run_id(run_id) {
+            self.report(&[bad_run_id(run_id)]);
+            return exit::INVALID;
+        }
+        let state = match self.state(true) {
+            Ok(s) => s,
+            Err(code) => return code,
+        };
         let Some(run) = journal::load_run(&state, run_id) else {
             self.report(&[Problem::error(
                 "runbook::no-such-run",
@@ -452,7 +494,8 @@ impl Ctx {
             )]);
             return exit::INVALID;
         };
-        if !run.resumable {
+        print_notes(&run);
+        if !run.abandonable {
             self.report(&[Problem::error(
                 "runbook::not-resumable",
                 format!("run {run_id} is {}", run.status),
@@ -470,38 +513,57 @@ impl Ctx {
         }
     }
 
+    /// The run's own lock, and those of the runbooks its `runbook.run` steps can run: taken
+    /// before anything runs, so a nested runbook someone else is running refuses the whole
+    /// run instead of stopping it half-way.
     fn lock(
         &self,
         state: &std::path::Path,
+        catalog: &crate::load::Catalog,
         rb: &Runbook,
         env: &Environment,
+        inputs: &IndexMap<String, InputValue>,
         run_id: &str,
-    ) -> Result<RunLock, i32> {
-        RunLock::acquire(state, rb.name(), &env.name, run_id).map_err(|e| {
-            let p = match e {
-                LockError::Held(h) => Problem::error(
-                    "runbook::locked",
-                    format!(
-                        "`{}` on `{}` is being run by {}@{} (pid {}, run {}, since {})",
-                        rb.name(),
-                        env.name,
-                        h.user,
-                        h.host,
-                        h.pid,
-                        h.run_id,
-                        h.started
-                    ),
-                )
-                .help("wait for that run to end; two runs of one procedure on one environment would race"),
-                LockError::Io(e) => Problem::error("runbook::journal", format!("cannot take the run lock in {}: {e}", state.display()))
-                    .help("pass --state-dir to a writable directory"),
-            };
-            self.report(&[p]);
+    ) -> Result<(RunLock, Arc<HeldLocks>), i32> {
+        let own = RunLock::acquire(state, rb.name(), &env.name, run_id).map_err(|e| {
+            self.report(&[lock_problem(state, rb.name(), &env.name, e)]);
             exit::INVALID
-        })
+        })?;
+        let children = Arc::new(HeldLocks {
+            state: state.to_path_buf(),
+            run_id: run_id.to_string(),
+            own: (rb.name().to_string(), env.name.clone()),
+            held: Default::default(),
+        });
+        for child in nested_runbooks(rb, &catalog.runbooks, env, inputs) {
+            if let Err(p) = children.take(child.name(), &env.name) {
+                self.report(&[p]);
+                return Err(exit::INVALID);
+            }
+        }
+        Ok((own, children))
+    }
+
+    /// The state directory, checked (and made, 0700, for a command that writes): refused when
+    /// someone else could write in it.
+    fn state(&self, write: bool) -> Result<std::path::PathBuf, i32> {
+        let dir = journal::state_dir(self.state_dir.as_deref());
+        let checked = if write {
+            state::prepare(&dir).and_then(|()| state::check_files(&dir))
+        } else {
+            state::inspect(&dir).map(|_| ())
+        };
+        match checked {
+            Ok(()) => Ok(dir),
+            Err(e) => Err(self.journal_error(&dir, &e)),
+        }
     }
 
     fn journal_error(&self, state: &std::path::Path, e: &std::io::Error) -> i32 {
+        if state::unsafe_of(e).is_some() {
+            self.report(&[unsafe_problem(e)]);
+            return exit::INVALID;
+        }
         let p = Problem::error(
             "runbook::journal",
             format!("cannot write the run journal in {}: {e}", state.display()),
@@ -517,6 +579,8 @@ impl Ctx {
         for v in l.inputs.values().filter(|v| v.secret) {
             redactor.add(&v.value);
         }
+        let health = l.journal.health();
+        let journal_path = l.journal.path().to_path_buf();
         let mut sinks: Vec<Box<dyn Sink>> = Vec::new();
         match l.output {
             Output::Json => sinks.push(Box::new(ui::JsonSink::new(std::io::stdout()))),
@@ -550,9 +614,16 @@ impl Ctx {
                 l.journal,
             )))),
             library: l.library,
-            nesting: Default::default(),
+            nesting: crate::engine::Nesting {
+                env_confirmed: std::sync::Arc::new(std::sync::atomic::AtomicBool::new(
+                    l.env_confirmed,
+                )),
+                locks: Some(l.children.clone()),
+                ..Default::default()
+            },
             resume: l.resume,
         };
+        let run_id = engine.options.run_id.clone();
         let result = runtime.block_on(async move {
             let signals = interrupt.clone();
             tokio::spawn(async move {
@@ -573,7 +644,32 @@ impl Ctx {
         }
         // Don't wait for background tasks (the signal listener) at exit.
         runtime.shutdown_background();
-        result.status.exit_code()
+        let code = result.status.exit_code();
+        let h = health.get();
+        if let Some(e) = &h.failed {
+            // The run stopped at the failed write (or it was the last one); say what is left.
+            let secrets = if h.closed {
+                "it holds no secret values."
+            } else {
+                "it still holds this run's secret values in clear (mode 0600)."
+            };
+            eprintln!(
+                "error: the journal of run {run_id} could not be written: {e}\n  left on disk: {} — {secrets}\n  once the disk has room: `runbook abandon {run_id}` erases them, or `runbook resume {run_id}` goes on where the run stopped",
+                journal_path.display()
+            );
+            if h.audit_failed.is_some() || !h.closed {
+                eprintln!("  no audit line was written for this attempt");
+            }
+            return if code == exit::DONE {
+                exit::STEP_FAILED
+            } else {
+                code
+            };
+        }
+        if let Some(e) = &h.audit_failed {
+            eprintln!("warning: the audit log line of run {run_id} could not be written: {e}");
+        }
+        code
     }
 
     /// The environment's lock in SSM (`shared_lock:`), taken after the local one.
@@ -687,6 +783,161 @@ impl Ctx {
     }
 }
 
+fn lock_problem(state: &std::path::Path, runbook: &str, env: &str, e: LockError) -> Problem {
+    match e {
+        LockError::Held(h) => Problem::error(
+            "runbook::locked",
+            format!(
+                "`{runbook}` on `{env}` is being run by {}@{} (pid {}, run {}, since {})",
+                h.user, h.host, h.pid, h.run_id, h.started
+            ),
+        )
+        .help("wait for that run to end; two runs of one procedure on one environment would race"),
+        LockError::Unreadable { path, why } => Problem::error(
+            "runbook::lock-unreadable",
+            format!(
+                "`{runbook}` on `{env}` is locked by {}, and who holds it cannot be read: {why}",
+                path.display()
+            ),
+        )
+        .help(format!(
+            "a lock is never taken for stale unless its holder is known to be gone; check that no one runs `{runbook}` on `{env}` (`runbook runs`, ps), then remove it: rm {}",
+            path.display()
+        )),
+        LockError::Io(e) if state::unsafe_of(&e).is_some() => unsafe_problem(&e),
+        LockError::Io(e) => Problem::error(
+            "runbook::journal",
+            format!("cannot take the run lock in {}: {e}", state.display()),
+        )
+        .help("pass --state-dir to a writable directory"),
+    }
+}
+
+/// The locks a run holds besides its own: those of the runbooks it runs inside itself, until
+/// the whole run ends.
+#[derive(Debug)]
+pub(super) struct HeldLocks {
+    state: std::path::PathBuf,
+    run_id: String,
+    /// The run's own (runbook, environment): held already.
+    own: (String, String),
+    held: std::sync::Mutex<Vec<(String, String, RunLock)>>,
+}
+
+impl HeldLocks {
+    fn take(&self, runbook: &str, env: &str) -> Result<(), Problem> {
+        if self.own.0 == runbook && self.own.1 == env {
+            return Ok(());
+        }
+        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        if held.iter().any(|(r, e, _)| r == runbook && e == env) {
+            return Ok(());
+        }
+        let lock = RunLock::acquire(&self.state, runbook, env, &self.run_id)
+            .map_err(|e| lock_problem(&self.state, runbook, env, e))?;
+        held.push((runbook.to_string(), env.to_string(), lock));
+        Ok(())
+    }
+}
+
+impl ChildLocks for HeldLocks {
+    fn lock(&self, runbook: &str, env: &str) -> Result<(), String> {
+        self.take(runbook, env).map_err(|p| match p.help {
+            Some(h) => format!("{} ({h})", p.message),
+            None => p.message,
+        })
+    }
+}
+
+/// The runbooks a run of `rb` can run inside itself, through `runbook.run` steps at any depth.
+/// A templated name is rendered with the run's inputs at the top level; deeper, or when it
+/// cannot be rendered, every choice of the input it names counts (`check` refuses other
+/// templated names).
+fn nested_runbooks<'a>(
+    rb: &Runbook,
+    library: &'a [Runbook],
+    env: &Environment,
+    inputs: &IndexMap<String, InputValue>,
+) -> Vec<&'a Runbook> {
+    let mut found: Vec<&'a Runbook> = Vec::new();
+    let mut queue: Vec<(&Runbook, bool)> = vec![(rb, true)];
+    while let Some((r, top)) = queue.pop() {
+        for step in r.all_steps().filter(|s| s.kind.name() == "runbook.run") {
+            let Some(name) = step
+                .params
+                .get("name")
+                .and_then(crate::load::yaml::Node::as_str)
+            else {
+                continue;
+            };
+            let mut names = Vec::new();
+            if !crate::template::is_template(name) {
+                names.push(name.to_string());
+            } else {
+                let rendered = top
+                    .then(|| {
+                        let values: serde_json::Map<String, serde_json::Value> = inputs
+                            .iter()
+                            .map(|(k, v)| (k.clone(), v.value.clone().into()))
+                            .collect();
+                        let ctx = crate::template::value(serde_json::json!({
+                            "inputs": values,
+                            "env": env.template_vars(),
+                        }));
+                        crate::template::render(name, &ctx).ok()
+                    })
+                    .flatten();
+                match rendered {
+                    Some(n) => names.push(n),
+                    None => {
+                        for reference in crate::template::references(name).unwrap_or_default() {
+                            if let Some(spec) = reference
+                                .strip_prefix("inputs.")
+                                .and_then(|i| r.doc.inputs.get(i))
+                            {
+                                names.extend(spec.choices.clone().unwrap_or_default());
+                            }
+                        }
+                    }
+                }
+            }
+            for n in names {
+                if let Some(child) = library.iter().find(|c| c.name() == n)
+                    && child.name() != rb.name()
+                    && !found.iter().any(|f| f.name() == child.name())
+                {
+                    found.push(child);
+                    queue.push((child, false));
+                }
+            }
+        }
+    }
+    found
+}
+
+fn bad_run_id(id: &str) -> Problem {
+    Problem::error(
+        "runbook::bad-run-id",
+        format!("`{}` is not a run id", id.escape_debug()),
+    )
+    .help("a run id looks like 20260102-150405-3fa9; `runbook runs` lists them")
+}
+
+fn unsafe_problem(e: &std::io::Error) -> Problem {
+    let (msg, help) = match state::unsafe_of(e) {
+        Some(u) => (u.to_string(), u.help.clone()),
+        None => (e.to_string(), String::new()),
+    };
+    Problem::error("runbook::unsafe-state", msg).help(help)
+}
+
+/// What could not be read of a run's journal, said before anything is done with it.
+fn print_notes(run: &journal::RunSummary) {
+    for n in &run.notes {
+        eprintln!("note: run {}: {n}", run.run_id);
+    }
+}
+
 fn step_needs_terminal() -> Problem {
     Problem::error(
         "runbook::needs-terminal",
@@ -705,8 +956,9 @@ fn list_ids(ids: &[&str]) -> String {
     }
 }
 
-/// A run that needs a person must have one, or `--yes` (and for a protected environment,
-/// `--confirm-env NAME`): a gate must never hang and never pass by accident.
+/// A run that needs a person must have one, or `--yes`: a gate must never hang and never pass
+/// by accident. A protected environment needs its name, typed at the first gate or given as
+/// `--confirm-env NAME`, with or without a terminal: `--yes` alone never stands for it.
 fn approvals_possible(
     plan: &plan::Plan,
     env: &Environment,
@@ -727,13 +979,32 @@ fn approvals_possible(
             "run it in a terminal, or pass --yes to approve every gate (see `runbook plan` first)",
         ));
     }
-    if yes && !interactive && env.doc.protected && confirm_env != Some(env.name.as_str()) {
+    if let Some(given) = confirm_env
+        && given != env.name
+    {
         return Err(Problem::error(
-            "runbook::protected-env",
-            format!("`{}` is a protected environment", env.name),
+            "runbook::confirm-env-mismatch",
+            format!(
+                "--confirm-env `{}` is not the environment of this run (`{}`)",
+                given.escape_debug(),
+                env.name
+            ),
         )
         .help(format!(
-            "to approve without a terminal, also pass --confirm-env {}",
+            "--confirm-env must repeat the environment's name: --confirm-env {}",
+            env.name
+        )));
+    }
+    if yes && env.doc.protected && confirm_env.is_none() {
+        return Err(Problem::error(
+            "runbook::protected-env",
+            format!(
+                "`{}` is a protected environment: --yes alone does not approve it",
+                env.name
+            ),
+        )
+        .help(format!(
+            "also pass --confirm-env {} (its name, to show the approval was meant), or leave out --yes and type the name at the first gate",
             env.name
         )));
     }

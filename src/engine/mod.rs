@@ -98,12 +98,23 @@ pub struct Engine<'a> {
 }
 
 /// A runbook run by a `runbook.run` step journals its steps as `<parent step>/<step>`, shares
-/// the run's "protected environment confirmed" state, and may not nest without end.
+/// the run's "protected environment confirmed" state and its locks, and may not nest without
+/// end.
 #[derive(Debug, Clone, Default)]
 pub struct Nesting {
     pub prefix: String,
     pub depth: u8,
     pub env_confirmed: Arc<AtomicBool>,
+    /// Takes the run lock of a nested runbook before it starts (none: no locks, as in tests).
+    pub locks: Option<Arc<dyn ChildLocks>>,
+}
+
+/// The run locks of the runbooks a run runs inside itself: a nested runbook runs under its own
+/// lock (runbook, environment), like a run of it on its own, held until the whole run ends.
+pub trait ChildLocks: Send + Sync + std::fmt::Debug {
+    /// Take (or find already held by this run) the lock of `runbook` on `env`; the error says
+    /// who holds it.
+    fn lock(&self, runbook: &str, env: &str) -> Result<(), String>;
 }
 
 const MAX_NESTING: u8 = 4;
@@ -1082,6 +1093,12 @@ impl Nested for EngineNested<'_, '_> {
                 "runbook `{name}` has no input `{extra}`"
             )));
         }
+        // Before any of its steps: someone else running it on this environment stops it here.
+        if let Some(locks) = &parent.nesting.locks {
+            locks
+                .lock(child.name(), &parent.env.name)
+                .map_err(StepError::new)?;
+        }
         let prefix = format!("{}{step_id}/", parent.nesting.prefix);
         // What the journal says the child already did, when this run is a resume.
         let strip = |id: &str| id.strip_prefix(prefix.as_str()).map(str::to_string);
@@ -1124,6 +1141,7 @@ impl Nested for EngineNested<'_, '_> {
                 prefix,
                 depth: parent.nesting.depth + 1,
                 env_confirmed: parent.nesting.env_confirmed.clone(),
+                locks: parent.nesting.locks.clone(),
             },
             resume,
         };
