@@ -204,7 +204,7 @@ fn require_refuses_a_server_without_tls() {
             summary: require TLS
             steps:
               - id: q
-                psql: { database: plain, password: x, sql: select 1 }
+                psql: { database: plain, password: not-the-password, sql: select 1 }
             "#,
         )
         .args(&["run", "x", "--env", "sandbox", "--yes"])
