@@ -386,9 +386,15 @@ fn check_templates(
         };
         match refs {
             Err(e) => {
-                let span = e
-                    .range
-                    .map_or(node.span.clone(), |r| locate(node, source, r));
+                // An expression's range is within the text without its `{{ }}`.
+                let off = if is_expr {
+                    template::strip_braces(text).as_ptr() as usize - text.as_ptr() as usize
+                } else {
+                    0
+                };
+                let span = e.range.map_or(node.span.clone(), |r| {
+                    locate(node, source, r.start + off..r.end + off)
+                });
                 problems.push(
                     Problem::error("runbook::template", e.message)
                         .at(source, span)

@@ -3,6 +3,7 @@
 
 pub mod completions;
 mod list_json;
+pub mod out;
 mod preflight;
 pub mod prompt;
 mod runs;
@@ -28,6 +29,8 @@ pub mod exit {
     pub const INVALID: i32 = 2;
     pub const DECLINED: i32 = 3;
     pub const INTERRUPTED: i32 = 130;
+    /// A bug of runbook (a panic): one line on stderr, nothing else.
+    pub const INTERNAL: i32 = 101;
 }
 
 const AFTER_HELP: &str = "\
@@ -243,8 +246,17 @@ pub enum Command {
     Man,
 }
 
-/// Parse arguments, run the command, return the exit code.
+/// Parse arguments, run the command, return the exit code ([`exit::INTERNAL`] on a panic).
 pub fn main() -> i32 {
+    out::install_panic_hook();
+    std::panic::catch_unwind(command).unwrap_or(exit::INTERNAL)
+}
+
+fn command() -> i32 {
+    // The panic hook's test: a debug build panics on request, with a canary in the payload.
+    if cfg!(debug_assertions) && std::env::var_os("RUNBOOK_DEBUG_PANIC").is_some() {
+        panic!("canary-payload-must-not-be-printed");
+    }
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
