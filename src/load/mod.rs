@@ -284,12 +284,26 @@ fn parse(source: &Arc<Source>, problems: &mut Vec<Problem>) -> Option<Node> {
     match yaml::parse(&source.text) {
         Ok(node) => Some(node),
         Err(e) => {
-            problems.push(
-                Problem::error("runbook::yaml", format!("invalid YAML: {}", e.message))
-                    .at(source, e.span)
+            let p = match e.limit {
+                None => Problem::error("runbook::yaml", format!("invalid YAML: {}", e.message))
                     .label("here")
                     .help("check the indentation and quoting around this place"),
-            );
+                Some(yaml::Limit::Depth) => Problem::error("runbook::too-deep", e.message)
+                    .label("too deep")
+                    .help(format!(
+                        "a runbook or environments file needs about 8 levels; more than {} are refused",
+                        yaml::MAX_DEPTH
+                    )),
+                Some(yaml::Limit::Aliases) => Problem::error("runbook::alias-budget", e.message)
+                    .label("this alias goes over the limit")
+                    .help(format!(
+                        "write the repeated part out, or alias less: all aliases of a file may \
+                         copy at most {} nodes and {} KiB",
+                        yaml::MAX_ALIAS_NODES,
+                        yaml::MAX_ALIAS_BYTES / 1024
+                    )),
+            };
+            problems.push(p.at(source, e.span));
             None
         }
     }

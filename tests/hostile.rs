@@ -1,0 +1,272 @@
+//! Hostile input: files built to exhaust memory or stack, closed pipes, a panic. Each must end
+//! in a located diagnostic or a quiet, documented exit, never a crash.
+
+mod common;
+
+use std::process::Stdio;
+
+use common::Test;
+
+const GOOD: &str = "
+    version: 1
+    name: good
+    summary: A runbook that works
+    steps:
+      - id: gen
+        generate: { format: hex }
+";
+
+const ENVS: &str = "
+    version: 1
+    environments:
+      local: {}
+";
+
+fn with_file(t: Test, file: &str, text: &str) -> Test {
+    std::fs::write(t.runbooks_dir().join(file), text).unwrap();
+    t
+}
+
+fn header(name: &str) -> String {
+    format!("version: 1\nname: {name}\nsummary: s\nsteps:\n")
+}
+
+/// The shapes of deep nesting: block lists, block mappings, flow inside block, mixed.
+fn deep_shapes() -> Vec<(&'static str, String)> {
+    let n = 140_000;
+    let mut maps = String::new();
+    for i in 0..20_000 {
+        maps.push_str(&"  ".repeat(i + 1));
+        maps.push_str("a:\n");
+    }
+    vec![
+        (
+            "block-seq",
+            format!("{}{}x\n", header("deep"), "- ".repeat(n)),
+        ),
+        ("block-map", format!("{}{maps}", header("deep"))),
+        (
+            "mixed",
+            format!(
+                "{}{}{}{}\n",
+                header("deep"),
+                "- ".repeat(1000),
+                "[".repeat(200),
+                "]".repeat(200)
+            ),
+        ),
+        (
+            "flow-in-map",
+            format!(
+                "{}  - a:\n      b: {}{}\n",
+                header("deep"),
+                "[".repeat(250),
+                "]".repeat(250)
+            ),
+        ),
+    ]
+}
+
+#[test]
+fn deep_nesting_is_refused_at_its_place_in_runbooks() {
+    for (shape, text) in deep_shapes() {
+        let t = with_file(
+            Test::new().environments(ENVS).runbook("good", GOOD),
+            "deep.yaml",
+            &text,
+        )
+        .args(&["check"]);
+        let r = t.run();
+        assert_eq!(r.code, 2, "{shape}: {}", r.stderr);
+        assert!(
+            r.stderr.contains("runbook::too-deep"),
+            "{shape}: {}",
+            r.stderr
+        );
+        assert!(r.stderr.contains("deep.yaml:"), "{shape}: {}", r.stderr);
+        assert!(
+            r.stderr.contains("more than 64 are refused"),
+            "{shape}: {}",
+            r.stderr
+        );
+        // One screen, even when the offending line is 280 KB long.
+        assert!(r.stderr.len() < 4000, "{shape}: {} bytes", r.stderr.len());
+        // The other runbooks stay usable.
+        t.again(&["plan", "good", "--env", "local"]).assert_code(0);
+        let list = t.again(&["list"]);
+        list.assert_code(0);
+        assert!(list.stdout.contains("good"), "{}", list.stdout);
+        assert!(list.stderr.contains("1 problem(s)"), "{}", list.stderr);
+        t.again(&["run", "good", "--env", "local", "--yes"])
+            .assert_code(0);
+        let own = t.again(&["plan", "deep", "--env", "local"]);
+        assert_eq!(own.code, 2, "{shape}: {}", own.stderr);
+        assert!(own.stderr.contains("runbook::too-deep"), "{}", own.stderr);
+    }
+}
+
+#[test]
+fn deep_nesting_is_refused_in_environments() {
+    for (shape, text) in deep_shapes() {
+        let text = text.replacen(
+            &header("deep"),
+            "version: 1\nenvironments:\n  local: {}\nsteps:\n",
+            1,
+        );
+        let t = with_file(
+            Test::new().runbook("good", GOOD),
+            "environments.yaml",
+            &text,
+        );
+        let r = t.again(&["check"]);
+        assert_eq!(r.code, 2, "{shape}: {}", r.stderr);
+        assert!(
+            r.stderr.contains("runbook::too-deep"),
+            "{shape}: {}",
+            r.stderr
+        );
+        assert!(
+            r.stderr.contains("environments.yaml:"),
+            "{shape}: {}",
+            r.stderr
+        );
+        let run = t.again(&["run", "good", "--env", "local", "--yes"]);
+        assert_eq!(run.code, 2, "{shape}: {}", run.stderr);
+    }
+}
+
+/// Aliases of aliases: 10 levels of 9 make 9^10 copies (gigabytes) from under 600 bytes.
+fn alias_bomb(name: &str) -> String {
+    let mut s = format!("version: 1\nname: {name}\nsummary: s\n");
+    s.push_str("a0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n");
+    for i in 1..10 {
+        let refs = vec![format!("*a{}", i - 1); 9].join(", ");
+        s.push_str(&format!("a{i}: &a{i} [{refs}]\n"));
+    }
+    s.push_str("steps: []\n");
+    s
+}
+
+#[test]
+fn an_alias_bomb_is_refused_by_every_command_without_eating_memory() {
+    let bomb = alias_bomb("bomb");
+    assert!(bomb.len() < 600);
+    let t = with_file(
+        Test::new().environments(ENVS).runbook("good", GOOD),
+        "bomb.yaml",
+        &bomb,
+    );
+    let r = t.again(&["check"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("runbook::alias-budget"), "{}", r.stderr);
+    assert!(r.stderr.contains("bomb.yaml:7:"), "{}", r.stderr);
+    t.again(&["list"]).assert_code(0);
+    t.again(&["plan", "good", "--env", "local"]).assert_code(0);
+    t.again(&["run", "good", "--env", "local", "--yes"])
+        .assert_code(0);
+    let own = t.again(&["run", "bomb", "--env", "local", "--yes"]);
+    assert_eq!(own.code, 2, "{}", own.stderr);
+    // In environments.yaml too.
+    let envs = alias_bomb("x").replace("steps: []\n", "environments: {local: {}}\n");
+    let t = with_file(
+        Test::new().runbook("good", GOOD),
+        "environments.yaml",
+        &envs,
+    );
+    let r = t.again(&["check"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("runbook::alias-budget"), "{}", r.stderr);
+    assert!(r.stderr.contains("environments.yaml:7:"), "{}", r.stderr);
+}
+
+#[test]
+fn a_problem_inside_multibyte_text_is_reported_in_every_format() {
+    // The expression's error offset lands inside `é` when read against the whole scalar.
+    let t = Test::new().environments(ENVS).runbook(
+        "mb",
+        "
+        version: 1
+        name: mb
+        summary: s
+        steps:
+          - id: gen
+            when: \"{{ 'ééé' ) }}\"
+            title: \"ü {{ inputs.nope }} ü\"
+            generate: { format: hex }
+        ",
+    );
+    for format in ["human", "json", "github"] {
+        let r = t.again(&["check", "--format", format]);
+        assert_eq!(r.code, 2, "{format}: {}", r.stderr);
+        assert!(!r.stderr.contains("panicked"), "{format}: {}", r.stderr);
+        let all = format!("{}{}", r.stdout, r.stderr);
+        assert!(all.contains("runbook::template"), "{format}: {all}");
+    }
+    let r = t.again(&["check", "--format", "github"]);
+    assert!(r.stdout.contains("line=6,col=21"), "{}", r.stdout);
+}
+
+#[test]
+fn a_closed_pipe_ends_no_command_badly_and_a_run_still_finishes() {
+    let t = Test::new().environments(ENVS).runbook("good", GOOD);
+    for output in ["human", "json"] {
+        let mut child = t
+            .command()
+            .args(["run", "good", "--env", "local", "--yes", "--output", output])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // The reader goes away before the tool writes anything.
+        drop(child.stdout.take());
+        drop(child.stderr.take());
+        let status = child.wait().unwrap();
+        assert_eq!(status.code(), Some(0), "{output}");
+    }
+    let runs = t.again(&["runs", "--output", "json"]);
+    let done = runs
+        .stdout
+        .lines()
+        .filter(|l| l.contains("\"done\""))
+        .count();
+    assert_eq!(done, 2, "{}", runs.stdout);
+    // The read-only commands too.
+    for args in [
+        &["list"][..],
+        &["check"],
+        &["plan", "good", "--env", "local"],
+        &["schema"],
+    ] {
+        let mut child = t
+            .command()
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        assert_ne!(out.status.code(), Some(101), "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn a_panic_prints_one_line_without_its_payload() {
+    let r = Test::new()
+        .environments(ENVS)
+        .env("RUNBOOK_DEBUG_PANIC", "1")
+        .args(&["list"])
+        .run();
+    assert_eq!(r.code, 101, "{}", r.stderr);
+    assert!(!r.stderr.contains("canary"), "{}", r.stderr);
+    assert_eq!(r.stderr.lines().count(), 1, "{}", r.stderr);
+    assert!(
+        r.stderr.starts_with("error: internal error in runbook"),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains("please report it"), "{}", r.stderr);
+}
