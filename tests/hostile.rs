@@ -270,3 +270,136 @@ fn a_panic_prints_one_line_without_its_payload() {
     );
     assert!(r.stderr.contains("please report it"), "{}", r.stderr);
 }
+
+/// `cmd` ends by itself within `secs` (a FIFO must not hang it); its output.
+fn within(mut cmd: std::process::Command, secs: u64) -> std::process::Output {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("{cmd:?} still running after {secs}s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn links_out_of_the_directory_and_special_files_are_refused_unread() {
+    const CANARY: &str = "canary-4f1d9a0c7e";
+    let outside = tempfile::tempdir().unwrap();
+    let creds = outside.path().join("credentials");
+    std::fs::write(
+        &creds,
+        format!("[default]\naws_secret_access_key = {CANARY}\n: [\n"),
+    )
+    .unwrap();
+    let t = Test::new()
+        .environments(ENVS)
+        .runbook("good", GOOD)
+        .env("CANARY_SECRET", CANARY);
+    let dir = t.runbooks_dir();
+    let link = |target: &std::path::Path, name: &str| {
+        std::os::unix::fs::symlink(target, dir.join(name)).unwrap();
+    };
+    link(std::path::Path::new("/proc/self/environ"), "environ.yaml");
+    link(&creds, "creds.yaml");
+    link(std::path::Path::new("/dev/zero"), "zero.yaml");
+    link(&dir.join("good.yaml"), "alias.yaml");
+    let fifo = std::ffi::CString::new(dir.join("fifo.yaml").to_str().unwrap()).unwrap();
+    // SAFETY: a valid, NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+    std::fs::create_dir(dir.join("sub.yaml")).unwrap();
+
+    for format in ["human", "json", "github"] {
+        let out = within(
+            {
+                let mut c = t.command();
+                c.args(["check", "--format", format]);
+                c
+            },
+            20,
+        );
+        let all = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(out.status.code(), Some(2), "{format}: {all}");
+        assert!(!all.contains(CANARY), "{format}: {all}");
+        for (file, code) in [
+            ("environ.yaml", "runbook::link-outside"),
+            ("creds.yaml", "runbook::link-outside"),
+            ("zero.yaml", "runbook::link-outside"),
+            ("fifo.yaml", "runbook::not-a-file"),
+            ("sub.yaml", "runbook::not-a-file"),
+        ] {
+            assert!(
+                all.lines().any(|l| l.contains(file) && all.contains(code)),
+                "{format}: {file} {code}: {all}"
+            );
+        }
+        // A link to a file of the same directory is read (it then has the wrong name).
+        assert!(all.contains("runbook::name-mismatch"), "{format}: {all}");
+    }
+    // Named on the command line, each is refused too; the FIFO hangs nothing.
+    for name in ["environ.yaml", "creds.yaml", "zero.yaml", "fifo.yaml"] {
+        let out = within(
+            {
+                let mut c = t.command();
+                c.arg("check").arg(dir.join(name));
+                c
+            },
+            20,
+        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{name}: {err}");
+        assert!(!err.contains(CANARY), "{name}: {err}");
+    }
+    for args in [&["list"][..], &["run", "good", "--env", "local", "--yes"]] {
+        let out = within(
+            {
+                let mut c = t.command();
+                c.args(args);
+                c
+            },
+            20,
+        );
+        assert_eq!(out.status.code(), Some(0), "{args:?}");
+    }
+    let own = t.again(&["run", "fifo", "--env", "local", "--yes"]);
+    assert_eq!(own.code, 2, "{}", own.stderr);
+    assert!(own.stderr.contains("runbook::not-a-file"), "{}", own.stderr);
+}
+
+#[test]
+fn a_file_over_the_size_limit_is_refused_without_being_read() {
+    let t = Test::new().environments(ENVS).runbook("good", GOOD);
+    // 50 MB that would parse (one long comment), so only the limit refuses it.
+    let mut big = header("big").into_bytes();
+    big.extend(b"# ");
+    big.resize(50 * 1024 * 1024, b'x');
+    std::fs::write(t.runbooks_dir().join("big.yaml"), &big).unwrap();
+    drop(big);
+    let r = t.again(&["check"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("runbook::file-too-large"), "{}", r.stderr);
+    assert!(r.stderr.contains("larger than 1024 KiB"), "{}", r.stderr);
+    assert!(!r.stderr.contains("xxxxxxxx"), "{}", r.stderr);
+    // In environments.yaml too.
+    let mut envs = b"version: 1\nenvironments: {local: {}}\n# ".to_vec();
+    envs.resize(2 * 1024 * 1024, b'x');
+    std::fs::write(t.runbooks_dir().join("environments.yaml"), &envs).unwrap();
+    let r = t.again(&["check"]);
+    assert!(
+        r.stderr.contains("environments.yaml was not read"),
+        "{}",
+        r.stderr
+    );
+}

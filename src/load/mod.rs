@@ -3,6 +3,7 @@
 //! Loading never stops at the first problem: the top level, each step and each environment are
 //! read separately so one mistake does not hide the next.
 
+pub mod file;
 pub mod yaml;
 
 use std::path::{Path, PathBuf};
@@ -85,14 +86,59 @@ pub fn load_dir(dir: &Path) -> Result<Catalog, Problem> {
 /// Load `environments.yaml` next to the runbooks (an empty set when there is none).
 pub fn load_environments_in(dir: &Path, problems: &mut Vec<Problem>) -> Environments {
     let path = dir.join(ENVIRONMENTS_FILE);
-    match std::fs::read_to_string(&path) {
-        Ok(text) => load_environments(&path, text, problems),
-        Err(_) => Environments {
-            list: Vec::new(),
-            source: None,
-            node: None,
-        },
+    let none = || Environments {
+        list: Vec::new(),
+        source: None,
+        node: None,
+    };
+    match read_source(&path, problems) {
+        Some(text) => load_environments(&path, text, problems),
+        None => none(),
     }
+}
+
+/// The text of a runbook or environments file, or a problem saying why it was not read (a
+/// missing environments file is no problem: there are then no environments). The problem
+/// names the file and never shows any of its content.
+fn read_source(path: &Path, problems: &mut Vec<Problem>) -> Option<String> {
+    let within = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let why = match file::read_text(path, within, file::MAX_FILE_BYTES) {
+        Ok(text) => return Some(text),
+        Err(file::Refused::Missing) if path.ends_with(ENVIRONMENTS_FILE) => return None,
+        Err(why) => why,
+    };
+    let (code, help) = match &why {
+        file::Refused::LinkOutside { .. } => (
+            "runbook::link-outside",
+            "a runbook file may be a link only to a file in the same directory".to_string(),
+        ),
+        file::Refused::NotAFile { .. } => (
+            "runbook::not-a-file",
+            "only regular files are read as runbooks; remove it or rename it".to_string(),
+        ),
+        file::Refused::TooLarge { limit } => (
+            "runbook::file-too-large",
+            format!(
+                "a runbook or environments file may hold at most {} KiB; split it",
+                limit / 1024
+            ),
+        ),
+        _ => (
+            "runbook::unreadable",
+            "check the file's permissions and encoding".to_string(),
+        ),
+    };
+    // An empty source: the problem has a file to belong to, and no snippet to show.
+    let source = Source::new(path, String::new());
+    problems.push(
+        Problem::error(code, format!("{} was not read: {why}", path.display()))
+            .in_file(&source)
+            .help(help),
+    );
+    None
 }
 
 pub fn load_environments(path: &Path, text: String, problems: &mut Vec<Problem>) -> Environments {
@@ -206,16 +252,8 @@ pub fn load_runbook_file(
     envs: &Environments,
     problems: &mut Vec<Problem>,
 ) -> Option<Runbook> {
-    match std::fs::read_to_string(path) {
-        Ok(text) => load_runbook(path, text, envs, problems),
-        Err(e) => {
-            problems.push(Problem::error(
-                "runbook::unreadable",
-                format!("cannot read {}: {e}", path.display()),
-            ));
-            None
-        }
-    }
+    let text = read_source(path, problems)?;
+    load_runbook(path, text, envs, problems)
 }
 
 /// Parse and check one runbook. Returns it when it has no errors (warnings are in `problems`).

@@ -915,9 +915,19 @@ fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
     cur.to_string()
 }
 
+/// A PEM file: a regular file of at most 1 MiB (a FIFO or a device named by mistake must
+/// neither hang the step nor fill memory).
+pub(crate) fn read_pem(path: &str) -> Result<Vec<u8>, crate::load::file::Refused> {
+    crate::load::file::read_bytes(
+        &super::expand_tilde(path),
+        None,
+        crate::load::file::MAX_FILE_BYTES,
+    )
+}
+
 fn read_ca(path: &str) -> Result<Vec<reqwest::Certificate>, StepError> {
-    let pem = std::fs::read(super::expand_tilde(path))
-        .map_err(|e| StepError::new(format!("cannot read `ca_file` {path}: {e}")))?;
+    let pem =
+        read_pem(path).map_err(|e| StepError::new(format!("cannot read `ca_file` {path}: {e}")))?;
     let certs = reqwest::Certificate::from_pem_bundle(&pem)
         .map_err(|_| StepError::new(format!("`ca_file` {path} is not a PEM certificate")))?;
     if certs.is_empty() {
