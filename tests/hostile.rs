@@ -403,3 +403,35 @@ fn a_file_over_the_size_limit_is_refused_without_being_read() {
         r.stderr
     );
 }
+
+#[test]
+fn environment_numbers_out_of_range_are_refused_at_their_place() {
+    let t = Test::new().runbook("good", GOOD).environments(
+        "
+        version: 1
+        environments:
+          local:
+            hosts:
+              app: { address: localhost, port: 0, connect_timeout: 0s }
+            databases:
+              main: { name: x, user: y, port: 0 }
+            shared_lock: { expires_after: 1s }
+        ",
+    );
+    let r = t.again(&["check", "--format", "json"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    for (message, line) in [
+        ("`port: 0` is out of range", 5),
+        ("`connect_timeout: 0s` is out of range", 5),
+        ("`port: 0` is out of range", 7),
+        ("`expires_after: 1s` is out of range", 8),
+    ] {
+        assert!(
+            r.stdout.lines().any(|l| l.contains(message)
+                && l.contains(&format!("\"line\":{line},"))
+                && l.contains("write a value from")),
+            "{message} at {line}: {}",
+            r.stdout
+        );
+    }
+}

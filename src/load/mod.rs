@@ -187,6 +187,7 @@ pub fn load_environments(path: &Path, text: String, problems: &mut Vec<Problem>)
     }
     for env in &list {
         let env_node = node.get("environments").and_then(|n| n.get(&env.name));
+        env_ranges(env, env_node, &source, problems);
         for (group, members) in &env.doc.groups {
             let member_nodes = env_node
                 .and_then(|n| n.get("groups"))
@@ -244,6 +245,53 @@ pub fn load_environments(path: &Path, text: String, problems: &mut Vec<Problem>)
         list,
         source: Some(source),
         node: Some(node),
+    }
+}
+
+/// An environment's ports and durations within their ranges (`crate::model::ranges`).
+fn env_ranges(
+    env: &Environment,
+    env_node: Option<&Node>,
+    source: &Arc<Source>,
+    problems: &mut Vec<Problem>,
+) {
+    use crate::model::ranges::{self, outside, outside_dur};
+    let dur = |d: std::time::Duration| humantime::format_duration(d).to_string();
+    let at = |path: &[&str]| {
+        let mut n = env_node;
+        for p in path {
+            n = n.and_then(|n| n.get(p));
+        }
+        n.or(env_node).map_or(0..0, |n| n.span.clone())
+    };
+    let mut found = Vec::new();
+    for (name, h) in &env.doc.hosts {
+        if let Some(port) = h.port
+            && let Some(help) = outside(port, ranges::PORT, |n| n.to_string())
+        {
+            found.push(("port", port.to_string(), help, at(&["hosts", name, "port"])));
+        }
+        if let Some(t) = h.connect_timeout
+            && let Some(help) = outside_dur(t.0, ranges::CONNECT_TIMEOUT)
+        {
+            let span = at(&["hosts", name, "connect_timeout"]);
+            found.push(("connect_timeout", dur(t.0), help, span));
+        }
+    }
+    for (name, db) in &env.doc.databases {
+        if let Some(help) = outside(db.port, ranges::PORT, |n| n.to_string()) {
+            let span = at(&["databases", name, "port"]);
+            found.push(("port", db.port.to_string(), help, span));
+        }
+    }
+    if let Some(lock) = &env.doc.shared_lock
+        && let Some(help) = outside_dur(lock.expires_after.0, ranges::LOCK_EXPIRY)
+    {
+        let span = at(&["shared_lock", "expires_after"]);
+        found.push(("expires_after", dur(lock.expires_after.0), help, span));
+    }
+    for (field, shown, help, span) in found {
+        problems.push(ranges::problem(field, &shown, help).at(source, span));
     }
 }
 

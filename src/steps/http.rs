@@ -249,6 +249,28 @@ impl Kind for HttpCheck {
                 ),
             );
         }
+        use crate::model::ranges::{self, outside, outside_dur};
+        if p.attempts > 0
+            && let Some(help) = outside(p.attempts, ranges::HTTP_ATTEMPTS, |n| n.to_string())
+        {
+            cx.problem_at(
+                "attempts",
+                ranges::problem("attempts", &p.attempts.to_string(), help),
+            );
+        }
+        for (field, d, range) in [
+            ("delay", p.delay, ranges::HTTP_DELAY),
+            (
+                "request_timeout",
+                p.request_timeout,
+                ranges::REQUEST_TIMEOUT,
+            ),
+        ] {
+            if let Some(help) = outside_dur(d.0, range) {
+                let shown = humantime::format_duration(d.0).to_string();
+                cx.problem_at(field, ranges::problem(field, &shown, help));
+            }
+        }
         check_via(p, cx);
         if p.insecure {
             insecure_warning(p, cx);
