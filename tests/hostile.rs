@@ -435,3 +435,59 @@ fn environment_numbers_out_of_range_are_refused_at_their_place() {
         );
     }
 }
+
+#[test]
+fn a_template_that_works_too_much_is_stopped_with_a_clear_error() {
+    let long = "x".repeat(2000);
+    let rb = format!(
+        "version: 1\nname: loops\nsummary: s\ninputs:\n  s: {{ description: d, default: {long} }}\nsteps:\n  - id: a\n    title: \"{{% for a in inputs.s %}}{{% for b in inputs.s %}}x{{% endfor %}}{{% endfor %}}\"\n    generate: {{ format: hex }}\n"
+    );
+    let t = with_file(Test::new().environments(ENVS), "loops.yaml", &rb);
+    let r = t.again(&["plan", "loops", "--env", "local"]);
+    assert!(
+        r.stdout.contains("too much work"),
+        "{}",
+        &r.stdout[..r.stdout.len().min(2000)]
+    );
+    assert!(r.stdout.len() < 100_000, "{} bytes", r.stdout.len());
+}
+
+#[test]
+fn github_annotations_cannot_be_forged_by_file_names_or_messages() {
+    let t = Test::new().environments(ENVS);
+    // A file name with a newline, `::`, `,` and `%`: each would end a property or the line.
+    let name = "x\n::warning file=a.yaml::All checks passed,y=%0A";
+    std::fs::write(
+        t.runbooks_dir().join(format!("{name}.yaml")),
+        "version: 1\nname: [\n",
+    )
+    .unwrap();
+    // A message quoting a value with a newline.
+    let t = with_file(
+        t,
+        "msg.yaml",
+        "version: 1\nname: msg\nsummary: s\nsteps:\n  - id: a\n    generate: { format: \"hex\\n::error::forged\" }\n",
+    );
+    let r = t.again(&["check", "--format", "github"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    let lines: Vec<&str> = r.stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "{}", r.stdout);
+    for l in &lines {
+        assert!(l.starts_with("::error file="), "{l}");
+        // The properties end at the first `::`; the message (data) may hold `::` freely.
+        let rest = &l["::error ".len()..];
+        let props = &rest[..rest.find("::").unwrap()];
+        let keys: Vec<&str> = props
+            .split(',')
+            .map(|p| p.split('=').next().unwrap())
+            .collect();
+        assert_eq!(keys, ["file", "line", "col", "title"], "{l}");
+    }
+    assert!(
+        r.stdout
+            .contains("x%0A%3A%3Awarning file=a.yaml%3A%3AAll checks passed%2Cy=%250A.yaml"),
+        "{}",
+        r.stdout
+    );
+    assert!(r.stdout.contains("`hex%0A::error::forged`"), "{}", r.stdout);
+}

@@ -777,12 +777,13 @@ impl Ctx {
                         Some(h) => format!("{} ({})", p.message, h),
                         None => p.message.clone(),
                     });
+                    let title = gh_property(p.code);
                     match p.location() {
                         Some((file, line, col)) => println!(
-                            "::{level} file={file},line={line},col={col},title={}::{msg}",
-                            p.code
+                            "::{level} file={},line={line},col={col},title={title}::{msg}",
+                            gh_property(&file)
                         ),
-                        None => println!("::{level} title={}::{msg}", p.code),
+                        None => println!("::{level} title={title}::{msg}"),
                     }
                 }
             }
@@ -814,10 +815,17 @@ fn same_file(p: &Problem, path: &Path) -> bool {
     p.source.as_ref().is_some_and(|s| s.path == path)
 }
 
+/// The message of a workflow command: `%`, CR and LF escaped, so no text (a file name, a
+/// value quoted in a message) can end the line and start a command of its own.
 fn gh_escape(s: &str) -> String {
     s.replace('%', "%25")
         .replace('\r', "%0D")
         .replace('\n', "%0A")
+}
+
+/// A property of a workflow command (`file=`, `title=`): also `:` and `,`, which would end it.
+fn gh_property(s: &str) -> String {
+    gh_escape(s).replace(':', "%3A").replace(',', "%2C")
 }
 
 fn problem_json(p: &Problem) -> String {
