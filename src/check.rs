@@ -287,6 +287,7 @@ pub fn steps(
                     .help(help),
                 );
             }
+            check_ranges(step, source, problems);
             if let Some(retry) = &step.common.retry
                 && retry.attempts == 0
             {
@@ -309,6 +310,56 @@ pub fn steps(
             );
         }
     }
+}
+
+/// The common fields' numbers and durations within their ranges (`crate::model::ranges`).
+fn check_ranges(step: &Step, source: &Arc<Source>, problems: &mut Vec<Problem>) {
+    use crate::model::ranges::{self, outside, outside_dur};
+    let c = &step.common;
+    let at = |field: &str| {
+        step.node
+            .get(field)
+            .map_or_else(|| step.span_of("id"), |n| n.span.clone())
+    };
+    let mut found: Vec<(&str, String, String, ByteSpan)> = Vec::new();
+    if let Some(t) = c.timeout
+        && let Some(help) = outside_dur(t.0, ranges::TIMEOUT)
+    {
+        found.push(("timeout", fmt_dur(t.0), help, at("timeout")));
+    }
+    if let Some(r) = &c.retry {
+        let field = |f: &str| {
+            step.node
+                .get("retry")
+                .and_then(|n| n.get(f))
+                .map_or_else(|| at("retry"), |n| n.span.clone())
+        };
+        // `attempts: 0` has its own message (below).
+        if r.attempts > 0
+            && let Some(help) = outside(r.attempts, ranges::RETRY_ATTEMPTS, |n| n.to_string())
+        {
+            found.push((
+                "retry.attempts",
+                r.attempts.to_string(),
+                help,
+                field("attempts"),
+            ));
+        }
+        if let Some(help) = outside_dur(r.delay.0, ranges::RETRY_DELAY) {
+            found.push(("retry.delay", fmt_dur(r.delay.0), help, field("delay")));
+        }
+        if let Some(help) = outside(r.backoff, ranges::BACKOFF, ranges::show_f64) {
+            let shown = ranges::show_f64(r.backoff);
+            found.push(("retry.backoff", shown, help, field("backoff")));
+        }
+    }
+    for (field, shown, help, span) in found {
+        problems.push(ranges::problem(field, &shown, help).at(source, span));
+    }
+}
+
+fn fmt_dur(d: std::time::Duration) -> String {
+    humantime::format_duration(d).to_string()
 }
 
 struct Scope<'a> {
@@ -467,9 +518,15 @@ fn check_templates(
         };
         match refs {
             Err(e) => {
-                let span = e
-                    .range
-                    .map_or(node.span.clone(), |r| locate(node, source, r));
+                // An expression's range is within the text without its `{{ }}`.
+                let off = if is_expr {
+                    template::strip_braces(text).as_ptr() as usize - text.as_ptr() as usize
+                } else {
+                    0
+                };
+                let span = e.range.map_or(node.span.clone(), |r| {
+                    locate(node, source, r.start + off..r.end + off)
+                });
                 problems.push(
                     Problem::error("runbook::template", e.message)
                         .at(source, span)

@@ -39,15 +39,34 @@ impl Source {
         })
     }
 
-    /// 1-based line and column (in characters) of a byte offset.
+    /// 1-based line and column (in characters) of a byte offset. An offset inside a character
+    /// (or past the end) counts as that character's start: a span computed by arithmetic on
+    /// a scalar must never make a report panic.
     pub fn line_col(&self, offset: usize) -> (usize, usize) {
-        let offset = offset.min(self.text.len());
-        let before = &self.text[..offset];
+        let before = &self.text[..floor_char(&self.text, offset)];
         let line = before.matches('\n').count() + 1;
         let line_start = before.rfind('\n').map_or(0, |i| i + 1);
         let col = before[line_start..].chars().count() + 1;
         (line, col)
     }
+}
+
+/// The largest char boundary of `text` at or before `i` (`text.len()` when past the end).
+pub fn floor_char(text: &str, i: usize) -> usize {
+    let mut i = i.min(text.len());
+    while !text.is_char_boundary(i) {
+        i -= 1;
+    }
+    i
+}
+
+/// The smallest char boundary of `text` at or after `i` (`text.len()` when past the end).
+pub fn ceil_char(text: &str, i: usize) -> usize {
+    let mut i = i.min(text.len());
+    while !text.is_char_boundary(i) {
+        i += 1;
+    }
+    i
 }
 
 /// A path as the operator typed it, relative to the working directory when possible.
@@ -100,9 +119,14 @@ impl Problem {
         }
     }
 
+    /// Place the problem at `span` of `source`. The span is widened to whole characters and
+    /// kept inside the text, so every renderer (miette's snippets, `line_col`) can slice it.
     pub fn at(mut self, source: &Arc<Source>, span: ByteSpan) -> Problem {
+        let text = &source.text;
+        let start = floor_char(text, span.start);
+        let end = ceil_char(text, span.end.max(start));
         self.source = Some(source.clone());
-        self.span = Some(span);
+        self.span = Some(start..end);
         self
     }
 
@@ -168,7 +192,12 @@ impl Diagnostic for Problem {
     }
 
     fn labels(&self) -> Option<Box<dyn Iterator<Item = LabeledSpan> + '_>> {
-        let span = self.span.clone()?;
+        let mut span = self.span.clone()?;
+        // Also for a span set without `at`: miette slices the text by it.
+        if let Some(s) = &self.source {
+            let start = floor_char(&s.text, span.start);
+            span = start..ceil_char(&s.text, span.end.max(start));
+        }
         let label = self.label.as_deref().map_or_else(
             || "here".to_string(),
             |l| crate::display::visible_line(l).into_owned(),
@@ -201,7 +230,76 @@ pub fn render(problems: &[Problem], color: bool, width: usize) -> String {
         .with_context_lines(1);
     let mut out = String::new();
     for p in problems {
-        let _ = handler.render_report(&mut out, p);
+        match too_long_to_show(p) {
+            Some(plain) => {
+                let _ = handler.render_report(&mut out, &plain);
+            }
+            None => {
+                let _ = handler.render_report(&mut out, p);
+            }
+        }
     }
     out
+}
+
+/// Longest source line shown as a snippet. A hostile or generated file can hold a line of
+/// megabytes, and a diagnostic must stay one screen.
+const MAX_SNIPPET_LINE: usize = 400;
+
+/// The problem without its snippet, its place in the message, when a line it would show is
+/// longer than [`MAX_SNIPPET_LINE`].
+fn too_long_to_show(p: &Problem) -> Option<Problem> {
+    let source = p.source.as_ref()?;
+    let span = p.span.as_ref()?;
+    let text = &source.text;
+    let start = floor_char(text, span.start);
+    let end = ceil_char(text, span.end.max(start));
+    // The first and the last line the snippet would show (one line of context each side).
+    let from = text[..start].rfind('\n').map_or(0, |i| i + 1);
+    let from = text[..from.saturating_sub(1)]
+        .rfind('\n')
+        .map_or(0, |i| i + 1);
+    let to = text[end..].find('\n').map_or(text.len(), |i| end + i);
+    let to = text[(to + 1).min(text.len())..]
+        .find('\n')
+        .map_or(text.len(), |i| to + 1 + i);
+    let long = text[from..to]
+        .split('\n')
+        .any(|l| l.len() > MAX_SNIPPET_LINE);
+    if !long {
+        return None;
+    }
+    let (file, line, col) = p.location()?;
+    Some(Problem {
+        message: format!(
+            "{}\n  at {file}:{line}:{col} (the line is too long to show)",
+            p.message
+        ),
+        source: None,
+        span: None,
+        ..p.clone()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_span_inside_a_character_neither_panics_nor_splits_it() {
+        let source = Source::new(Path::new("x.yaml"), "a: é\nb: ü\n".into());
+        // Every byte offset, including those inside `é` and `ü` and past the end.
+        for start in 0..source.text.len() + 3 {
+            for end in start..source.text.len() + 3 {
+                let p = Problem::error("runbook::test", "m").at(&source, start..end);
+                let span = p.span.clone().unwrap();
+                assert!(source.text.get(span.clone()).is_some(), "{span:?}");
+                let _ = p.location();
+                let _ = render(&[p], false, 80);
+                let _ = source.line_col(start);
+            }
+        }
+        assert_eq!(source.line_col(4), (1, 4));
+        assert_eq!(source.line_col(10), (2, 4));
+    }
 }

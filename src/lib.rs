@@ -5,6 +5,25 @@
 //! → [`plan`] → [`engine`] (events) → sinks ([`cli::ui`], [`journal`]). Step kinds live in
 //! [`steps`], one file each. [`cli`] is the only module that prints or picks exit codes.
 
+// `print!`, `println!`, `eprint!` and `eprintln!` of the standard library panic when the other
+// end of the pipe is gone (`runbook run ... 2>&1 | head -1`). These shadow them for the whole
+// crate (a macro defined here, before the modules, comes first in their scope), so no print of
+// ours can panic: output that cannot be written is dropped. See `cli::out`.
+macro_rules! print {
+    ($($arg:tt)*) => { $crate::cli::out::stdout(format_args!($($arg)*)) };
+}
+macro_rules! println {
+    () => { $crate::cli::out::stdout(format_args!("\n")) };
+    ($($arg:tt)*) => { $crate::cli::out::stdout_line(format_args!($($arg)*)) };
+}
+macro_rules! eprint {
+    ($($arg:tt)*) => { $crate::cli::out::stderr(format_args!($($arg)*)) };
+}
+macro_rules! eprintln {
+    () => { $crate::cli::out::stderr(format_args!("\n")) };
+    ($($arg:tt)*) => { $crate::cli::out::stderr_line(format_args!($($arg)*)) };
+}
+
 pub mod check;
 pub mod cli;
 pub mod diag;

@@ -194,10 +194,94 @@ impl<'de> Deserialize<'de> for Dur {
     }
 }
 
+/// The longest duration any field may hold. Past it a wait is a mistake (`1y`,
+/// `18446744073709551615s`), and below it no deadline computed from "now" can overflow.
+pub const MAX_DURATION: Duration = Duration::from_secs(7 * 24 * 3600);
+
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s.trim()).map_err(|_| {
+    let d = humantime::parse_duration(s.trim()).map_err(|_| {
         format!("invalid duration `{s}`: write it like `30s`, `5m`, `1h30m` or `250ms`")
-    })
+    })?;
+    if d > MAX_DURATION {
+        return Err(format!(
+            "invalid duration `{s}`: longer than 7 days, the most any duration here may be"
+        ));
+    }
+    Ok(d)
+}
+
+/// The ranges of the format's numbers and durations, checked before anything runs. The
+/// names are the fields as written; the ranges are also in the README's reference.
+pub mod ranges {
+    use std::time::Duration;
+
+    const fn secs(n: u64) -> Duration {
+        Duration::from_secs(n)
+    }
+
+    /// `timeout` of a step.
+    pub const TIMEOUT: (Duration, Duration) = (secs(1), secs(24 * 3600));
+    /// `retry.attempts`.
+    pub const RETRY_ATTEMPTS: (u32, u32) = (1, 100);
+    /// `retry.delay`, and the longest wait a backoff may grow to.
+    pub const RETRY_DELAY: (Duration, Duration) = (Duration::ZERO, secs(3600));
+    /// `retry.backoff`.
+    pub const BACKOFF: (f64, f64) = (1.0, 10.0);
+    /// `http.check` `attempts`.
+    pub const HTTP_ATTEMPTS: (u32, u32) = (1, 1000);
+    /// `http.check` `delay`.
+    pub const HTTP_DELAY: (Duration, Duration) = (Duration::ZERO, secs(3600));
+    /// `http.check` `request_timeout`.
+    pub const REQUEST_TIMEOUT: (Duration, Duration) = (Duration::from_millis(10), secs(600));
+    /// `ssh.exec` `parallel`.
+    pub const PARALLEL: (u32, u32) = (1, 256);
+    /// `ssh.exec` `batch`.
+    pub const BATCH: (u32, u32) = (1, 10_000);
+    /// `ssh.exec` `max_failures`.
+    pub const MAX_FAILURES: (u32, u32) = (0, 10_000);
+    /// Exit codes a command may be expected to end with.
+    pub const EXIT_CODE: (i64, i64) = (0, 255);
+    /// `port` of a host or a database.
+    pub const PORT: (u16, u16) = (1, 65535);
+    /// `connect_timeout` of a host.
+    pub const CONNECT_TIMEOUT: (Duration, Duration) = (secs(1), secs(600));
+    /// `shared_lock.expires_after`.
+    pub const LOCK_EXPIRY: (Duration, Duration) = (secs(60), super::MAX_DURATION);
+
+    /// `Some(help)` when `v` is outside `(min, max)`; the help states the range.
+    pub fn outside<T: PartialOrd + Copy>(
+        v: T,
+        (min, max): (T, T),
+        show: impl Fn(T) -> String,
+    ) -> Option<String> {
+        // `!(..)` so that NaN is outside too.
+        (!(min <= v && v <= max))
+            .then(|| format!("write a value from {} to {}", show(min), show(max)))
+    }
+
+    /// A float as its author would write it: `1e308`, not 309 digits.
+    pub fn show_f64(v: f64) -> String {
+        if v != 0.0 && !(1e-3..1e6).contains(&v.abs()) {
+            format!("{v:e}")
+        } else {
+            v.to_string()
+        }
+    }
+
+    /// [`outside`] for durations, shown like `30s`.
+    pub fn outside_dur(v: Duration, range: (Duration, Duration)) -> Option<String> {
+        outside(v, range, |d| humantime::format_duration(d).to_string())
+    }
+
+    /// The problem for a value out of its range, to be placed at the field by the caller.
+    pub fn problem(field: &str, shown: &str, help: String) -> crate::diag::Problem {
+        crate::diag::Problem::error(
+            "runbook::out-of-range",
+            format!("`{field}: {shown}` is out of range"),
+        )
+        .label("out of range")
+        .help(help)
+    }
 }
 
 impl JsonSchema for Dur {

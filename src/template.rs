@@ -28,6 +28,8 @@ fn build(marked: bool) -> Environment<'static> {
     env.set_undefined_behavior(UndefinedBehavior::Strict);
     env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
     env.add_filter("shell_quote", shell_quote);
+    // Bad input is bounded: a template's loops get a budget of work (see MAX_OUTPUT too).
+    env.set_fuel(Some(FUEL));
     if marked {
         env.set_formatter(|out, state, value| {
             out.write_str(MARK_OPEN.encode_utf8(&mut [0; 4]))
@@ -48,6 +50,12 @@ fn shell_quote(value: Value) -> String {
         .map_or_else(|| value.to_string(), str::to_string);
     crate::docs::sh_quote(&text)
 }
+
+/// The work one rendering may do (minijinja's instructions): thousands of times what a
+/// runbook's templates need, and far below two nested loops of a thousand.
+pub const FUEL: u64 = 100_000;
+/// The longest text one template may render to.
+pub const MAX_OUTPUT: usize = 1024 * 1024;
 
 /// A template context from any serializable value.
 pub fn value<T: serde::Serialize>(v: T) -> Value {
@@ -84,6 +92,9 @@ fn kind_text(e: &minijinja::Error) -> String {
         minijinja::ErrorKind::UnknownFilter => "unknown filter".into(),
         minijinja::ErrorKind::UnknownFunction => "unknown function".into(),
         minijinja::ErrorKind::InvalidOperation => "invalid operation".into(),
+        minijinja::ErrorKind::OutOfFuel => {
+            format!("the template does too much work (more than {FUEL} steps)")
+        }
         other => format!("{other:?}").to_lowercase(),
     }
 }
@@ -120,9 +131,19 @@ pub fn render(template: &str, ctx: &Value) -> Result<String, TemplateError> {
     if !is_template(template) {
         return Ok(template.to_string());
     }
-    environment()
+    let out = environment()
         .render_str(template, ctx)
-        .map_err(|e| convert(&e))
+        .map_err(|e| convert(&e))?;
+    if out.len() > MAX_OUTPUT {
+        return Err(TemplateError {
+            message: format!(
+                "the template renders to more than {} KiB",
+                MAX_OUTPUT / 1024
+            ),
+            range: None,
+        });
+    }
+    Ok(out)
 }
 
 /// A rendering with the output of every expression marked (see [`MARK_OPEN`]); for analysis

@@ -3,6 +3,7 @@
 
 pub mod completions;
 mod list_json;
+pub mod out;
 mod preflight;
 pub mod prompt;
 mod runs;
@@ -29,6 +30,8 @@ pub mod exit {
     pub const INVALID: i32 = 2;
     pub const DECLINED: i32 = 3;
     pub const INTERRUPTED: i32 = 130;
+    /// A bug of runbook (a panic): one line on stderr, nothing else.
+    pub const INTERNAL: i32 = 101;
 }
 
 const AFTER_HELP: &str = "\
@@ -248,8 +251,17 @@ pub enum Command {
     Man,
 }
 
-/// Parse arguments, run the command, return the exit code.
+/// Parse arguments, run the command, return the exit code ([`exit::INTERNAL`] on a panic).
 pub fn main() -> i32 {
+    out::install_panic_hook();
+    std::panic::catch_unwind(command).unwrap_or(exit::INTERNAL)
+}
+
+fn command() -> i32 {
+    // The panic hook's test: a debug build panics on request, with a canary in the payload.
+    if cfg!(debug_assertions) && std::env::var_os("RUNBOOK_DEBUG_PANIC").is_some() {
+        panic!("canary-payload-must-not-be-printed");
+    }
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
@@ -792,12 +804,13 @@ impl Ctx {
                         Some(h) => format!("{} ({})", p.message, h),
                         None => p.message.clone(),
                     });
+                    let title = gh_property(p.code);
                     match p.location() {
                         Some((file, line, col)) => println!(
-                            "::{level} file={file},line={line},col={col},title={}::{msg}",
-                            p.code
+                            "::{level} file={},line={line},col={col},title={title}::{msg}",
+                            gh_property(&file)
                         ),
-                        None => println!("::{level} title={}::{msg}", p.code),
+                        None => println!("::{level} title={title}::{msg}"),
                     }
                 }
             }
@@ -829,10 +842,17 @@ fn same_file(p: &Problem, path: &Path) -> bool {
     p.source.as_ref().is_some_and(|s| s.path == path)
 }
 
+/// The message of a workflow command: `%`, CR and LF escaped, so no text (a file name, a
+/// value quoted in a message) can end the line and start a command of its own.
 fn gh_escape(s: &str) -> String {
     s.replace('%', "%25")
         .replace('\r', "%0D")
         .replace('\n', "%0A")
+}
+
+/// A property of a workflow command (`file=`, `title=`): also `:` and `,`, which would end it.
+fn gh_property(s: &str) -> String {
+    gh_escape(s).replace(':', "%3A").replace(',', "%2C")
 }
 
 fn problem_json(p: &Problem) -> String {

@@ -647,8 +647,13 @@ impl Engine<'_> {
                         _ = tokio::time::sleep(wait) => {},
                         _ = self.interrupt.aborted() => break Err(StepError::new("aborted by a second Ctrl-C")),
                     }
-                    let factor = retry.as_ref().map_or(1.0, |r| r.backoff.max(1.0));
-                    delay = delay.mul_f64(factor);
+                    // Checked at load (1 to 10, a wait of at most 1h), and still bounded
+                    // here: `mul_f64` panics past `Duration::MAX`.
+                    let factor = retry.as_ref().map_or(1.0, |r| r.backoff.clamp(1.0, 10.0));
+                    let longest = crate::model::ranges::RETRY_DELAY.1;
+                    delay = Duration::try_from_secs_f64(delay.as_secs_f64() * factor)
+                        .unwrap_or(longest)
+                        .min(longest);
                     attempt += 1;
                 }
                 r => break r,

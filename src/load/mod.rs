@@ -3,6 +3,7 @@
 //! Loading never stops at the first problem: the top level, each step and each environment are
 //! read separately so one mistake does not hide the next.
 
+pub mod file;
 pub mod yaml;
 
 use std::path::{Path, PathBuf};
@@ -85,14 +86,59 @@ pub fn load_dir(dir: &Path) -> Result<Catalog, Problem> {
 /// Load `environments.yaml` next to the runbooks (an empty set when there is none).
 pub fn load_environments_in(dir: &Path, problems: &mut Vec<Problem>) -> Environments {
     let path = dir.join(ENVIRONMENTS_FILE);
-    match std::fs::read_to_string(&path) {
-        Ok(text) => load_environments(&path, text, problems),
-        Err(_) => Environments {
-            list: Vec::new(),
-            source: None,
-            node: None,
-        },
+    let none = || Environments {
+        list: Vec::new(),
+        source: None,
+        node: None,
+    };
+    match read_source(&path, problems) {
+        Some(text) => load_environments(&path, text, problems),
+        None => none(),
     }
+}
+
+/// The text of a runbook or environments file, or a problem saying why it was not read (a
+/// missing environments file is no problem: there are then no environments). The problem
+/// names the file and never shows any of its content.
+fn read_source(path: &Path, problems: &mut Vec<Problem>) -> Option<String> {
+    let within = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let why = match file::read_text(path, within, file::MAX_FILE_BYTES) {
+        Ok(text) => return Some(text),
+        Err(file::Refused::Missing) if path.ends_with(ENVIRONMENTS_FILE) => return None,
+        Err(why) => why,
+    };
+    let (code, help) = match &why {
+        file::Refused::LinkOutside { .. } => (
+            "runbook::link-outside",
+            "a runbook file may be a link only to a file in the same directory".to_string(),
+        ),
+        file::Refused::NotAFile { .. } => (
+            "runbook::not-a-file",
+            "only regular files are read as runbooks; remove it or rename it".to_string(),
+        ),
+        file::Refused::TooLarge { limit } => (
+            "runbook::file-too-large",
+            format!(
+                "a runbook or environments file may hold at most {} KiB; split it",
+                limit / 1024
+            ),
+        ),
+        _ => (
+            "runbook::unreadable",
+            "check the file's permissions and encoding".to_string(),
+        ),
+    };
+    // An empty source: the problem has a file to belong to, and no snippet to show.
+    let source = Source::new(path, String::new());
+    problems.push(
+        Problem::error(code, format!("{} was not read: {why}", path.display()))
+            .in_file(&source)
+            .help(help),
+    );
+    None
 }
 
 pub fn load_environments(path: &Path, text: String, problems: &mut Vec<Problem>) -> Environments {
@@ -142,6 +188,7 @@ pub fn load_environments(path: &Path, text: String, problems: &mut Vec<Problem>)
     }
     for env in &list {
         let env_node = node.get("environments").and_then(|n| n.get(&env.name));
+        env_ranges(env, env_node, &source, problems);
         for (group, members) in &env.doc.groups {
             let member_nodes = env_node
                 .and_then(|n| n.get("groups"))
@@ -202,21 +249,60 @@ pub fn load_environments(path: &Path, text: String, problems: &mut Vec<Problem>)
     }
 }
 
+/// An environment's ports and durations within their ranges (`crate::model::ranges`).
+fn env_ranges(
+    env: &Environment,
+    env_node: Option<&Node>,
+    source: &Arc<Source>,
+    problems: &mut Vec<Problem>,
+) {
+    use crate::model::ranges::{self, outside, outside_dur};
+    let dur = |d: std::time::Duration| humantime::format_duration(d).to_string();
+    let at = |path: &[&str]| {
+        let mut n = env_node;
+        for p in path {
+            n = n.and_then(|n| n.get(p));
+        }
+        n.or(env_node).map_or(0..0, |n| n.span.clone())
+    };
+    let mut found = Vec::new();
+    for (name, h) in &env.doc.hosts {
+        if let Some(port) = h.port
+            && let Some(help) = outside(port, ranges::PORT, |n| n.to_string())
+        {
+            found.push(("port", port.to_string(), help, at(&["hosts", name, "port"])));
+        }
+        if let Some(t) = h.connect_timeout
+            && let Some(help) = outside_dur(t.0, ranges::CONNECT_TIMEOUT)
+        {
+            let span = at(&["hosts", name, "connect_timeout"]);
+            found.push(("connect_timeout", dur(t.0), help, span));
+        }
+    }
+    for (name, db) in &env.doc.databases {
+        if let Some(help) = outside(db.port, ranges::PORT, |n| n.to_string()) {
+            let span = at(&["databases", name, "port"]);
+            found.push(("port", db.port.to_string(), help, span));
+        }
+    }
+    if let Some(lock) = &env.doc.shared_lock
+        && let Some(help) = outside_dur(lock.expires_after.0, ranges::LOCK_EXPIRY)
+    {
+        let span = at(&["shared_lock", "expires_after"]);
+        found.push(("expires_after", dur(lock.expires_after.0), help, span));
+    }
+    for (field, shown, help, span) in found {
+        problems.push(ranges::problem(field, &shown, help).at(source, span));
+    }
+}
+
 pub fn load_runbook_file(
     path: &Path,
     envs: &Environments,
     problems: &mut Vec<Problem>,
 ) -> Option<Runbook> {
-    match std::fs::read_to_string(path) {
-        Ok(text) => load_runbook(path, text, envs, problems),
-        Err(e) => {
-            problems.push(Problem::error(
-                "runbook::unreadable",
-                format!("cannot read {}: {e}", path.display()),
-            ));
-            None
-        }
-    }
+    let text = read_source(path, problems)?;
+    load_runbook(path, text, envs, problems)
 }
 
 /// Parse and check one runbook. Returns it when it has no errors (warnings are in `problems`).
@@ -286,12 +372,26 @@ fn parse(source: &Arc<Source>, problems: &mut Vec<Problem>) -> Option<Node> {
     match yaml::parse(&source.text) {
         Ok(node) => Some(node),
         Err(e) => {
-            problems.push(
-                Problem::error("runbook::yaml", format!("invalid YAML: {}", e.message))
-                    .at(source, e.span)
+            let p = match e.limit {
+                None => Problem::error("runbook::yaml", format!("invalid YAML: {}", e.message))
                     .label("here")
                     .help("check the indentation and quoting around this place"),
-            );
+                Some(yaml::Limit::Depth) => Problem::error("runbook::too-deep", e.message)
+                    .label("too deep")
+                    .help(format!(
+                        "a runbook or environments file needs about 8 levels; more than {} are refused",
+                        yaml::MAX_DEPTH
+                    )),
+                Some(yaml::Limit::Aliases) => Problem::error("runbook::alias-budget", e.message)
+                    .label("this alias goes over the limit")
+                    .help(format!(
+                        "write the repeated part out, or alias less: all aliases of a file may \
+                         copy at most {} nodes and {} KiB",
+                        yaml::MAX_ALIAS_NODES,
+                        yaml::MAX_ALIAS_BYTES / 1024
+                    )),
+            };
+            problems.push(p.at(source, e.span));
             None
         }
     }

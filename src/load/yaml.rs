@@ -192,12 +192,33 @@ fn resolve_plain(s: &str, plain: bool) -> Resolved {
     Resolved::Str
 }
 
-/// A YAML syntax error.
+/// A YAML syntax error, or input over one of the limits below.
 #[derive(Debug, Clone)]
 pub struct SyntaxError {
     pub span: ByteSpan,
     pub message: String,
+    /// Which limit was exceeded, when that is the problem (for its own code and help).
+    pub limit: Option<Limit>,
 }
+
+/// The bounds that keep a hostile file from taking the machine's memory or stack. A tree is
+/// never built past them: the file is refused at the node that crosses one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limit {
+    /// Lists and mappings nested deeper than [`MAX_DEPTH`] (block or flow style alike).
+    Depth,
+    /// Aliases (`*name`) expanding to more than [`MAX_ALIAS_NODES`] nodes or
+    /// [`MAX_ALIAS_BYTES`] bytes of scalars in all.
+    Aliases,
+}
+
+/// How deep lists and mappings may nest. A runbook needs about 8; every later stage (drop,
+/// clone, deserialize, render) walks the tree recursively, so depth is bounded here, once.
+pub const MAX_DEPTH: usize = 64;
+/// How many nodes all the aliases of a file may expand to, together.
+pub const MAX_ALIAS_NODES: usize = 10_000;
+/// How many bytes of scalar text all the aliases of a file may expand to, together.
+pub const MAX_ALIAS_BYTES: usize = 1024 * 1024;
 
 /// Parse one YAML document into a spanned tree. An empty document is an empty mapping.
 pub fn parse(src: &str) -> Result<Node, SyntaxError> {
@@ -208,6 +229,8 @@ pub fn parse(src: &str) -> Result<Node, SyntaxError> {
         anchors: Vec::new(),
         root: None,
         documents: 0,
+        alias_nodes: 0,
+        alias_bytes: 0,
     };
     loop {
         match parser.next_event() {
@@ -217,6 +240,7 @@ pub fn parse(src: &str) -> Result<Node, SyntaxError> {
                 return Err(SyntaxError {
                     span: at..at,
                     message: e.info().to_string(),
+                    limit: None,
                 });
             }
             Some(Ok((ev, span))) => {
@@ -268,20 +292,47 @@ enum Frame {
         start: usize,
         items: Vec<Node>,
         anchor: usize,
+        size: Size,
     },
     Map {
         start: usize,
         entries: Vec<(Node, Node)>,
         pending_key: Option<Node>,
         anchor: usize,
+        size: Size,
     },
+}
+
+impl Frame {
+    fn size(&mut self) -> &mut Size {
+        match self {
+            Frame::Seq { size, .. } | Frame::Map { size, .. } => size,
+        }
+    }
+}
+
+/// The nodes and scalar bytes of a subtree: what an alias of it costs.
+#[derive(Debug, Clone, Copy, Default)]
+struct Size {
+    nodes: usize,
+    bytes: usize,
+}
+
+impl Size {
+    fn add(&mut self, other: Size) {
+        self.nodes = self.nodes.saturating_add(other.nodes);
+        self.bytes = self.bytes.saturating_add(other.bytes);
+    }
 }
 
 struct Builder {
     stack: Vec<Frame>,
-    anchors: Vec<(usize, Node)>,
+    anchors: Vec<(usize, Node, Size)>,
     root: Option<Node>,
     documents: usize,
+    /// What the aliases met so far expanded to, against the budget.
+    alias_nodes: usize,
+    alias_bytes: usize,
 }
 
 impl Builder {
@@ -294,12 +345,17 @@ impl Builder {
                         span,
                         message: "a runbook file holds one YAML document; remove the second `---`"
                             .into(),
+                        limit: None,
                     });
                 }
                 None
             }
             Event::Scalar(value, style, anchor, _tag) => {
                 let plain = style == ScalarStyle::Plain;
+                let size = Size {
+                    nodes: 1,
+                    bytes: value.len(),
+                };
                 let node = Node {
                     span,
                     kind: NodeKind::Scalar {
@@ -307,38 +363,55 @@ impl Builder {
                         plain,
                     },
                 };
-                if anchor > 0 {
-                    self.anchors.push((anchor, node.clone()));
+                if anchor > 0
+                    && let Some(e) = self.anchor(anchor, &node, size)
+                {
+                    return Some(e);
                 }
-                self.push(node)
+                self.push(node, size)
             }
-            Event::Alias(id) => match self.anchors.iter().rev().find(|(a, _)| *a == id) {
-                Some((_, node)) => {
-                    let node = Node {
+            Event::Alias(id) => {
+                let Some(i) = self.anchors.iter().rposition(|(a, ..)| *a == id) else {
+                    return Some(SyntaxError {
                         span,
-                        kind: node.kind.clone(),
-                    };
-                    self.push(node)
+                        message: "unknown alias".into(),
+                        limit: None,
+                    });
+                };
+                // Counted before the copy is made: a few hundred bytes of aliases of aliases
+                // would otherwise expand to gigabytes.
+                let size = self.anchors[i].2;
+                if let Some(e) = self.copies(size, &span) {
+                    return Some(e);
                 }
-                None => Some(SyntaxError {
+                let node = Node {
                     span,
-                    message: "unknown alias".into(),
-                }),
-            },
+                    kind: self.anchors[i].1.kind.clone(),
+                };
+                self.push(node, size)
+            }
             Event::SequenceStart(anchor, _) => {
+                if let Some(e) = self.deeper(&span) {
+                    return Some(e);
+                }
                 self.stack.push(Frame::Seq {
                     start: span.start,
                     items: Vec::new(),
                     anchor,
+                    size: Size { nodes: 1, bytes: 0 },
                 });
                 None
             }
             Event::MappingStart(anchor, _) => {
+                if let Some(e) = self.deeper(&span) {
+                    return Some(e);
+                }
                 self.stack.push(Frame::Map {
                     start: span.start,
                     entries: Vec::new(),
                     pending_key: None,
                     anchor,
+                    size: Size { nodes: 1, bytes: 0 },
                 });
                 None
             }
@@ -347,16 +420,18 @@ impl Builder {
                     start,
                     items,
                     anchor,
+                    size,
                 }) => {
                     let node = Node {
                         span: start..span.end.max(start),
                         kind: NodeKind::Seq(items),
                     };
-                    self.finish(node, anchor)
+                    self.finish(node, anchor, size)
                 }
                 _ => Some(SyntaxError {
                     span,
                     message: "unbalanced sequence".into(),
+                    limit: None,
                 }),
             },
             Event::MappingEnd => match self.stack.pop() {
@@ -364,6 +439,7 @@ impl Builder {
                     start,
                     entries,
                     anchor,
+                    size,
                     ..
                 }) => {
                     let end = entries
@@ -373,25 +449,68 @@ impl Builder {
                         span: start..end.max(start),
                         kind: NodeKind::Map(entries),
                     };
-                    self.finish(node, anchor)
+                    self.finish(node, anchor, size)
                 }
                 _ => Some(SyntaxError {
                     span,
                     message: "unbalanced mapping".into(),
+                    limit: None,
                 }),
             },
             Event::StreamStart | Event::StreamEnd | Event::DocumentEnd | Event::Nothing => None,
         }
     }
 
-    fn finish(&mut self, node: Node, anchor: usize) -> Option<SyntaxError> {
-        if anchor > 0 {
-            self.anchors.push((anchor, node.clone()));
-        }
-        self.push(node)
+    /// Refuse a list or mapping that would nest deeper than [`MAX_DEPTH`].
+    fn deeper(&self, span: &ByteSpan) -> Option<SyntaxError> {
+        (self.stack.len() >= MAX_DEPTH).then(|| SyntaxError {
+            span: span.start..span.start,
+            message: format!("lists and mappings nest deeper than {MAX_DEPTH} levels here"),
+            limit: Some(Limit::Depth),
+        })
     }
 
-    fn push(&mut self, node: Node) -> Option<SyntaxError> {
+    /// Charge a copy of `size` (an alias expanded, or an anchored node kept for its aliases)
+    /// to the file's budget; refuse it at `span` when the budget is spent.
+    fn copies(&mut self, size: Size, span: &ByteSpan) -> Option<SyntaxError> {
+        self.alias_nodes = self.alias_nodes.saturating_add(size.nodes);
+        self.alias_bytes = self.alias_bytes.saturating_add(size.bytes);
+        (self.alias_nodes > MAX_ALIAS_NODES || self.alias_bytes > MAX_ALIAS_BYTES).then(|| {
+            SyntaxError {
+                span: span.clone(),
+                message: format!(
+                    "the anchors and aliases of this file expand to more than {MAX_ALIAS_NODES} nodes or {} KiB of text",
+                    MAX_ALIAS_BYTES / 1024
+                ),
+                limit: Some(Limit::Aliases),
+            }
+        })
+    }
+
+    /// Keep a copy of an anchored node for the aliases to come (charged to the budget too:
+    /// anchors nested in anchors would otherwise copy the tree once per level).
+    fn anchor(&mut self, anchor: usize, node: &Node, size: Size) -> Option<SyntaxError> {
+        let span = node.span.start..node.span.start;
+        if let Some(e) = self.copies(size, &span) {
+            return Some(e);
+        }
+        self.anchors.push((anchor, node.clone(), size));
+        None
+    }
+
+    fn finish(&mut self, node: Node, anchor: usize, size: Size) -> Option<SyntaxError> {
+        if anchor > 0
+            && let Some(e) = self.anchor(anchor, &node, size)
+        {
+            return Some(e);
+        }
+        self.push(node, size)
+    }
+
+    fn push(&mut self, node: Node, size: Size) -> Option<SyntaxError> {
+        if let Some(frame) = self.stack.last_mut() {
+            frame.size().add(size);
+        }
         match self.stack.last_mut() {
             None => {
                 self.root = Some(node);
@@ -411,6 +530,7 @@ impl Builder {
                         return Some(SyntaxError {
                             span: node.span,
                             message: "a mapping key must be a plain string".into(),
+                            limit: None,
                         });
                     }
                     if let Some((first, _)) =
@@ -424,6 +544,7 @@ impl Builder {
                                 "duplicate key `{}`",
                                 node.as_str().unwrap_or_default()
                             ),
+                            limit: None,
                         });
                     }
                     *pending_key = Some(node);
@@ -748,6 +869,34 @@ mod tests {
     fn duplicate_key_is_an_error() {
         let e = parse("a: 1\na: 2\n").unwrap_err();
         assert!(e.message.contains("duplicate key `a`"));
+    }
+
+    #[test]
+    fn nesting_is_bounded_at_the_limit_in_every_style() {
+        let ok = format!("{}x", "- ".repeat(MAX_DEPTH));
+        assert!(parse(&ok).is_ok());
+        for deep in [
+            format!("{}x", "- ".repeat(MAX_DEPTH + 1)),
+            format!("{}{}", "[".repeat(MAX_DEPTH + 1), "]".repeat(MAX_DEPTH + 1)),
+            format!("- - {}{}", "{a: ".repeat(MAX_DEPTH), "}".repeat(MAX_DEPTH)),
+        ] {
+            let e = parse(&deep).unwrap_err();
+            assert_eq!(e.limit, Some(Limit::Depth), "{}", e.message);
+        }
+    }
+
+    #[test]
+    fn aliases_work_within_their_budget_and_stop_past_it() {
+        let n = parse("a: &r {attempts: 3}\nb: *r\nc: *r\n").unwrap();
+        assert_eq!(
+            n.get("c").unwrap().get("attempts").unwrap().as_str(),
+            Some("3")
+        );
+        // One big anchor aliased a few times is refused before it is copied.
+        let big = format!("a: &r [{}]\nb: [*r, *r, *r]\n", vec!["x"; 4000].join(","));
+        let e = parse(&big).unwrap_err();
+        assert_eq!(e.limit, Some(Limit::Aliases));
+        assert_eq!(&big[e.span.start..e.span.start + 2], "*r");
     }
 
     #[test]

@@ -249,6 +249,28 @@ impl Kind for HttpCheck {
                 ),
             );
         }
+        use crate::model::ranges::{self, outside, outside_dur};
+        if p.attempts > 0
+            && let Some(help) = outside(p.attempts, ranges::HTTP_ATTEMPTS, |n| n.to_string())
+        {
+            cx.problem_at(
+                "attempts",
+                ranges::problem("attempts", &p.attempts.to_string(), help),
+            );
+        }
+        for (field, d, range) in [
+            ("delay", p.delay, ranges::HTTP_DELAY),
+            (
+                "request_timeout",
+                p.request_timeout,
+                ranges::REQUEST_TIMEOUT,
+            ),
+        ] {
+            if let Some(help) = outside_dur(d.0, range) {
+                let shown = humantime::format_duration(d.0).to_string();
+                cx.problem_at(field, ranges::problem(field, &shown, help));
+            }
+        }
         check_via(p, cx);
         if p.insecure {
             insecure_warning(p, cx);
@@ -916,9 +938,19 @@ fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
     cur.to_string()
 }
 
+/// A PEM file: a regular file of at most 1 MiB (a FIFO or a device named by mistake must
+/// neither hang the step nor fill memory).
+pub(crate) fn read_pem(path: &str) -> Result<Vec<u8>, crate::load::file::Refused> {
+    crate::load::file::read_bytes(
+        &super::expand_tilde(path),
+        None,
+        crate::load::file::MAX_FILE_BYTES,
+    )
+}
+
 fn read_ca(path: &str) -> Result<Vec<reqwest::Certificate>, StepError> {
-    let pem = std::fs::read(super::expand_tilde(path))
-        .map_err(|e| StepError::new(format!("cannot read `ca_file` {path}: {e}")))?;
+    let pem =
+        read_pem(path).map_err(|e| StepError::new(format!("cannot read `ca_file` {path}: {e}")))?;
     let certs = reqwest::Certificate::from_pem_bundle(&pem)
         .map_err(|_| StepError::new(format!("`ca_file` {path} is not a PEM certificate")))?;
     if certs.is_empty() {

@@ -404,13 +404,11 @@ async fn roots(
         }
         return Ok(store);
     };
-    let pem = tokio::fs::read(super::expand_tilde(path))
-        .await
-        .map_err(|e| {
-            StepError::new(format!(
-                "cannot read `ca_file` {path} of database `{name}`: {e}"
-            ))
-        })?;
+    let pem = super::http::read_pem(path).map_err(|e| {
+        StepError::new(format!(
+            "cannot read `ca_file` {path} of database `{name}`: {e}"
+        ))
+    })?;
     for cert in CertificateDer::pem_slice_iter(&pem) {
         let cert = cert.map_err(|_| {
             StepError::new(format!(

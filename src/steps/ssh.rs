@@ -964,6 +964,26 @@ fn check_targets(p: &Params, cx: &mut CheckCx<'_>) {
             );
         }
     }
+    use crate::model::ranges::{self, outside};
+    for (field, v, range) in [
+        ("parallel", p.parallel, ranges::PARALLEL),
+        ("batch", p.batch, ranges::BATCH),
+        ("max_failures", p.max_failures, ranges::MAX_FAILURES),
+    ] {
+        if let Some(v) = v.filter(|v| *v > 0 || field == "max_failures")
+            && let Some(help) = outside(v, range, |n| n.to_string())
+        {
+            cx.problem_at(field, ranges::problem(field, &v.to_string(), help));
+        }
+    }
+    for code in p.expect.exit_code.iter().flat_map(|c| c.0.iter()) {
+        if let Some(help) = outside(*code, ranges::EXIT_CODE, |n| n.to_string()) {
+            cx.problem_at(
+                "expect",
+                ranges::problem("expect.exit_code", &code.to_string(), help),
+            );
+        }
+    }
 }
 
 /// The command's result on one host.
