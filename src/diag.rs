@@ -272,7 +272,7 @@ fn too_long_to_show(p: &Problem) -> Option<Problem> {
     let (file, line, col) = p.location()?;
     Some(Problem {
         message: format!(
-            "{}\n  at {file}:{line}:{col} (the line is too long to show)",
+            "{} (at {file}:{line}:{col}; the line is too long to show)",
             p.message
         ),
         source: None,

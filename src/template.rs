@@ -57,6 +57,42 @@ pub const FUEL: u64 = 100_000;
 /// The longest text one template may render to.
 pub const MAX_OUTPUT: usize = 1024 * 1024;
 
+/// The most tokens (names, operators, literals, brackets; not the plain text around them) one
+/// template or expression may hold. minijinja's parser and compiler recurse once per operator
+/// of a chain (`- - - x`, `a ~ b ~ …`, `x | f | f …`): without a bound, a few hundred KiB of
+/// operators overflow the stack. Real templates hold tens.
+pub const MAX_TOKENS: usize = 1000;
+
+/// Refuse a template too big to be compiled safely, before minijinja sees it.
+fn guard(template: &str, in_expr: bool) -> Result<(), TemplateError> {
+    use minijinja::machinery::{Token, tokenize};
+    let mut n = 0usize;
+    for t in tokenize(
+        template,
+        in_expr,
+        minijinja::syntax::SyntaxConfig::default(),
+    ) {
+        match t {
+            Ok((Token::TemplateData(_), _)) => {}
+            Ok((_, span)) => {
+                n += 1;
+                if n > MAX_TOKENS {
+                    let at = span.start_offset as usize;
+                    return Err(TemplateError {
+                        message: format!(
+                            "the template holds more than {MAX_TOKENS} names and operators"
+                        ),
+                        range: Some(at..at),
+                    });
+                }
+            }
+            // A syntax error: the compiler reports it, having read no more than this.
+            Err(_) => break,
+        }
+    }
+    Ok(())
+}
+
 /// A template context from any serializable value.
 pub fn value<T: serde::Serialize>(v: T) -> Value {
     Value::from(minijinja::value::Serde(v))
@@ -101,6 +137,7 @@ fn kind_text(e: &minijinja::Error) -> String {
 
 /// The dotted names a template reads (`steps.current.value`, `inputs.env`), sorted.
 pub fn references(template: &str) -> Result<Vec<String>, TemplateError> {
+    guard(template, false)?;
     let t = environment()
         .template_from_str(template)
         .map_err(|e| convert(&e))?;
@@ -111,6 +148,7 @@ pub fn references(template: &str) -> Result<Vec<String>, TemplateError> {
 
 /// The dotted names an expression (a `when:`) reads.
 pub fn expression_references(expr: &str) -> Result<Vec<String>, TemplateError> {
+    guard(strip_braces(expr), true)?;
     let e = environment()
         .compile_expression(strip_braces(expr))
         .map_err(|e| convert(&e))?;
@@ -131,6 +169,7 @@ pub fn render(template: &str, ctx: &Value) -> Result<String, TemplateError> {
     if !is_template(template) {
         return Ok(template.to_string());
     }
+    guard(template, false)?;
     let out = environment()
         .render_str(template, ctx)
         .map_err(|e| convert(&e))?;
@@ -149,10 +188,12 @@ pub fn render(template: &str, ctx: &Value) -> Result<String, TemplateError> {
 /// A rendering with the output of every expression marked (see [`MARK_OPEN`]); for analysis
 /// only, never for use.
 pub fn render_marked(template: &str, ctx: &Value) -> Result<String, TemplateError> {
+    guard(template, false)?;
     marked().render_str(template, ctx).map_err(|e| convert(&e))
 }
 
 pub fn eval_condition(expr: &str, ctx: &Value) -> Result<bool, TemplateError> {
+    guard(strip_braces(expr), true)?;
     let e = environment()
         .compile_expression(strip_braces(expr))
         .map_err(|e| convert(&e))?;
@@ -162,6 +203,48 @@ pub fn eval_condition(expr: &str, ctx: &Value) -> Result<bool, TemplateError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Long chains of operators are refused, and whatever is accepted compiles, is checked
+    /// and renders within a test thread's 2 MiB stack (a debug build's frames are the largest).
+    #[test]
+    fn operator_chains_are_bounded() {
+        let run = || {
+            let ctx = value(serde_json::json!({"x": "1", "y": {"y": "1"}}));
+            for (pat, end) in [
+                ("- ", "x"),
+                ("not ", "x"),
+                ("x ~ ", "x"),
+                ("x - ", "x"),
+                ("x | upper | ", "x"),
+                ("(", "x"),
+            ] {
+                for n in [MAX_TOKENS / 2 - 2, 100_000] {
+                    let body = pat.repeat(n)
+                        + end
+                        + if pat == "(" { ")" } else { "" }
+                            .repeat(if pat == "(" { n } else { 0 })
+                            .as_str();
+                    let t = format!("{{{{ {body} }}}}");
+                    let r = references(&t);
+                    let _ = static_problems(&t);
+                    let _ = render(&t, &ctx);
+                    let _ = render_marked(&t, &ctx);
+                    let _ = expression_references(&body);
+                    let _ = eval_condition(&body, &ctx);
+                    if n > MAX_TOKENS {
+                        let e = r.expect_err("refused");
+                        assert!(e.message.contains("more than"), "{}", e.message);
+                    }
+                }
+            }
+        };
+        std::thread::Builder::new()
+            .stack_size(2 << 20)
+            .spawn(run)
+            .unwrap()
+            .join()
+            .unwrap();
+    }
 
     #[test]
     fn nested_references_are_dotted() {
@@ -205,6 +288,10 @@ mod tests {
 /// function that does not exist, and a variable set over one of the names runs give values
 /// (`{% set steps = 1 %}`), which would silently hide them. Each with its byte range.
 pub fn static_problems(template: &str) -> Vec<StaticProblem> {
+    if guard(template, false).is_err() {
+        // Reported by `references`.
+        return Vec::new();
+    }
     let Ok(t) = environment().template_from_str(template) else {
         // A syntax error is reported by `references`.
         return Vec::new();
