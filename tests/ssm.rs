@@ -264,7 +264,7 @@ fn if_exists_skip_leaves_the_value_and_reports_skipped() {
           - id: created
             ssm.put:
               name: {fresh}
-              value: written
+              value: written-value
               if_exists: skip
         "#
     );
@@ -275,7 +275,7 @@ fn if_exists_skip_leaves_the_value_and_reports_skipped() {
     let run = t.run();
     run.assert_code(0);
     assert_eq!(stored(&sb, &name), ("original-2".to_string(), 2));
-    assert_eq!(stored(&sb, &fresh), ("written".to_string(), 1));
+    assert_eq!(stored(&sb, &fresh), ("written-value".to_string(), 1));
     let journal = String::from_utf8_lossy(&run.all_bytes()).into_owned();
     assert!(
         journal.contains(r#""version":2,"skipped":true"#),
