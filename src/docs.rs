@@ -292,9 +292,7 @@ pub fn sh_word(word: &str) -> String {
 }
 
 /// `'…'` quoting for a POSIX shell.
-pub fn sh_quote(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "'\\''"))
-}
+pub use crate::template::sh_quote;
 
 /// A `<<'EOF'` delimiter that does not occur as a line of `text`.
 pub fn heredoc_delimiter(text: &str) -> String {

@@ -955,14 +955,7 @@ fn append_audit(state: &Path, recs: &[JRec]) -> std::io::Result<()> {
     f.sync_data()
 }
 
-pub fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|s| s.trim().to_string())
-        .ok()
-        .filter(|s| !s.is_empty())
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .unwrap_or_else(|| "localhost".into())
-}
+pub use crate::state::hostname;
 
 /// The commit of the repository holding `file`, when it is in one (best effort).
 fn git_commit(file: &Path) -> Option<String> {

@@ -1,4 +1,4 @@
-//! The state directory's ground rules, for [`crate::journal`]: who may have written a file
+//! The state directory's ground rules, for the journal: who may have written a file
 //! (its modes and owner, as ssh's `StrictModes`), how a file is opened (never through a
 //! symbolic link, never a FIFO or device), who holds a run lock (pid, process start time and
 //! boot id, so a reused pid is not mistaken for the holder), the lock protocol itself, and the
@@ -329,7 +329,7 @@ pub struct Holder<'a> {
 /// a reboot, or once pids wrap, it names some other process (pid 1 at worst) that would hold
 /// the lock forever.
 pub fn liveness(h: &Holder<'_>) -> Liveness {
-    if h.host != crate::journal::hostname() {
+    if h.host != hostname() {
         return Liveness::Elsewhere;
     }
     if let (Some(then), Some(now)) = (h.boot_id, boot_id())
@@ -490,7 +490,7 @@ impl RunLock {
         let path = dir.join(lock_name(runbook, env));
         let me = LockHolder {
             user: crate::engine::operator(),
-            host: crate::journal::hostname(),
+            host: hostname(),
             pid: std::process::id(),
             run_id: run_id.into(),
             started: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
@@ -737,7 +737,7 @@ mod tests {
 
     #[test]
     fn a_reused_pid_is_not_the_holder() {
-        let host = crate::journal::hostname();
+        let host = hostname();
         let boot = boot_id();
         let me = Holder {
             host: &host,
@@ -784,4 +784,14 @@ mod tests {
         );
         assert_eq!(lock_name("../x", "a/b"), "%2E.%2Fx@a%2Fb.lock");
     }
+}
+
+/// This machine's name, as lock holders and audit lines record it.
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "localhost".into())
 }

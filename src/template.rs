@@ -42,13 +42,18 @@ fn build(marked: bool) -> Environment<'static> {
     env
 }
 
+/// A word of a POSIX shell holding `s` exactly: single quotes, `'` as `'\''`.
+pub fn sh_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
+
 /// `{{ x | shell_quote }}`: the value as one word of a POSIX shell, in single quotes (`'` as
 /// `'\''`; the empty string as `''`), so a value put into a command stays data.
 fn shell_quote(value: Value) -> String {
     let text = value
         .as_str()
         .map_or_else(|| value.to_string(), str::to_string);
-    crate::docs::sh_quote(&text)
+    sh_quote(&text)
 }
 
 /// The work one rendering may do (minijinja's instructions): thousands of times what a
