@@ -699,6 +699,16 @@ impl Fingerprints {
     }
 }
 
+/// This machine's name, as lock holders and audit lines record it.
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "localhost".into())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -784,14 +794,4 @@ mod tests {
         );
         assert_eq!(lock_name("../x", "a/b"), "%2E.%2Fx@a%2Fb.lock");
     }
-}
-
-/// This machine's name, as lock holders and audit lines record it.
-pub fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|s| s.trim().to_string())
-        .ok()
-        .filter(|s| !s.is_empty())
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .unwrap_or_else(|| "localhost".into())
 }
