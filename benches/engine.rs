@@ -369,7 +369,10 @@ fn bench_engine(c: &mut Criterion) {
     let inputs = IndexMap::new();
     g.bench_function("run 1,000 generate steps, journaled", |b| {
         b.iter(|| {
-            let run_id = format!("bench-{}", runs.fetch_add(1, Ordering::Relaxed));
+            let run_id = format!(
+                "20261201-000000-{:04x}",
+                runs.fetch_add(1, Ordering::Relaxed) % 0x10000
+            );
             let meta = RunMeta {
                 run_id: &run_id,
                 runbook: &rb,
