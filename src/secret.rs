@@ -217,7 +217,7 @@ impl Redactor {
     }
 
     /// The byte ranges of `text` that hold a secret, in order, not overlapping.
-    fn spans(&self, text: &str) -> Vec<Range<usize>> {
+    pub fn spans(&self, text: &str) -> Vec<Range<usize>> {
         let needles = self.needles.read().unwrap_or_else(|e| e.into_inner());
         let Some(first_two) = needles.first_two.0.as_deref() else {
             // No secret yet.

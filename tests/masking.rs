@@ -276,3 +276,132 @@ fn a_secret_re_encoded_by_a_remote_command_is_masked() {
 fn s_flat(s: &str) -> String {
     s.replace(['\n', '\r'], "")
 }
+
+/// A template that gives the same text for a secret and for any fixed shadow of it (the pair
+/// of both, sorted) is still caught: the shadow is drawn at random for every run.
+#[test]
+fn a_template_cannot_pair_a_secret_with_its_shadow() {
+    let rot13: Vec<String> = ('a'..='z')
+        .map(|c| format!("'{c}':'{}'", char::from(b'a' + (c as u8 - b'a' + 13) % 26)))
+        .chain(
+            ('0'..='9')
+                .map(|c| format!("'{c}':'{}'", char::from(b'0' + (c as u8 - b'0' + 5) % 10))),
+        )
+        .collect();
+    let title = format!(
+        "{{% set m = {{{}}} %}}{{% set r %}}{{% for c in inputs.token %}}{{{{ m[c] }}}}{{% endfor %}}{{% endset %}}{{{{ [inputs.token|reverse, r|reverse]|sort|join(' ') }}}}",
+        rot13.join(",")
+    );
+    let secret = "abcdefgh12345678";
+    let r = Test::new()
+        .with_repo_environments()
+        .runbook(
+            "x",
+            &format!(
+                "
+                version: 1
+                name: x
+                summary: a pair
+                inputs:
+                  token: {{ description: A token, secret: true }}
+                steps:
+                  - id: g
+                    title: {}
+                    generate: {{ format: hex, bytes: 16 }}
+                ",
+                serde_json::to_string(&title).unwrap()
+            ),
+        )
+        .env("RUNBOOK_INPUT_TOKEN", secret)
+        .args(&["run", "x", "--env", "sandbox", "--yes", "--output", "json"])
+        .run();
+    r.assert_code(0);
+    if let Some(f) = leaks(&everything(&r), secret) {
+        panic!("leaked as {f}:\n{}", r.stdout);
+    }
+}
+
+/// A secret inside a value that is not marked secret (a command's output that printed it, an
+/// input of a nested runbook that is not `secret:`) is followed through templates too.
+#[test]
+fn a_secret_inside_a_public_value_is_followed_through_templates() {
+    let sb = sandbox();
+    let secret = "Zq8xK2mW9pL4vN7rT1yB6cF3hJ5gD0sA";
+    let t = Test::new()
+        .with_sandbox(&sb)
+        .runbook(
+            "p",
+            r#"
+            version: 1
+            name: p
+            summary: parent
+            inputs:
+              token: { description: A token, secret: true }
+            steps:
+              - id: s1
+                ssh.exec: { host: app, command: 'printf %s "$TOKEN"', env: { TOKEN: "{{ inputs.token }}" } }
+              - id: s2
+                title: "{{ steps.s1.stdout | reverse }} {{ steps.s1.stdout | upper | replace('A','-') }}"
+                ssh.exec: { host: app, command: "echo {{ steps.s1.stdout[2:] | shell_quote }} | rev" }
+              - id: child
+                runbook.run: { name: c, inputs: { value: "{{ inputs.token }}" } }
+            "#,
+        )
+        .runbook(
+            "c",
+            r#"
+            version: 1
+            name: c
+            summary: child
+            inputs:
+              value: { description: A value }
+            steps:
+              - id: g
+                title: "{{ inputs.value | reverse }}"
+                generate: { format: hex, bytes: 16 }
+            "#,
+        )
+        .env("RUNBOOK_INPUT_TOKEN", secret);
+    for output in [&[][..], &["--output", "json"][..]] {
+        let mut args = vec!["run", "p", "--env", "sandbox", "--yes"];
+        args.extend_from_slice(output);
+        let r = t.again(&args);
+        r.assert_code(0);
+        if let Some(f) = leaks(&everything(&r), secret) {
+            panic!("leaked as {f}:\n{}\n{}", r.stdout, r.stderr);
+        }
+        let rev: String = secret.chars().rev().collect();
+        assert!(!everything(&r).contains(&rev[..16]), "{}", r.stderr);
+    }
+}
+
+/// A secret with a carriage return in it, printed by a remote command: the part after the
+/// `\r` is masked in the live output too.
+#[test]
+fn a_secret_holding_a_carriage_return_is_masked_in_live_output() {
+    let sb = sandbox();
+    let secret = "Zq8Wm3Kd\rRt2Vn5XpLa7b";
+    let r = Test::new()
+        .with_sandbox(&sb)
+        .runbook(
+            "x",
+            r#"
+            version: 1
+            name: x
+            summary: cr
+            inputs:
+              token: { description: A token, secret: true }
+            steps:
+              - id: s
+                ssh.exec: { host: app, command: "printf 'line1 %s\\n' \"$T\"", env: { T: "{{ inputs.token }}" } }
+            "#,
+        )
+        .env("RUNBOOK_INPUT_TOKEN", secret)
+        .args(&["run", "x", "--env", "sandbox", "--yes", "--output", "json"])
+        .run();
+    r.assert_code(0);
+    let all = everything(&r);
+    for piece in secret.split('\r') {
+        assert!(!all.contains(piece), "{piece} leaked:\n{}", r.stdout);
+    }
+}

@@ -374,8 +374,13 @@ impl Engine<'_> {
 
     /// What a step's templates see, and its shadow when it holds a secret ([`taint`]).
     fn context(&self, outputs: &StepOutputs) -> taint::Contexts {
-        let any_secret =
-            self.inputs.values().any(|v| v.secret) || outputs.values().flatten().any(|o| o.secret);
+        // Values that are not secrets may still hold one (a command's output that printed it,
+        // an input a parent run filled from a secret): their shadow replaces what the
+        // redactor knows in them.
+        let redactor = &self.bus.redactor;
+        let any_secret = !redactor.is_empty()
+            || self.inputs.values().any(|v| v.secret)
+            || outputs.values().flatten().any(|o| o.secret);
         let build = |shadow: bool| {
             let inputs: serde_json::Map<String, serde_json::Value> = self
                 .inputs
@@ -383,6 +388,8 @@ impl Engine<'_> {
                 .map(|(k, v)| {
                     let value = if shadow && v.secret {
                         taint::shadow_str(&v.value)
+                    } else if shadow {
+                        taint::shadow_within(&v.value, redactor).unwrap_or_else(|| v.value.clone())
                     } else {
                         v.value.clone()
                     };
@@ -397,6 +404,9 @@ impl Engine<'_> {
                         .map(|o| {
                             let value = if shadow && o.secret {
                                 taint::shadow_json(&o.value)
+                            } else if shadow {
+                                taint::shadow_json_within(&o.value, redactor)
+                                    .unwrap_or_else(|| o.value.clone())
                             } else {
                                 o.value.clone()
                             };
@@ -1085,13 +1095,9 @@ impl Nested for EngineNested<'_, '_> {
                     .try_add(&value)
                     .map_err(|e| StepError::new(format!("input `{k}` of runbook `{name}`: {e}")))?;
             }
-            inputs.insert(
-                k.clone(),
-                InputValue {
-                    value,
-                    secret: spec.secret,
-                },
-            );
+            // A value that holds a secret stays one in the child, whatever its input says.
+            let secret = spec.secret || !parent.bus.redactor.spans(&value).is_empty();
+            inputs.insert(k.clone(), InputValue { value, secret });
         }
         if let Some(extra) = given.keys().find(|k| !child.doc.inputs.contains_key(*k)) {
             return Err(StepError::new(format!(

@@ -31,27 +31,109 @@ impl Contexts {
     }
 }
 
-/// A secret's shadow: the same length and character classes, every character different
-/// (letters rotated by 13, digits by 5, ASCII punctuation to the next, anything else to the
-/// next code point), so any text computed from it differs from the text computed from the
-/// secret at least where the secret's characters went.
+/// A secret's shadow: the same length and character classes, every character different.
+/// Letters, digits and ASCII punctuation go through a random derangement of their class,
+/// drawn once per process, so no template can be written to give the same text for a secret
+/// and its shadow (`sort` of the pair, a table that maps both to one symbol); anything else
+/// goes to the next code point.
 pub fn shadow_str(s: &str) -> String {
-    const PUNCT: &[u8] = b"!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~";
+    let t = table();
     s.chars()
         .map(|c| match c {
-            'a'..='z' => char::from(b'a' + (c as u8 - b'a' + 13) % 26),
-            'A'..='Z' => char::from(b'A' + (c as u8 - b'A' + 13) % 26),
-            '0'..='9' => char::from(b'0' + (c as u8 - b'0' + 5) % 10),
-            c if c.is_ascii_punctuation() => {
-                let i = PUNCT.iter().position(|p| *p == c as u8).unwrap_or(0);
-                char::from(PUNCT[(i + 1) % PUNCT.len()])
-            }
+            c if c.is_ascii_graphic() => char::from(t[c as usize]),
             c if c.is_ascii() => c,
             c => char::from_u32(c as u32 + 1)
                 .or_else(|| char::from_u32(c as u32 - 1))
                 .unwrap_or(c),
         })
         .collect()
+}
+
+/// For each printable ASCII byte, its shadow: a derangement within lower-case letters,
+/// upper-case letters, digits and punctuation.
+fn table() -> &'static [u8; 128] {
+    static T: std::sync::OnceLock<[u8; 128]> = std::sync::OnceLock::new();
+    T.get_or_init(|| {
+        let mut t = [0u8; 128];
+        for (i, b) in t.iter_mut().enumerate() {
+            *b = i as u8;
+        }
+        let punct: Vec<u8> = (0x21u8..0x7f).filter(u8::is_ascii_punctuation).collect();
+        let classes: [Vec<u8>; 4] = [
+            (b'a'..=b'z').collect(),
+            (b'A'..=b'Z').collect(),
+            (b'0'..=b'9').collect(),
+            punct,
+        ];
+        for class in classes {
+            // A random cyclic order of the class: each member goes to the next, so none
+            // stays and applying it twice is not the identity (classes have 10+ members).
+            let mut order = class.clone();
+            for k in (1..order.len()).rev() {
+                let mut r = [0u8; 4];
+                let _ = getrandom::fill(&mut r);
+                let j = (u32::from_le_bytes(r) as usize) % (k + 1);
+                order.swap(k, j);
+            }
+            for (k, &c) in order.iter().enumerate() {
+                t[c as usize] = order[(k + 1) % order.len()];
+            }
+        }
+        t
+    })
+}
+
+/// A string that is not a secret itself but holds one (a command's output that printed it):
+/// the shadow of every part the redactor knows.
+pub fn shadow_within(s: &str, redactor: &Redactor) -> Option<String> {
+    let spans = redactor.spans(s);
+    if spans.is_empty() {
+        return None;
+    }
+    let mut out = String::with_capacity(s.len());
+    let mut at = 0;
+    for r in spans {
+        out.push_str(&s[at..r.start]);
+        out.push_str(&shadow_str(&s[r.clone()]));
+        at = r.end;
+    }
+    out.push_str(&s[at..]);
+    Some(out)
+}
+
+/// A JSON value's shadow where it holds known secrets (see [`shadow_within`]).
+pub fn shadow_json_within(v: &serde_json::Value, redactor: &Redactor) -> Option<serde_json::Value> {
+    match v {
+        serde_json::Value::String(s) => shadow_within(s, redactor).map(Into::into),
+        serde_json::Value::Array(a) => {
+            let parts: Vec<Option<serde_json::Value>> =
+                a.iter().map(|v| shadow_json_within(v, redactor)).collect();
+            parts.iter().any(Option::is_some).then(|| {
+                parts
+                    .into_iter()
+                    .zip(a)
+                    .map(|(s, v)| s.unwrap_or_else(|| v.clone()))
+                    .collect()
+            })
+        }
+        serde_json::Value::Object(o) => {
+            let parts: Vec<(String, Option<serde_json::Value>)> = o
+                .iter()
+                .map(|(k, v)| (k.clone(), shadow_json_within(v, redactor)))
+                .collect();
+            parts.iter().any(|(_, p)| p.is_some()).then(|| {
+                parts
+                    .into_iter()
+                    .map(|(k, p)| {
+                        let v = p.unwrap_or_else(|| o[&k].clone());
+                        (k, v)
+                    })
+                    .collect::<serde_json::Map<_, _>>()
+                    .into()
+            })
+        }
+        _ => None,
+    }
 }
 
 /// A secret JSON value's shadow: every string (and every scalar's text) shadowed.
@@ -193,6 +275,9 @@ mod tests {
             for (a, b) in s.chars().zip(sh.chars()) {
                 assert!(a != b || a.is_whitespace(), "{s} -> {sh}");
             }
+            // Not an involution: a template cannot pair a secret with its shadow's shadow.
+            let all: String = ('a'..='z').chain('0'..='9').collect();
+            assert_ne!(shadow_str(&shadow_str(&all)), all);
         }
     }
 

@@ -1497,10 +1497,11 @@ async fn collect<R: AsyncRead + Unpin>(
             all.extend_from_slice(&line);
         }
         let text = String::from_utf8_lossy(&line);
-        // A progress bar redraws with `\r`: the last segment is what a terminal would show.
-        let shown = text.trim_end().rsplit('\r').next().unwrap_or("").trim();
-        if !shown.is_empty() {
-            progress(shown);
+        // A progress bar redraws with `\r`; the line goes out whole, so that masking sees all
+        // of it (a secret may span the `\r`), and the terminal shows what a terminal would.
+        let whole = text.trim_end();
+        if !whole.rsplit('\r').next().unwrap_or("").trim().is_empty() {
+            progress(whole);
         }
     }
     all
