@@ -494,3 +494,16 @@ fn github_annotations_cannot_be_forged_by_file_names_or_messages() {
     );
     assert!(r.stdout.contains("`hex%0A::error::forged`"), "{}", r.stdout);
 }
+
+#[test]
+fn github_annotations_show_invisible_characters() {
+    let t = with_file(
+        Test::new().environments(ENVS),
+        "x.yaml",
+        "version: 1\nname: \"a\\u202eb\"\nsummary: s\nsteps:\n  - id: a\n    generate: { format: hex }\n",
+    );
+    let r = t.again(&["check", "--format", "github"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(!r.stdout.contains('\u{202e}'), "{}", r.stdout);
+    assert!(r.stdout.contains(r"a\u{202e}b"), "{}", r.stdout);
+}

@@ -845,7 +845,9 @@ fn same_file(p: &Problem, path: &Path) -> bool {
 /// The message of a workflow command: `%`, CR and LF escaped, so no text (a file name, a
 /// value quoted in a message) can end the line and start a command of its own.
 fn gh_escape(s: &str) -> String {
-    s.replace('%', "%25")
+    // Control and invisible characters (bidi overrides) visible, as on every other output.
+    crate::display::visible(s)
+        .replace('%', "%25")
         .replace('\r', "%0D")
         .replace('\n', "%0A")
 }
