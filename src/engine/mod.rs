@@ -377,23 +377,21 @@ impl Engine<'_> {
         // Values that are not secrets may still hold one (a command's output that printed it,
         // an input a parent run filled from a secret): their shadow replaces what the
         // redactor knows in them.
+        // Every secret of the run is registered before a step can read it (inputs at the
+        // start, outputs as their step ends), so an empty redactor means nothing to shadow.
         let redactor = &self.bus.redactor;
-        let any_secret = !redactor.is_empty()
-            || self.inputs.values().any(|v| v.secret)
-            || outputs.values().flatten().any(|o| o.secret);
         let build = |shadow: bool| {
             let inputs: serde_json::Map<String, serde_json::Value> = self
                 .inputs
                 .iter()
                 .map(|(k, v)| {
-                    let value = if shadow && v.secret {
-                        taint::shadow_str(&v.value)
-                    } else if shadow {
-                        taint::shadow_within(&v.value, redactor).unwrap_or_else(|| v.value.clone())
+                    let value = v.value.clone().into();
+                    let value = if shadow {
+                        taint::shadow(&value, v.secret, redactor)
                     } else {
-                        v.value.clone()
+                        value
                     };
-                    (k.clone(), value.into())
+                    (k.clone(), value)
                 })
                 .collect();
             let steps: serde_json::Map<String, serde_json::Value> = outputs
@@ -402,11 +400,8 @@ impl Engine<'_> {
                     let m: serde_json::Map<String, serde_json::Value> = outs
                         .iter()
                         .map(|o| {
-                            let value = if shadow && o.secret {
-                                taint::shadow_json(&o.value)
-                            } else if shadow {
-                                taint::shadow_json_within(&o.value, redactor)
-                                    .unwrap_or_else(|| o.value.clone())
+                            let value = if shadow {
+                                taint::shadow(&o.value, o.secret, redactor)
                             } else {
                                 o.value.clone()
                             };
@@ -424,7 +419,7 @@ impl Engine<'_> {
         };
         taint::Contexts {
             real: build(false),
-            shadow: any_secret.then(|| build(true)),
+            shadow: (!redactor.is_empty()).then(|| build(true)),
         }
     }
 

@@ -85,7 +85,7 @@ fn table() -> &'static [u8; 128] {
 
 /// A string that is not a secret itself but holds one (a command's output that printed it):
 /// the shadow of every part the redactor knows.
-pub fn shadow_within(s: &str, redactor: &Redactor) -> Option<String> {
+fn shadow_within(s: &str, redactor: &Redactor) -> Option<String> {
     let spans = redactor.spans(s);
     if spans.is_empty() {
         return None;
@@ -101,8 +101,17 @@ pub fn shadow_within(s: &str, redactor: &Redactor) -> Option<String> {
     Some(out)
 }
 
+/// A context value's shadow: wholly when it is a secret, else where it holds known secrets.
+pub fn shadow(v: &serde_json::Value, secret: bool, redactor: &Redactor) -> serde_json::Value {
+    if secret {
+        shadow_json(v)
+    } else {
+        shadow_json_within(v, redactor).unwrap_or_else(|| v.clone())
+    }
+}
+
 /// A JSON value's shadow where it holds known secrets (see [`shadow_within`]).
-pub fn shadow_json_within(v: &serde_json::Value, redactor: &Redactor) -> Option<serde_json::Value> {
+fn shadow_json_within(v: &serde_json::Value, redactor: &Redactor) -> Option<serde_json::Value> {
     match v {
         serde_json::Value::String(s) => shadow_within(s, redactor).map(Into::into),
         serde_json::Value::Array(a) => {
@@ -137,7 +146,7 @@ pub fn shadow_json_within(v: &serde_json::Value, redactor: &Redactor) -> Option<
 }
 
 /// A secret JSON value's shadow: every string (and every scalar's text) shadowed.
-pub fn shadow_json(v: &serde_json::Value) -> serde_json::Value {
+fn shadow_json(v: &serde_json::Value) -> serde_json::Value {
     match v {
         serde_json::Value::String(s) => shadow_str(s).into(),
         serde_json::Value::Array(a) => a.iter().map(shadow_json).collect(),
