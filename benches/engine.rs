@@ -16,15 +16,16 @@ use std::time::Duration;
 
 use criterion::{BatchSize, Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
 use indexmap::IndexMap;
-use runbook::cli::prompt::NoPrompter;
+use runbook::catalog::Runbook;
 use runbook::engine::event::{Bus, RunStatus, Sink};
 use runbook::engine::record::Recorder;
 use runbook::engine::{Engine, Interrupt, RunOptions};
 use runbook::journal::{EventLog, RunJournal, RunMeta};
 use runbook::load::{self, Catalog};
-use runbook::model::{Environment, Environments, Runbook};
+use runbook::model::{Environment, Environments};
 use runbook::secret::Redactor;
-use runbook::{plan, template};
+use runbook::steps::Nobody;
+use runbook::{check, plan, template};
 
 fn shipped_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("runbooks")
@@ -38,7 +39,7 @@ fn assert_clean(catalog: &Catalog) {
 
 fn environments() -> Environments {
     let mut problems = Vec::new();
-    let envs = load::load_environments_in(&shipped_dir(), &mut problems);
+    let envs = check::load_environments_in(&shipped_dir(), &mut problems);
     assert!(problems.iter().all(|p| !p.is_error()), "{problems:?}");
     envs
 }
@@ -84,7 +85,7 @@ fn generate_steps(n: usize) -> String {
 
 fn load_one(name: &str, text: String, envs: &Environments) -> Runbook {
     let mut problems = Vec::new();
-    let rb = load::load_runbook(Path::new(name), text, envs, &mut problems);
+    let rb = check::load_runbook(Path::new(name), text, envs, &mut problems);
     rb.unwrap_or_else(|| panic!("{name} does not load: {problems:?}"))
 }
 
@@ -103,10 +104,10 @@ fn bench_load(c: &mut Criterion) {
             })
         })
         .count();
-    assert_clean(&load::load_dir(&shipped).expect("runbooks/"));
+    assert_clean(&check::load_dir(&shipped).expect("runbooks/"));
     g.throughput(Throughput::Elements(files as u64));
     g.bench_function("shipped runbooks", |b| {
-        b.iter(|| load::load_dir(black_box(&shipped)).expect("runbooks/"))
+        b.iter(|| check::load_dir(black_box(&shipped)).expect("runbooks/"))
     });
 
     // 1,000 runbooks of 6 steps, as `benches/cli.sh` generates them.
@@ -123,7 +124,7 @@ fn bench_load(c: &mut Criterion) {
         )
         .expect("write a runbook");
     }
-    let catalog = load::load_dir(many.path()).expect("the generated catalog");
+    let catalog = check::load_dir(many.path()).expect("the generated catalog");
     assert_clean(&catalog);
     assert_eq!(catalog.runbooks.len(), 1000);
     drop(catalog);
@@ -132,7 +133,7 @@ fn bench_load(c: &mut Criterion) {
         .sampling_mode(SamplingMode::Flat)
         .measurement_time(Duration::from_secs(5));
     g.bench_function("1,000 generated runbooks", |b| {
-        b.iter(|| load::load_dir(black_box(many.path())).expect("the generated catalog"))
+        b.iter(|| check::load_dir(black_box(many.path())).expect("the generated catalog"))
     });
 
     // One runbook of 1,000 steps, from text (no file system): parsing alone, then all of it.
@@ -252,7 +253,7 @@ fn bench_plan(c: &mut Criterion) {
     let mut g = c.benchmark_group("plan");
     g.warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(3));
-    let catalog = load::load_dir(&shipped_dir()).expect("runbooks/");
+    let catalog = check::load_dir(&shipped_dir()).expect("runbooks/");
     assert_clean(&catalog);
     for (name, env) in [
         ("ssm-bootstrap", "production"),
@@ -305,7 +306,7 @@ fn engine<'a>(
     sinks: Vec<Box<dyn Sink>>,
     recorder: Option<Box<dyn Recorder>>,
 ) -> Engine<'a> {
-    static PROMPTER: NoPrompter = NoPrompter;
+    static PROMPTER: Nobody = Nobody;
     Engine {
         runbook: rb,
         env,
@@ -380,6 +381,8 @@ fn bench_engine(c: &mut Criterion) {
                 inputs: &inputs,
                 selected: None,
                 aws_identity: None,
+                no_preflight: false,
+                abandoned: &[],
             };
             let mut journal = RunJournal::create(state.path(), &meta).expect("the journal");
             let redactor = Redactor::new();

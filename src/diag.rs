@@ -10,7 +10,11 @@ use std::sync::Arc;
 
 use miette::{Diagnostic, LabeledSpan, NamedSource, SourceCode};
 
-use crate::load::yaml::ByteSpan;
+use crate::load::yaml::{ByteSpan, Node, NodeKind};
+
+pub mod codes;
+
+pub use codes::Code;
 
 /// One loaded source file: its display name and text.
 #[derive(Debug)]
@@ -37,6 +41,33 @@ impl Source {
             .with_language("yaml"),
             text,
         })
+    }
+
+    /// The place of `range` (within a scalar's value) in this file: exact when the scalar is
+    /// written on one line without escapes, the whole scalar otherwise. A template's error
+    /// points at the same place at run time as at check time.
+    pub fn locate(&self, node: &Node, range: std::ops::Range<usize>) -> ByteSpan {
+        let NodeKind::Scalar { value, .. } = &node.kind else {
+            return node.span.clone();
+        };
+        let raw = self.text.get(node.span.clone()).unwrap_or_default();
+        for skip in [0usize, 1] {
+            if raw
+                .get(skip..)
+                .is_some_and(|r| r.starts_with(value.as_str()))
+            {
+                let start = node.span.start + skip + range.start;
+                return start..start + range.len();
+            }
+        }
+        // Block scalars: find the referenced text in the raw source of the scalar.
+        if let Some(needle) = value.get(range.clone())
+            && let Some(i) = raw.find(needle)
+        {
+            let start = node.span.start + i;
+            return start..start + needle.len();
+        }
+        node.span.clone()
     }
 
     /// 1-based line and column (in characters) of a byte offset. An offset inside a character
@@ -89,18 +120,21 @@ pub enum Severity {
 /// One problem with a runbook, an environment file or the operator's input.
 #[derive(Debug, Clone)]
 pub struct Problem {
-    /// Stable code, e.g. `runbook::unknown-key`.
-    pub code: &'static str,
+    /// Stable code, e.g. `runbook::unknown-key`; every one is in [`codes`].
+    pub code: Code,
     pub message: String,
     pub severity: Severity,
     pub source: Option<Arc<Source>>,
     pub span: Option<ByteSpan>,
     pub label: Option<String>,
+    /// Other places of the same file the problem is about (a duplicate's first use), each
+    /// with its label: shown in the snippet next to the main place.
+    pub secondary: Vec<(ByteSpan, String)>,
     pub help: Option<String>,
 }
 
 impl Problem {
-    pub fn error(code: &'static str, message: impl Into<String>) -> Problem {
+    pub fn error(code: Code, message: impl Into<String>) -> Problem {
         Problem {
             code,
             message: message.into(),
@@ -108,11 +142,12 @@ impl Problem {
             source: None,
             span: None,
             label: None,
+            secondary: Vec::new(),
             help: None,
         }
     }
 
-    pub fn warning(code: &'static str, message: impl Into<String>) -> Problem {
+    pub fn warning(code: Code, message: impl Into<String>) -> Problem {
         Problem {
             severity: Severity::Warning,
             ..Problem::error(code, message)
@@ -132,6 +167,12 @@ impl Problem {
 
     pub fn in_file(mut self, source: &Arc<Source>) -> Problem {
         self.source = Some(source.clone());
+        self
+    }
+
+    /// Also point at `span` of the problem's file, with `label`. Set after [`Problem::at`].
+    pub fn also_at(mut self, span: ByteSpan, label: impl Into<String>) -> Problem {
+        self.secondary.push((span, label.into()));
         self
     }
 
@@ -192,19 +233,28 @@ impl Diagnostic for Problem {
     }
 
     fn labels(&self) -> Option<Box<dyn Iterator<Item = LabeledSpan> + '_>> {
-        let mut span = self.span.clone()?;
         // Also for a span set without `at`: miette slices the text by it.
-        if let Some(s) = &self.source {
-            let start = floor_char(&s.text, span.start);
-            span = start..ceil_char(&s.text, span.end.max(start));
-        }
+        let whole = |span: &ByteSpan| match &self.source {
+            Some(s) => {
+                let start = floor_char(&s.text, span.start);
+                start..ceil_char(&s.text, span.end.max(start))
+            }
+            None => span.clone(),
+        };
+        let span = whole(self.span.as_ref()?);
         let label = self.label.as_deref().map_or_else(
             || "here".to_string(),
             |l| crate::display::visible_line(l).into_owned(),
         );
-        Some(Box::new(std::iter::once(
-            LabeledSpan::new_primary_with_span(Some(label), span),
-        )))
+        let secondary = self.secondary.iter().map(move |(span, label)| {
+            LabeledSpan::new_with_span(
+                Some(crate::display::visible_line(label).into_owned()),
+                whole(span),
+            )
+        });
+        Some(Box::new(
+            std::iter::once(LabeledSpan::new_primary_with_span(Some(label), span)).chain(secondary),
+        ))
     }
 }
 
@@ -251,21 +301,9 @@ const MAX_SNIPPET_LINE: usize = 400;
 fn too_long_to_show(p: &Problem) -> Option<Problem> {
     let source = p.source.as_ref()?;
     let span = p.span.as_ref()?;
-    let text = &source.text;
-    let start = floor_char(text, span.start);
-    let end = ceil_char(text, span.end.max(start));
-    // The first and the last line the snippet would show (one line of context each side).
-    let from = text[..start].rfind('\n').map_or(0, |i| i + 1);
-    let from = text[..from.saturating_sub(1)]
-        .rfind('\n')
-        .map_or(0, |i| i + 1);
-    let to = text[end..].find('\n').map_or(text.len(), |i| end + i);
-    let to = text[(to + 1).min(text.len())..]
-        .find('\n')
-        .map_or(text.len(), |i| to + 1 + i);
-    let long = text[from..to]
-        .split('\n')
-        .any(|l| l.len() > MAX_SNIPPET_LINE);
+    let long = std::iter::once(span)
+        .chain(p.secondary.iter().map(|(s, _)| s))
+        .any(|s| shows_a_long_line(&source.text, s));
     if !long {
         return None;
     }
@@ -277,8 +315,27 @@ fn too_long_to_show(p: &Problem) -> Option<Problem> {
         ),
         source: None,
         span: None,
+        secondary: Vec::new(),
         ..p.clone()
     })
+}
+
+/// Whether the snippet of `span` would show a line longer than [`MAX_SNIPPET_LINE`].
+fn shows_a_long_line(text: &str, span: &ByteSpan) -> bool {
+    let start = floor_char(text, span.start);
+    let end = ceil_char(text, span.end.max(start));
+    // The first and the last line the snippet would show (one line of context each side).
+    let from = text[..start].rfind('\n').map_or(0, |i| i + 1);
+    let from = text[..from.saturating_sub(1)]
+        .rfind('\n')
+        .map_or(0, |i| i + 1);
+    let to = text[end..].find('\n').map_or(text.len(), |i| end + i);
+    let to = text[(to + 1).min(text.len())..]
+        .find('\n')
+        .map_or(text.len(), |i| to + 1 + i);
+    text[from..to]
+        .split('\n')
+        .any(|l| l.len() > MAX_SNIPPET_LINE)
 }
 
 #[cfg(test)]
@@ -286,12 +343,43 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_second_place_is_a_second_label_and_counts_for_long_lines() {
+        let text = format!(
+            "a: 1\nb: 2\nc: 3\nd: 4\ne: {}\n",
+            "x".repeat(MAX_SNIPPET_LINE)
+        );
+        let source = Source::new(Path::new("x.yaml"), text);
+        let p = Problem::error(Code::DuplicateId, "m")
+            .at(&source, 5..6)
+            .label("again")
+            .also_at(0..1, "first");
+        let labels: Vec<(Option<String>, usize, bool)> = p
+            .labels()
+            .unwrap()
+            .map(|l| (l.label().map(str::to_string), l.offset(), l.primary()))
+            .collect();
+        assert_eq!(
+            labels,
+            [
+                (Some("again".into()), 5, true),
+                (Some("first".into()), 0, false)
+            ]
+        );
+        assert!(too_long_to_show(&p).is_none());
+        // A second place next to a line too long to show: no snippet, the place in the message.
+        let p = p.also_at(15..16, "third");
+        let plain = too_long_to_show(&p).unwrap();
+        assert!(plain.source.is_none() && plain.secondary.is_empty());
+        assert!(plain.message.contains("x.yaml:2:1"), "{}", plain.message);
+    }
+
+    #[test]
     fn a_span_inside_a_character_neither_panics_nor_splits_it() {
         let source = Source::new(Path::new("x.yaml"), "a: é\nb: ü\n".into());
         // Every byte offset, including those inside `é` and `ü` and past the end.
         for start in 0..source.text.len() + 3 {
             for end in start..source.text.len() + 3 {
-                let p = Problem::error("runbook::test", "m").at(&source, start..end);
+                let p = Problem::error(Code::Invalid, "m").at(&source, start..end);
                 let span = p.span.clone().unwrap();
                 assert!(source.text.get(span.clone()).is_some(), "{span:?}");
                 let _ = p.location();

@@ -1,7 +1,9 @@
 //! The runbook and environment file formats (v1): typed, immutable once loaded.
 //!
 //! These types are the single source of the JSON Schemas in `schemas/`. Steps are kept as
-//! their YAML node plus the common fields, because each step kind owns its parameters.
+//! their YAML node plus the common fields, because each step kind owns its parameters (the
+//! schema of a step is the union of the kinds', in `steps`). A loaded runbook, its steps
+//! bound to their kinds, is `catalog::Runbook`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -73,15 +75,6 @@ pub struct StepDoc;
 impl<'de> Deserialize<'de> for StepDoc {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         serde::de::IgnoredAny::deserialize(d).map(|_| StepDoc)
-    }
-}
-
-impl JsonSchema for StepDoc {
-    fn schema_name() -> std::borrow::Cow<'static, str> {
-        "Step".into()
-    }
-    fn json_schema(g: &mut SchemaGenerator) -> Schema {
-        crate::steps::step_schema(g)
     }
 }
 
@@ -187,10 +180,21 @@ pub struct Dur(pub Duration);
 
 impl<'de> Deserialize<'de> for Dur {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        parse_duration(&s)
-            .map(Dur)
-            .map_err(serde::de::Error::custom)
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Dur;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a duration like `30s`")
+            }
+            fn visit_newtype_struct<D: Deserializer<'de>>(self, d: D) -> Result<Dur, D::Error> {
+                let s = String::deserialize(d)?;
+                parse_duration(&s)
+                    .map(Dur)
+                    .map_err(serde::de::Error::custom)
+            }
+        }
+        // Named, so that the loader reports its errors as `runbook::bad-duration`.
+        d.deserialize_newtype_struct(crate::load::yaml::names::DURATION, V)
     }
 }
 
@@ -227,17 +231,17 @@ pub mod ranges {
     pub const RETRY_DELAY: (Duration, Duration) = (Duration::ZERO, secs(3600));
     /// `retry.backoff`.
     pub const BACKOFF: (f64, f64) = (1.0, 10.0);
-    /// `http.check` `attempts`.
+    /// An HTTP check's `attempts`.
     pub const HTTP_ATTEMPTS: (u32, u32) = (1, 1000);
-    /// `http.check` `delay`.
+    /// An HTTP check's `delay`.
     pub const HTTP_DELAY: (Duration, Duration) = (Duration::ZERO, secs(3600));
-    /// `http.check` `request_timeout`.
+    /// An HTTP check's `request_timeout`.
     pub const REQUEST_TIMEOUT: (Duration, Duration) = (Duration::from_millis(10), secs(600));
-    /// `ssh.exec` `parallel`.
+    /// A remote command's `parallel`.
     pub const PARALLEL: (u32, u32) = (1, 256);
-    /// `ssh.exec` `batch`.
+    /// A remote command's `batch`.
     pub const BATCH: (u32, u32) = (1, 10_000);
-    /// `ssh.exec` `max_failures`.
+    /// A remote command's `max_failures`.
     pub const MAX_FAILURES: (u32, u32) = (0, 10_000);
     /// Exit codes a command may be expected to end with.
     pub const EXIT_CODE: (i64, i64) = (0, 255);
@@ -276,7 +280,7 @@ pub mod ranges {
     /// The problem for a value out of its range, to be placed at the field by the caller.
     pub fn problem(field: &str, shown: &str, help: String) -> crate::diag::Problem {
         crate::diag::Problem::error(
-            "runbook::out-of-range",
+            crate::diag::Code::OutOfRange,
             format!("`{field}: {shown}` is out of range"),
         )
         .label("out of range")
@@ -425,6 +429,12 @@ pub struct DatabaseSpec {
     /// the platform's roots).
     #[serde(default)]
     pub ca_file: Option<String>,
+    /// An SSM parameter holding the password of `user` (e.g. `/musehub/production/DB_PASSWORD`),
+    /// read at run time as a secret by a `psql` step without `password:` (and by preflight).
+    /// Without it, such a step finds the password the libpq way: `PGPASSWORD`, the file
+    /// `PGPASSFILE` names or `~/.pgpass`, else none (trust or peer auth).
+    #[serde(default)]
+    pub password_parameter: Option<String>,
 }
 
 impl DatabaseSpec {
@@ -451,68 +461,6 @@ pub enum SslMode {
     VerifyCa,
     /// TLS with a certificate signed by a trusted CA and valid for `host` (also through `via:`).
     VerifyFull,
-}
-
-/// A loaded, parsed runbook.
-#[derive(Debug)]
-pub struct Runbook {
-    pub doc: RunbookDoc,
-    pub steps: Vec<Step>,
-    pub rollback: Vec<Step>,
-    pub source: Arc<Source>,
-    pub node: Node,
-}
-
-impl Runbook {
-    pub fn name(&self) -> &str {
-        &self.doc.name
-    }
-
-    /// Every step, main steps first then rollback steps.
-    pub fn all_steps(&self) -> impl Iterator<Item = &Step> {
-        self.steps.iter().chain(self.rollback.iter())
-    }
-
-    /// A digest of the file's bytes, to tell whether a runbook changed between runs.
-    pub fn digest(&self) -> String {
-        use sha2::Digest;
-        let d = sha2::Sha256::digest(self.source.text.as_bytes());
-        d.iter().take(8).map(|b| format!("{b:02x}")).collect()
-    }
-}
-
-/// A parsed step: common fields, its kind and its parameters (still unrendered templates).
-#[derive(Debug)]
-pub struct Step {
-    pub common: StepCommon,
-    pub kind: &'static dyn crate::steps::DynKind,
-    pub params: Node,
-    /// The whole step mapping, for pointing at its fields.
-    pub node: Node,
-    /// The outputs this step produces (known statically).
-    pub outputs: Vec<crate::steps::OutputSpec>,
-    pub rollback: bool,
-}
-
-impl Step {
-    pub fn id(&self) -> &str {
-        &self.common.id
-    }
-
-    /// Safe to run again after a crash cut it short: the author's `idempotent:`, else the kind's.
-    pub fn idempotent(&self) -> bool {
-        self.common
-            .idempotent
-            .unwrap_or_else(|| self.kind.idempotent(&self.params))
-    }
-
-    /// The span of a common field's value, or of the `id:` when absent.
-    pub fn span_of(&self, field: &str) -> std::ops::Range<usize> {
-        self.node
-            .get(field)
-            .or_else(|| self.node.get("id"))
-            .map_or(self.node.span.clone(), |n| n.span.clone())
-    }
 }
 
 /// One environment, with its name.

@@ -7,12 +7,13 @@ use indexmap::IndexMap;
 use minijinja::Value;
 use serde::Serialize;
 
+use crate::catalog::{self, Runbook, Step};
 use crate::display::{visible, visible_line};
-use crate::engine::{InputValue, render_node};
+use crate::engine::InputValue;
 use crate::load::yaml::{Node, NodeKind};
-use crate::model::{Environment, Runbook, Step};
+use crate::model::Environment;
 use crate::steps::{Effect, MASK};
-use crate::template;
+use crate::template::{self, render_node};
 
 #[derive(Debug, Serialize)]
 pub struct Plan {
@@ -32,9 +33,17 @@ pub struct PlannedStep {
     pub kind: &'static str,
     /// One line: what the step will do, rendered.
     pub action: String,
-    /// `read-only`, `changes` (with what), `local`, or `unknown` when it depends on run-time values.
+    /// `read-only`, `changes` (with what, run-time values as placeholders), `local`, or
+    /// `unknown` when its parameters cannot be described before the run.
     pub effect: PlanEffect,
     pub gate: Option<String>,
+    /// For a step with a gate: the steps its answer approves (this one and every step up to
+    /// the next gate), which run without stopping for a person.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub approves: Vec<String>,
+    /// For a step without a gate of its own after a gate: the step whose gate approves it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub approved_at: Option<String>,
     pub when: Option<String>,
     pub on_failure: Option<String>,
     /// The rendered parameters, flattened (`set_password.role = musehub`).
@@ -49,7 +58,8 @@ pub enum PlanEffect {
     ReadOnly,
     Changes(String),
     Local,
-    /// The step's parameters depend on values only known at run time.
+    /// The step's parameters cannot be described before the run (they depend on values only
+    /// known at run time in a way its kind cannot describe).
     Unknown(String),
 }
 
@@ -60,7 +70,20 @@ pub fn plan(runbook: &Runbook, env: &Environment, inputs: &IndexMap<String, Inpu
     let planned = |list: &[Step]| -> Vec<PlannedStep> {
         list.iter()
             .enumerate()
-            .map(|(i, s)| plan_step(s, i + 1, &ctx))
+            .map(|(i, s)| {
+                let mut p = plan_step(s, i + 1, &ctx);
+                match catalog::gate_of(list, i) {
+                    Some(g) if g == i => {
+                        p.approves = list[catalog::approved_by(list, g)]
+                            .iter()
+                            .map(|s| s.id().to_string())
+                            .collect();
+                    }
+                    Some(g) => p.approved_at = Some(list[g].id().to_string()),
+                    None => {}
+                }
+                p
+            })
             .collect()
     };
     Plan {
@@ -133,7 +156,9 @@ fn plan_step(step: &Step, index: usize, ctx: &Value) -> PlannedStep {
             let effect = match effect {
                 Effect::ReadOnly => PlanEffect::ReadOnly,
                 Effect::Local => PlanEffect::Local,
-                Effect::Changes(what) if what.contains(OPEN) => PlanEffect::Unknown(what),
+                // A change whose target is a run-time value (the role read from SSM) is
+                // still a change: its text shows the placeholder; only a step that cannot
+                // be described at all is unknown.
                 Effect::Changes(what) => PlanEffect::Changes(what),
             };
             (action, effect)
@@ -151,6 +176,8 @@ fn plan_step(step: &Step, index: usize, ctx: &Value) -> PlannedStep {
         action,
         effect,
         gate: step.common.confirm.as_deref().map(render),
+        approves: Vec::new(),
+        approved_at: None,
         when: step.common.when.clone(),
         on_failure: step.common.on_failure.as_ref().map(|f| match f {
             crate::model::OnFailure::Abort => "abort".to_string(),
@@ -189,9 +216,16 @@ impl Plan {
         self.steps.iter().filter(|s| s.gate.is_some()).count()
     }
 
-    /// Needs a person: a gate or a manual step.
+    /// Needs a person: a gate or a manual step, or a step approved by a gate that is not in
+    /// the plan (a partial run), which the run then asks at that step.
     pub fn needs_operator(&self) -> bool {
-        self.steps.iter().any(|s| s.gate.is_some() || s.interactive)
+        self.steps.iter().any(|s| {
+            s.gate.is_some()
+                || s.interactive
+                || s.approved_at
+                    .as_ref()
+                    .is_some_and(|g| !self.steps.iter().any(|t| &t.id == g))
+        })
     }
 
     /// The plan as text for a terminal. Every value from a file is shown with its control
@@ -216,7 +250,7 @@ impl Plan {
         );
         let _ = writeln!(o);
         for s in &self.steps {
-            render_step(&mut o, s, self.steps.len());
+            render_step(&mut o, s, &self.steps);
         }
         if !self.rollback.is_empty() {
             let _ = writeln!(
@@ -225,7 +259,7 @@ impl Plan {
             );
             let _ = writeln!(o);
             for s in &self.rollback {
-                render_step(&mut o, s, self.rollback.len());
+                render_step(&mut o, s, &self.rollback);
             }
         }
         o
@@ -250,7 +284,31 @@ pub(crate) fn hanging(text: &str, indent: usize) -> String {
     out
 }
 
-fn render_step(o: &mut String, s: &PlannedStep, total: usize) {
+/// The steps a gate approves, as one line: their ids, the manual ones marked, and that the
+/// others run without stopping for a person.
+pub(crate) fn approves(gate: &PlannedStep, all: &[PlannedStep]) -> String {
+    let mut asks = false;
+    let names: Vec<String> = gate
+        .approves
+        .iter()
+        .map(|id| {
+            if all.iter().any(|p| &p.id == id && p.interactive) {
+                asks = true;
+                format!("{id} (asks you)")
+            } else {
+                id.clone()
+            }
+        })
+        .collect();
+    let they = if asks { "the others run" } else { "they run" };
+    format!(
+        "{} — {they} one after another without stopping for a person",
+        visible_line(&names.join(", "))
+    )
+}
+
+fn render_step(o: &mut String, s: &PlannedStep, all: &[PlannedStep]) {
+    let total = all.len();
     use std::fmt::Write;
     let title = s
         .title
@@ -269,6 +327,16 @@ fn render_step(o: &mut String, s: &PlannedStep, total: usize) {
     }
     if let Some(gate) = &s.gate {
         let _ = writeln!(o, "      GATE: {}", hanging(gate, 12));
+        if s.approves.len() > 1 {
+            let _ = writeln!(o, "      approves: {}", approves(s, all));
+        }
+    }
+    if let Some(g) = &s.approved_at {
+        let _ = writeln!(
+            o,
+            "      no gate of its own: approved at `{}`",
+            visible_line(g)
+        );
     }
     let _ = writeln!(o, "      does: {}", hanging(&s.action, 12));
     let effect = match &s.effect {

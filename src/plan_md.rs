@@ -46,12 +46,38 @@ impl Plan {
             let _ = writeln!(o, "\n#### Gates\n");
             let _ = writeln!(
                 o,
-                "The run stops and asks before each of these steps; declining ends it there.\n"
+                "The run asks once before each of these steps; the answer approves it and every step after it up to the next gate, which then run without stopping for a person. Declining ends the run there.\n"
             );
             for s in gated {
+                let approves = if s.approves.len() > 1 {
+                    let manual =
+                        |id: &String| self.steps.iter().any(|p| &p.id == id && p.interactive);
+                    let names: Vec<String> = s
+                        .approves
+                        .iter()
+                        .map(|id| {
+                            if manual(id) {
+                                format!("{} (asks you)", md_code(id))
+                            } else {
+                                md_code(id)
+                            }
+                        })
+                        .collect();
+                    let they = if s.approves.iter().any(manual) {
+                        "the others run"
+                    } else {
+                        "they run"
+                    };
+                    format!(
+                        "<br>approves {}: {they} one after another without stopping for a person",
+                        names.join(", ")
+                    )
+                } else {
+                    String::new()
+                };
                 let _ = writeln!(
                     o,
-                    "- **{}. {}**: {}",
+                    "- **{}. {}**: {}{approves}",
                     s.index,
                     md_code(&s.id),
                     inline(s.gate.as_deref().unwrap_or_default()).replace('\n', "<br>")
@@ -95,6 +121,9 @@ fn table(o: &mut String, steps: &[PlannedStep]) {
         let mut notes = Vec::new();
         if s.gate.is_some() {
             notes.push("**gate**".to_string());
+        }
+        if let Some(g) = &s.approved_at {
+            notes.push(format!("approved at {}", md_code(g)));
         }
         if let Some(when) = &s.when {
             notes.push(format!("only when {}", md_code(when)));

@@ -6,8 +6,9 @@
 
 use std::collections::HashSet;
 
-use crate::diag::Problem;
-use crate::model::{OnFailure, Runbook, Step};
+use crate::catalog::{Runbook, Step};
+use crate::diag::{Code, Problem};
+use crate::model::OnFailure;
 use crate::template;
 
 /// The ids of the main steps that run, in runbook order; `None` for the whole runbook.
@@ -29,7 +30,7 @@ pub fn select(
         } else {
             format!("runbook `{}` has no step `{id}`", rb.name())
         };
-        Err(Problem::error("runbook::no-such-step", what)
+        Err(Problem::error(Code::NoSuchStep, what)
             .help(format!("its steps are: {}", ids.join(", "))))
     };
     if let Some(from) = from {

@@ -5,6 +5,9 @@ use std::sync::OnceLock;
 
 use minijinja::{Environment, UndefinedBehavior, Value};
 
+use crate::diag::Code;
+use crate::load::yaml::Node;
+
 /// The one template environment: strict, no loader (no filesystem access), no auto-escaping.
 pub fn environment() -> &'static Environment<'static> {
     static ENV: OnceLock<Environment<'static>> = OnceLock::new();
@@ -28,6 +31,7 @@ fn build(marked: bool) -> Environment<'static> {
     env.set_undefined_behavior(UndefinedBehavior::Strict);
     env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
     env.add_filter("shell_quote", shell_quote);
+    env.add_filter("hmac_sha256", hmac_sha256);
     // Bad input is bounded: a template's loops get a budget of work (see MAX_OUTPUT too).
     env.set_fuel(Some(FUEL));
     if marked {
@@ -54,6 +58,23 @@ fn shell_quote(value: Value) -> String {
         .as_str()
         .map_or_else(|| value.to_string(), str::to_string);
     sh_quote(&text)
+}
+
+/// `{{ body | hmac_sha256(key) }}`: the HMAC-SHA256 of the text, keyed with the key's text
+/// (both as UTF-8), in lower-case hex: a webhook signature (`X-Hub-Signature-256: sha256=…`).
+/// Made from a secret key, the result is a secret too: a run follows it like any text computed
+/// from a secret (`engine::taint`), so it is masked.
+fn hmac_sha256(value: Value, key: Value) -> Result<String, minijinja::Error> {
+    let text = |v: &Value| v.as_str().map_or_else(|| v.to_string(), str::to_string);
+    let key = text(&key);
+    if key.is_empty() {
+        return Err(minijinja::Error::new(
+            minijinja::ErrorKind::InvalidOperation,
+            "the key of `hmac_sha256` is empty",
+        ));
+    }
+    let mac = crate::state::hmac_sha256(key.as_bytes(), text(&value).as_bytes());
+    Ok(mac.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 /// The work one rendering may do (minijinja's instructions): thousands of times what a
@@ -190,6 +211,12 @@ pub fn render(template: &str, ctx: &Value) -> Result<String, TemplateError> {
     Ok(out)
 }
 
+/// Every string of a step's parameters rendered (for plans, docs and preflight; a run renders
+/// through `engine::taint`, which also follows secrets).
+pub fn render_node(params: &Node, ctx: &Value) -> Result<Node, String> {
+    params.map_scalars(&mut |_, s| render(s, ctx).map_err(|e| format!("template: {}", e.message)))
+}
+
 /// A rendering with the output of every expression marked (see [`MARK_OPEN`]); for analysis
 /// only, never for use.
 pub fn render_marked(template: &str, ctx: &Value) -> Result<String, TemplateError> {
@@ -281,6 +308,35 @@ mod tests {
         assert_eq!(render("{{ n | shell_quote }}", &ctx).unwrap(), "'5'");
     }
 
+    /// RFC 4231's test case 2, and GitHub's documented webhook example (secret "It's a Secret
+    /// to Everybody", payload "Hello, World!").
+    #[test]
+    fn hmac_sha256_is_the_hex_of_the_keyed_hash() {
+        let ctx =
+            value(serde_json::json!({"k": "Jefe", "gh": "It's a Secret to Everybody", "n": 7}));
+        assert_eq!(
+            render(
+                "{{ 'what do ya want for nothing?' | hmac_sha256(k) }}",
+                &ctx
+            )
+            .unwrap(),
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+        assert_eq!(
+            render("sha256={{ 'Hello, World!' | hmac_sha256(gh) }}", &ctx).unwrap(),
+            "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17"
+        );
+        // A number is signed as its text; an empty or missing key is an error, not a hash.
+        assert_eq!(
+            render("{{ n | hmac_sha256(k) }}", &ctx).unwrap(),
+            render("{{ '7' | hmac_sha256(k) }}", &ctx).unwrap()
+        );
+        let e = render("{{ 'x' | hmac_sha256('') }}", &ctx).unwrap_err();
+        assert!(e.message.contains("empty"), "{}", e.message);
+        assert!(render("{{ 'x' | hmac_sha256 }}", &ctx).is_err());
+        assert!(static_problems("{{ 'x' | hmac_sha256(k) }}").is_empty());
+    }
+
     #[test]
     fn conditions() {
         let ctx = crate::template::value(serde_json::json!({"inputs": {"which": "db"}}));
@@ -324,7 +380,7 @@ pub fn static_problems(template: &str) -> Vec<StaticProblem> {
                 I::StoreLocal(name) => {
                     if ROOTS.contains(name) {
                         out.push(StaticProblem {
-                            code: "runbook::template-shadows",
+                            code: Code::TemplateShadows,
                             error: TemplateError {
                                 message: format!(
                                     "`{name}` is set in the template, which hides the run's `{name}`"
@@ -413,7 +469,7 @@ fn known(kind: Probe, name: &str) -> bool {
 /// A problem [`static_problems`] found, with its diagnostic code and help.
 #[derive(Debug, Clone)]
 pub struct StaticProblem {
-    pub code: &'static str,
+    pub code: Code,
     pub error: TemplateError,
     pub help: Option<String>,
 }
@@ -458,6 +514,7 @@ const LIKELY: &[(Probe, &[&str])] = &[
             "select",
             "selectattr",
             "shell_quote",
+            "hmac_sha256",
             "slice",
             "sort",
             "split",
@@ -516,9 +573,9 @@ fn unknown(
     range: Option<std::ops::Range<usize>>,
 ) -> StaticProblem {
     let (code, what) = match kind {
-        Probe::Filter => ("runbook::unknown-filter", "filter"),
-        Probe::Test => ("runbook::unknown-test", "test"),
-        Probe::Function => ("runbook::unknown-function", "function"),
+        Probe::Filter => (Code::UnknownFilter, "filter"),
+        Probe::Test => (Code::UnknownTest, "test"),
+        Probe::Function => (Code::UnknownFunction, "function"),
     };
     let names: Vec<&str> = LIKELY
         .iter()

@@ -1,8 +1,14 @@
 //! `runbook check` over the fixture corpus: every file under `tests/fixtures/invalid/` states
-//! the one problem it must produce in its first line, and every file under
-//! `tests/fixtures/valid/` must pass.
+//! the one problem it must produce in its first line, every file under
+//! `tests/fixtures/warnings/` the one warning it must produce (and passes: exit 0), and every
+//! file under `tests/fixtures/valid/` must pass without any.
 //!
 //! Header format: `# expect: CODE | MESSAGE SUBSTRING | line N [| help: HELP SUBSTRING]`.
+//!
+//! The whole human output of each invalid fixture is a snapshot as well
+//! (`tests/snapshots/check_fixtures__check@<fixture>.snap`): what the operator reads, the
+//! snippet, the underline and the help included. Update them with `INSTA_UPDATE=always cargo
+//! test --test check_fixtures` (or `cargo insta review`) and read the diff before committing.
 //!
 //! A problem across runbooks (a `runbook.run` cycle) is a directory `CASE/` holding `CASE.yaml`
 //! (the fixture, with the header) and the runbooks it names: all are checked together.
@@ -73,7 +79,10 @@ fn fixtures(dir: &str) -> Vec<PathBuf> {
 
 struct Checked {
     code: i32,
+    /// stdout and stderr of the human format, one after the other.
     human: String,
+    stdout: String,
+    stderr: String,
     json: Vec<serde_json::Value>,
 }
 
@@ -115,20 +124,30 @@ fn check(fixture: &Path) -> Checked {
             .expect("run runbook check");
         (
             out.status.code().unwrap_or(-1),
-            format!(
-                "{}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            ),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
         )
     };
-    let (code, human) = run(&[]);
-    let (_, json) = run(&["--format", "json"]);
+    // Only the directory is redacted: check output holds no time or id, and its durations
+    // (`from 1s to 10m`) are part of what it says.
+    let tmp_path = tmp.path().display().to_string();
+    let (code, stdout, stderr) = run(&[]);
+    let (stdout, stderr) = (
+        stdout.replace(&tmp_path, "[TMP]"),
+        stderr.replace(&tmp_path, "[TMP]"),
+    );
+    let (_, json, _) = run(&["--format", "json"]);
     let json = json
         .lines()
         .filter_map(|l| serde_json::from_str(l).ok())
         .collect();
-    Checked { code, human, json }
+    Checked {
+        code,
+        human: format!("{stdout}{stderr}"),
+        stdout,
+        stderr,
+        json,
+    }
 }
 
 /// The text with miette's wrapping undone, so a long message can be found in it.
@@ -142,14 +161,23 @@ fn unwrapped(s: &str) -> String {
         .join(" ")
 }
 
-fn verify(fixture: &Path) -> Result<(), String> {
+/// An invalid fixture's problem is an error (exit 2); a warning fixture's is a warning, and
+/// the only problem (exit 0).
+fn verify(fixture: &Path, severity: &str) -> Result<(), String> {
     let text = std::fs::read_to_string(fixture).map_err(|e| e.to_string())?;
     let want = parse_header(&text)?;
     let file = fixture.file_name().unwrap().to_string_lossy().into_owned();
     let got = check(fixture);
     let mut why = Vec::new();
-    if got.code != 2 {
-        why.push(format!("exit code {} instead of 2", got.code));
+    let code = if severity == "error" { 2 } else { 0 };
+    if got.code != code {
+        why.push(format!("exit code {} instead of {code}", got.code));
+    }
+    if severity == "warning" && got.json.len() != 1 {
+        why.push(format!(
+            "{} problems instead of one warning",
+            got.json.len()
+        ));
     }
     let flat = unwrapped(&got.human);
     if !got.human.contains(&want.code) {
@@ -164,7 +192,8 @@ fn verify(fixture: &Path) -> Result<(), String> {
     }
     // The same problem must carry all three (and the help), not three different problems.
     let one = got.json.iter().any(|p| {
-        p["code"] == want.code.as_str()
+        p["severity"] == severity
+            && p["code"] == want.code.as_str()
             && p["message"]
                 .as_str()
                 .is_some_and(|m| m.contains(&want.message))
@@ -199,7 +228,7 @@ fn every_invalid_fixture_reports_its_problem() {
     let failures: Vec<String> = files
         .iter()
         .filter_map(|f| {
-            verify(f)
+            verify(f, "error")
                 .err()
                 .map(|e| format!("{}: {e}", f.file_name().unwrap().to_string_lossy()))
         })
@@ -210,6 +239,81 @@ fn every_invalid_fixture_reports_its_problem() {
         failures.len(),
         files.len(),
         failures.join("\n\n")
+    );
+}
+
+#[test]
+fn every_warning_fixture_reports_its_warning_and_passes() {
+    let files = fixtures("warnings");
+    assert!(!files.is_empty());
+    let failures: Vec<String> = files
+        .iter()
+        .filter_map(|f| {
+            verify(f, "warning")
+                .err()
+                .map(|e| format!("{}: {e}", f.file_name().unwrap().to_string_lossy()))
+        })
+        .collect();
+    assert!(
+        failures.is_empty(),
+        "{} of {} fixtures failed:\n\n{}",
+        failures.len(),
+        files.len(),
+        failures.join("\n\n")
+    );
+}
+
+/// What `runbook check FIXTURE` shows a person, whole, for every invalid and warning fixture:
+/// one snapshot each, named after the fixture. Nothing on stdout; exit code 2 (0 for a
+/// warning).
+#[test]
+fn human_check_output_of_every_invalid_fixture() {
+    let warnings = fixtures("warnings");
+    for f in fixtures("invalid")
+        .into_iter()
+        .chain(warnings.iter().cloned())
+    {
+        let name = f.file_stem().unwrap().to_string_lossy().into_owned();
+        let got = check(&f);
+        let code = if warnings.contains(&f) { 0 } else { 2 };
+        assert_eq!(got.code, code, "{name}: exit code\n{}", got.human);
+        assert_eq!(
+            got.stdout, "",
+            "{name}: the human format writes to stderr only"
+        );
+        insta::with_settings!({
+            description => format!("runbook check {name}.yaml (stderr)"),
+            omit_expression => true,
+            snapshot_suffix => name.as_str(),
+        }, {
+            insta::assert_snapshot!("check", got.stderr);
+        });
+    }
+}
+
+/// Every code a fixture reports, not only the one its header names, is one of the list
+/// (`runbook::diag::Code`, published in docs/diagnostics.md).
+#[test]
+fn every_reported_code_is_in_the_list() {
+    let mut unknown = Vec::new();
+    let mut seen = std::collections::BTreeSet::new();
+    for f in fixtures("invalid").into_iter().chain(fixtures("warnings")) {
+        for p in check(&f).json {
+            let code = p["code"].as_str().unwrap_or_default().to_string();
+            if runbook::diag::Code::from_name(&code).is_none() {
+                unknown.push(format!(
+                    "{}: {code}",
+                    f.file_name().unwrap().to_string_lossy()
+                ));
+            }
+            seen.insert(code);
+        }
+    }
+    assert!(seen.len() >= 30, "only {} codes seen", seen.len());
+    assert!(
+        unknown.is_empty(),
+        "codes not in the list:\n{}",
+        unknown.join("\n")
     );
 }
 

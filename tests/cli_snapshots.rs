@@ -1,5 +1,5 @@
 //! Snapshots of outputs people and programs read: the top-level `--help`, `check --format
-//! github` on an invalid fixture, and `list --output json` on the shipped runbooks.
+//! github` on an invalid fixture, `check` of a duplicate id (two labels), and `list --output json` on the shipped runbooks.
 
 mod common;
 
@@ -33,6 +33,23 @@ fn check_github_annotations_of_an_invalid_fixture() {
         .run();
     run.assert_code(2);
     insta::assert_snapshot!(run.stdout);
+}
+
+#[test]
+fn check_points_at_both_uses_of_a_duplicate_id() {
+    let t = Test::new();
+    std::fs::copy(
+        repo().join("tests/fixtures/invalid/duplicate-step-id.yaml"),
+        t.runbooks_dir().join("duplicate-step-id.yaml"),
+    )
+    .unwrap();
+    let run = t
+        .env("NO_COLOR", "1")
+        .args(&["check", "runbooks/duplicate-step-id.yaml"])
+        .run();
+    run.assert_code(2);
+    // The duplicate is the problem's place; its first use is a second label.
+    insta::assert_snapshot!(run.stderr);
 }
 
 #[test]
@@ -73,11 +90,18 @@ fn check_output_json_is_format_json() {
 
 #[test]
 fn check_refuses_both_output_and_format() {
-    let run = Test::new()
+    Test::new()
         .args(&["check", "--output", "json", "--format", "github"])
-        .run();
-    run.assert_code(2);
-    assert!(run.stderr.contains("cannot be used with"), "{}", run.stderr);
+        .stderr(
+            "
+            error: the argument '--output <OUTPUT>' cannot be used with '--format <FORMAT>'
+
+            Usage: runbook check --output <OUTPUT> [PATHS]...
+
+            For more information, try '--help'.
+            ",
+        )
+        .status(2);
 }
 
 /// The `--output json` event stream of a run (format of record for scripts): times, run ids,
@@ -99,10 +123,13 @@ fn run_events_as_json_lines() {
           - id: slow_only
             when: inputs.mode == 'slow'
             generate: { format: hex }
+          - id: apply
+            confirm: Apply {{ steps.key.value }}?
+            generate: { format: hex }
           - id: tell
-            confirm: Tell them {{ steps.key.value }}?
             manual.confirm:
               instructions: "Use {{ steps.key.value }}"
+              unattended: skip
         "#,
     );
     let run = t

@@ -235,7 +235,8 @@ fn docs_fence_a_command_that_holds_a_fence() {
     );
 }
 
-/// One host that refuses connections at once: a gate opens SSH connections while it waits.
+/// One host that refuses connections at once: a gate opens SSH connections while it waits. The
+/// runs start with --no-preflight, whose SSH check would stop them before the gate they look at.
 const LAB: &str = r#"
     version: 1
     environments:
@@ -250,7 +251,15 @@ fn the_gate_shows_a_hidden_part_of_the_command() {
     let t = Test::new()
         .environments(LAB)
         .runbook("restart", FROM_INPUT)
-        .args(&["run", "restart", "--env", "lab", "--input", &input]);
+        .args(&[
+            "run",
+            "restart",
+            "--env",
+            "lab",
+            "--no-preflight",
+            "--input",
+            &input,
+        ]);
     let mut p = Pty::spawn(&t);
     p.expect("now?");
     p.send("n");
@@ -308,7 +317,7 @@ fn the_gate_shows_every_line_of_a_command() {
     let t = Test::new()
         .environments(LAB)
         .runbook("deploy", THREE_LINES)
-        .args(&["run", "deploy", "--env", "lab"]);
+        .args(&["run", "deploy", "--env", "lab", "--no-preflight"]);
     let mut p = Pty::spawn(&t);
     p.expect("Deploy now?");
     p.send("n");
@@ -328,10 +337,13 @@ fn a_long_command_at_the_gate_says_where_to_read_it_whole() {
     let yaml = format!(
         "version: 1\nname: long\nsummary: Long\nsteps:\n  - id: long\n    confirm: Run the long one?\n    ssh.exec:\n      host: app\n      command: |\n{lines}"
     );
-    let t = Test::new()
-        .environments(LAB)
-        .runbook("long", &yaml)
-        .args(&["run", "long", "--env", "lab"]);
+    let t = Test::new().environments(LAB).runbook("long", &yaml).args(&[
+        "run",
+        "long",
+        "--env",
+        "lab",
+        "--no-preflight",
+    ]);
     let mut p = Pty::spawn(&t);
     p.expect("Run the long one?");
     p.send("n");

@@ -91,6 +91,7 @@ fn secret_looking(text: &str) -> Vec<String> {
 fn db_password_page_has_every_step_and_no_secret() {
     let page = docs(&["db-password", "--env", "production"]);
     let ids = [
+        "current_user",
         "current",
         "new_password",
         "alter_role",
@@ -110,7 +111,7 @@ fn db_password_page_has_every_step_and_no_secret() {
     }
     let headings: Vec<&str> = page.lines().filter(|l| l.starts_with("### ")).collect();
     assert_eq!(headings.len(), ids.len(), "{headings:#?}");
-    assert!(headings[0].starts_with("### 1. ") && headings[6].starts_with("### R1. "));
+    assert!(headings[0].starts_with("### 1. ") && headings[7].starts_with("### R1. "));
 
     assert_eq!(
         secret_looking("x 0123456789abcdef0123456789abcdef y Zm9vYmFyYmF6cXV4MTIzNDU2Nzg5"),
@@ -125,16 +126,22 @@ fn db_password_page_has_every_step_and_no_secret() {
     assert!(page.contains("--value file://new_password"), "{page}");
     assert!(page.contains("--value file://current"), "{page}");
     assert!(!page.contains("--value \"$") && !page.contains("--value $"));
-    assert!(page.contains("\\password musehub"), "{page}");
+    // The role the app logs in as, read from SSM (`DB_USER`) by the first step.
+    assert!(page.contains("\\password \"$CURRENT_USER\""), "{page}");
     assert!(
         !page.to_uppercase().contains("PASSWORD '"),
         "no SQL literal"
     );
     assert!(page.contains("(umask 077 && openssl rand -hex 24 | tr -d '\\n' > new_password)"));
     // Gates, rollback and the environment's values.
-    assert!(
-        page.contains("**Stop and confirm:** Set a new password on role musehub in production?")
-    );
+    assert!(page.contains(
+        "**Stop and confirm:** Rotate the password of role $CURRENT_USER in production?"
+    ));
+    // One gate covers the whole change: nothing in it waits for a person.
+    assert!(page.contains(
+        "The answer covers steps 4 to 7: do them one after another without pausing in between."
+    ));
+    assert_eq!(page.matches("**Stop and confirm:**").count(), 1, "{page}");
     assert!(page.contains("## If verification fails"));
     assert!(page.contains("start at R1 (`restore_db_password`)"));
     assert!(page.contains("--name /musehub/production/DB_PASSWORD"));

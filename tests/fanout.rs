@@ -49,7 +49,16 @@ fn run(sb: &Sandbox, hosts: usize, step: &str) -> Run {
     Test::new()
         .environments(&fleet(sb, hosts))
         .runbook("x", &yaml)
-        .args(&["run", "x", "--env", "sandbox", "--yes", "--output", "json"])
+        .args(&[
+            "run",
+            "x",
+            "--env",
+            "sandbox",
+            "--yes",
+            "--output",
+            "json",
+            "--no-preflight",
+        ])
         .run()
 }
 

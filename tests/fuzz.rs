@@ -12,9 +12,9 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use indexmap::IndexMap;
+use runbook::check;
 use runbook::diag;
 use runbook::engine::InputValue;
-use runbook::load;
 
 /// xorshift64*: deterministic, no dependency.
 struct Rng(u64);
@@ -153,12 +153,12 @@ fn mutate(rng: &mut Rng, text: &str) -> String {
 fn exercise(name: &str, text: String, envs_text: &str) {
     let dir = Path::new("runbooks");
     let mut problems = Vec::new();
-    let envs = load::load_environments(
+    let envs = check::load_environments(
         &dir.join("environments.yaml"),
         envs_text.into(),
         &mut problems,
     );
-    let rb = load::load_runbook(
+    let rb = check::load_runbook(
         &dir.join(format!("{name}.yaml")),
         text,
         &envs,

@@ -255,6 +255,35 @@ fn a_closed_pipe_ends_no_command_badly_and_a_run_still_finishes() {
 }
 
 #[test]
+fn a_read_only_command_ends_at_a_closed_pipe_whatever_its_arguments_say() {
+    use std::os::unix::process::ExitStatusExt;
+    // A runbook named like a command: `show run` and `plan resume` change nothing, so a closed
+    // pipe ends them as it ends any Unix tool (SIGPIPE), while a run goes on to its end.
+    let t = Test::new()
+        .environments(ENVS)
+        .runbook("run", &GOOD.replace("name: good", "name: run"))
+        .runbook("resume", &GOOD.replace("name: good", "name: resume"));
+    for args in [&["show", "run"][..], &["plan", "resume", "--env", "local"]] {
+        let mut child = t
+            .command()
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(
+            out.status.signal(),
+            Some(libc::SIGPIPE),
+            "{args:?}: {:?} {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+#[test]
 fn a_panic_prints_one_line_without_its_payload() {
     let r = Test::new()
         .environments(ENVS)

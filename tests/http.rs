@@ -15,10 +15,19 @@ fn check(sb: &Sandbox, params: &str) -> Run {
         yaml.push_str(line.trim());
         yaml.push('\n');
     }
+    // The step's own behaviour (polling, TLS, failures) is what these tests look at: no
+    // preflight request before it (it would take one answer of a flaky endpoint).
     Test::new()
         .with_sandbox(sb)
         .runbook("probe", &yaml)
-        .args(&["run", "probe", "--env", "sandbox", "--yes"])
+        .args(&[
+            "run",
+            "probe",
+            "--env",
+            "sandbox",
+            "--yes",
+            "--no-preflight",
+        ])
         .run()
 }
 
@@ -232,4 +241,34 @@ fn insecure_against_a_protected_environment_is_a_warning() {
     r.assert_code(0);
     assert!(r.stderr.contains("runbook::insecure-tls"), "{}", r.stderr);
     assert!(r.stderr.contains("`production`"), "{}", r.stderr);
+}
+
+#[test]
+fn by_hand_a_url_that_holds_a_secret_goes_into_a_curl_config_file() {
+    let yaml = "version: 1\nname: probe\nsummary: Probe a URL\n\
+        inputs:\n  token: { description: An API token, secret: true }\n\
+        steps:\n  - id: probe\n    http.check: { url: \"https://api.example.com/health?key={{ inputs.token }}\" }\n";
+    let out = Test::new()
+        .runbook("probe", yaml)
+        .args(&["docs", "probe"])
+        .run();
+    out.assert_code(0);
+    assert!(
+        out.stdout.contains(
+            "Write the line `url = \"https://api.example.com/health?key=$TOKEN\"` into the \
+             file `url` (with `umask 077`)."
+        ),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("-w '%{http_code}\\n' -K url\n"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        !out.stdout.contains("'https://api.example.com"),
+        "{}",
+        out.stdout
+    );
 }

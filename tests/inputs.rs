@@ -38,6 +38,16 @@ fn t() -> Test {
         )
 }
 
+/// What a secret given with `--input` gets: the refusal, naming the variable and the prompt,
+/// never the value.
+const SECRET_REFUSED: &str = "
+    runbook::secret-on-command-line
+
+      × input `token` is secret and cannot be given with --input
+      help: a command line is visible to every user of the machine (ps) and kept in shell history: set
+            RUNBOOK_INPUT_TOKEN in the environment, or leave it out and type it at the hidden prompt
+";
+
 #[test]
 fn a_secret_input_on_the_command_line_is_refused_without_echoing_it() {
     let t = t();
@@ -55,15 +65,7 @@ fn a_secret_input_on_the_command_line_is_refused_without_echoing_it() {
             let mut all: Vec<&str> = args.clone();
             all.extend(given.iter().map(String::as_str));
             all.extend(["--input", "reason=test"]);
-            let run = t.again(&all);
-            run.assert_code(2);
-            assert!(
-                run.stderr.contains("input `token` is secret"),
-                "{all:?}: {}",
-                run.stderr
-            );
-            assert!(run.stderr.contains("RUNBOOK_INPUT_TOKEN"), "{}", run.stderr);
-            assert!(run.stderr.contains("prompt"), "{}", run.stderr);
+            let run = t.then(&all).stderr(SECRET_REFUSED).status(2);
             assert!(
                 !contains(&run.all_bytes(), PLANTED),
                 "{all:?}: the value leaked"
@@ -72,17 +74,33 @@ fn a_secret_input_on_the_command_line_is_refused_without_echoing_it() {
         }
     }
     // The way that is meant: from the environment.
-    t.again(&[
+    t.then(&[
         "run", "tokened", "--env", "local", "--yes", "--input", "reason=x",
     ])
-    .assert_code(2);
-    let ok = t
-        .env("RUNBOOK_INPUT_TOKEN", PLANTED)
+    .stderr(
+        "
+        runbook::missing-input
+
+          × missing input `token` (A token)
+          help: set RUNBOOK_INPUT_TOKEN in the environment (a secret should not be on the command line);
+                without a terminal nobody can be asked
+        ",
+    )
+    .status(2);
+    t.env("RUNBOOK_INPUT_TOKEN", PLANTED)
         .args(&[
             "run", "tokened", "--env", "local", "--yes", "--input", "reason=x",
         ])
-        .run();
-    ok.assert_code(0);
+        .stderr(
+            "
+            [TIME] run [RUN-ID]: tokened on local, 1 step
+            [TIME] gate key: Go? -> approved by --yes
+            [TIME] step 1/1 key: generate 32 random bytes as hex
+            [TIME] step 1/1 key: ok in [DURATION]
+            [TIME] run [RUN-ID]: done in [DURATION] (1 ok, 0 failed, 0 skipped)
+            ",
+        )
+        .success();
 }
 
 #[test]
@@ -92,27 +110,53 @@ fn a_protected_environment_needs_its_name_with_yes() {
     let run = |extra: &[&str]| {
         let mut a: Vec<&str> = base.to_vec();
         a.extend(extra);
-        t.again(&a)
+        t.then(&a)
     };
-    let refused = run(&["--yes"]);
-    refused.assert_code(2);
-    assert!(
-        refused.stderr.contains("--confirm-env vault"),
-        "{}",
-        refused.stderr
-    );
-    let wrong = run(&["--yes", "--confirm-env", "production"]);
-    wrong.assert_code(2);
-    assert!(
-        wrong.stderr.contains("is not the environment"),
-        "{}",
-        wrong.stderr
-    );
+    run(&["--yes"])
+        .stderr(
+            "
+            runbook::protected-env
+
+              × `vault` is a protected environment: --yes alone does not approve it
+              help: also pass --confirm-env vault (its name, to show the approval was meant), or leave out
+                    --yes and type the name at the first gate
+            ",
+        )
+        .status(2);
+    run(&["--yes", "--confirm-env", "production"])
+        .stderr(
+            "
+            runbook::confirm-env-mismatch
+
+              × --confirm-env `production` is not the environment of this run (`vault`)
+              help: --confirm-env must repeat the environment's name: --confirm-env vault
+            ",
+        )
+        .status(2);
     // A wrong name is refused even where it would not be needed.
     let mut a = base.to_vec();
     a[3] = "local";
     a.extend(["--yes", "--confirm-env", "vault"]);
-    t.again(&a).assert_code(2);
+    t.then(&a)
+        .stderr(
+            "
+            runbook::confirm-env-mismatch
+
+              × --confirm-env `vault` is not the environment of this run (`local`)
+              help: --confirm-env must repeat the environment's name: --confirm-env local
+            ",
+        )
+        .status(2);
     assert!(!t.state_dir().join("runs").exists(), "nothing ran");
-    run(&["--yes", "--confirm-env", "vault"]).assert_code(0);
+    run(&["--yes", "--confirm-env", "vault"])
+        .stderr(
+            "
+            [TIME] run [RUN-ID]: tokened on vault, 1 step
+            [TIME] gate key: Go? -> approved by --yes
+            [TIME] step 1/1 key: generate 32 random bytes as hex
+            [TIME] step 1/1 key: ok in [DURATION]
+            [TIME] run [RUN-ID]: done in [DURATION] (1 ok, 0 failed, 0 skipped)
+            ",
+        )
+        .success();
 }

@@ -107,6 +107,7 @@ fn a_secret_through_any_filter_is_masked_everywhere() {
                 confirm: 'go {{{{ inputs.token | reverse }}}}?'
                 manual.confirm:
                   instructions: {}
+                  unattended: skip
             ",
             serde_json::to_string(&instructions).unwrap()
         );
@@ -154,6 +155,7 @@ fn a_short_slice_of_a_secret_fails_the_step() {
               - id: show
                 manual.confirm:
                   instructions: 'first {{ inputs.token[:4] }}'
+                  unattended: skip
             ",
         )
         .env("RUNBOOK_INPUT_TOKEN", secret)
@@ -403,5 +405,56 @@ fn a_secret_holding_a_carriage_return_is_masked_in_live_output() {
     let all = everything(&r);
     for piece in secret.split('\r') {
         assert!(!all.contains(piece), "{piece} leaked:\n{}", r.stdout);
+    }
+}
+
+/// A signature made with a secret key (`hmac_sha256`) is itself a secret: shown in a title, a
+/// gate and instructions, it is masked, and so is the key; a public key's signature is not.
+#[test]
+fn a_signature_made_with_a_secret_key_is_masked() {
+    let key = "whsec-3f9a7c1e5b2d8f4a6c0e9b7d5f3a1c8e";
+    let body = r#"{"zen":"planted"}"#;
+    let mac = runbook::state::hmac_sha256(key.as_bytes(), body.as_bytes());
+    let sig: String = mac.iter().map(|b| format!("{b:02x}")).collect();
+    let public: String = runbook::state::hmac_sha256(b"not-a-secret", body.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let yaml = r#"
+        version: 1
+        name: x
+        summary: signatures
+        inputs:
+          key: { description: A signing key, secret: true }
+        steps:
+          - id: show
+            title: 'sig {{ ''{"zen":"planted"}'' | hmac_sha256(inputs.key) }}'
+            confirm: 'send sha256={{ ''{"zen":"planted"}'' | hmac_sha256(inputs.key) | upper }}?'
+            manual.confirm:
+              unattended: skip
+              instructions: |
+                signed: sha256={{ '{"zen":"planted"}' | hmac_sha256(inputs.key) }}
+                public: {{ '{"zen":"planted"}' | hmac_sha256('not-a-secret') }}
+        "#;
+    for output in [&[][..], &["--output", "json"][..]] {
+        let mut args = vec!["run", "x", "--env", "sandbox", "--yes"];
+        args.extend_from_slice(output);
+        let r = Test::new()
+            .with_repo_environments()
+            .runbook("x", yaml)
+            .env("RUNBOOK_INPUT_KEY", key)
+            .args(&args)
+            .run();
+        r.assert_code(0);
+        let all = everything(&r);
+        for secret in [key, sig.as_str()] {
+            if let Some(f) = leaks(&all, secret) {
+                panic!("{secret} leaked as {f}:\n{}\n{}", r.stdout, r.stderr);
+            }
+        }
+        assert!(
+            all.contains(&public),
+            "a public key's signature stays readable"
+        );
     }
 }

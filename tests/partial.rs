@@ -209,7 +209,15 @@ fn a_resumed_partial_run_runs_no_step_it_did_not_select() {
         ),
     );
     let first = t.again(&[
-        "run", "probe", "--env", "sandbox", "--only", "probe", "--output", "json",
+        "run",
+        "probe",
+        "--env",
+        "sandbox",
+        "--only",
+        "probe",
+        "--output",
+        "json",
+        "--no-preflight",
     ]);
     first.assert_code(1);
     assert_eq!(first.finished("probe")["status"], "failed");
@@ -268,9 +276,14 @@ fn answering_no_stops_the_run_as_declined() {
     assert!(out.contains("stopped before step `second`"), "{out}");
     assert!(out.contains("1 ok"), "{out}");
 
-    // The run is resumable, at the step it stopped before.
-    let resumed = t.again(&["resume", "--output", "json"]);
-    resumed.assert_code(0);
-    assert!(!ran(&resumed.stdout, "first"));
-    assert!(ran(&resumed.stdout, "second") && ran(&resumed.stdout, "third"));
+    // Nothing was changed elsewhere before the decline: the run is over, its secrets erased,
+    // and a new run starts from the first step (not refused as a second unfinished one).
+    assert!(
+        out.contains("nothing was changed elsewhere before the decline"),
+        "{out}"
+    );
+    t.again(&["resume", "--output", "json"]).assert_code(2);
+    let again = t.again(&["run", "three", "--env", "sandbox", "--output", "json"]);
+    again.assert_code(0);
+    assert!(ran(&again.stdout, "first") && ran(&again.stdout, "third"));
 }

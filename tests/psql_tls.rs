@@ -149,8 +149,10 @@ fn verify_full_without_the_ca_file_names_the_unknown_issuer_and_the_fix() {
         text.contains("the server's certificate has an unknown issuer (sslmode verify-full)"),
         "{text}"
     );
-    assert!(
-        text.contains("help: set `ca_file` under `environments.sandbox.databases.full_no_ca`"),
+    // The fix is the step's `help`, apart from what the server said.
+    assert_eq!(
+        r.finished("q")["help"],
+        "set `ca_file` under `environments.sandbox.databases.full_no_ca` to the PEM file of the CA that signed the server's certificate",
         "{text}"
     );
     assert!(!contains(

@@ -63,6 +63,8 @@ fn http_status(sb: &Sandbox, path: &str) -> u16 {
 
 /// A gated step between two others. The last step requests `/flaky/<key>/1` of the sandbox's
 /// server, which leaves a trace outside the tool: after it ran, the same URL answers 200.
+/// Runs answered at a terminal start with --no-preflight: preflight's request of that URL
+/// would leave the same trace before the gate is even asked.
 fn gated_runbook(sb: &Sandbox, key: &str) -> String {
     format!(
         r#"
@@ -89,7 +91,7 @@ fn approving_a_gate_runs_the_rest() {
     let t = Test::new()
         .with_sandbox(&sb)
         .runbook("gated", &gated_runbook(&sb, &key))
-        .args(&["run", "gated", "--env", "sandbox"]);
+        .args(&["run", "gated", "--env", "sandbox", "--no-preflight"]);
     let mut p = Pty::spawn(&t);
     p.expect("Rotate the token now?");
     p.send("y");
@@ -107,7 +109,7 @@ fn declining_a_gate_stops_the_run() {
     let t = Test::new()
         .with_sandbox(&sb)
         .runbook("gated", &gated_runbook(&sb, &key))
-        .args(&["run", "gated", "--env", "sandbox"]);
+        .args(&["run", "gated", "--env", "sandbox", "--no-preflight"]);
     let mut p = Pty::spawn(&t);
     p.expect("Rotate the token now?");
     p.send("n");
@@ -127,7 +129,7 @@ fn a_gate_defaults_to_no() {
     let t = Test::new()
         .with_sandbox(&sb)
         .runbook("gated", &gated_runbook(&sb, &key))
-        .args(&["run", "gated", "--env", "sandbox"]);
+        .args(&["run", "gated", "--env", "sandbox", "--no-preflight"]);
     let mut p = Pty::spawn(&t);
     p.expect("Rotate the token now?");
     p.send(ENTER);
@@ -434,24 +436,20 @@ fn compromise_response_rotates_through_the_chosen_runbook_and_collects_evidence(
 }
 
 /// §4: the operator creates the token in the dashboard; the runbook collects both values with
-/// hidden entry, stores and deploys them, and only then asks for the old token's revocation.
+/// hidden entry, stores and deploys them, lists the bucket with them (a real S3 call), and only
+/// then asks for the old token's revocation, after which the old keys must be refused.
 #[test]
 fn r2_credentials_collects_hidden_values_stores_and_deploys_them() {
     let _deploys = DEPLOYS.lock().unwrap_or_else(|e| e.into_inner());
     let sb = sandbox();
-    let key_id = format!("KEYID{}", unique("r2").replace('-', ""))
-        .chars()
-        .take(32)
-        .collect::<String>();
-    let secret: String = format!(
-        "SECRET{}{}",
-        unique("a").replace('-', ""),
-        unique("b").replace('-', "")
-    )
-    .chars()
-    .filter(char::is_ascii_alphanumeric)
-    .take(48)
-    .collect();
+    let old_id = common::ssm_value("/musehub/sandbox/R2_ACCESS_KEY_ID");
+    let old_secret = common::ssm_value("/musehub/sandbox/R2_SECRET_ACCESS_KEY");
+    assert_eq!(
+        sb.r2_list_objects(&old_id, &old_secret),
+        "ok",
+        "precondition: SSM holds a live token"
+    );
+    let (key_id, secret) = sb.r2_new_token();
     let t = common::shipped(&sb).args(&["run", "r2-credentials", "--env", "sandbox", "--yes"]);
     let mut p = Pty::spawn(&t);
     p.expect("Access Key ID of the new token");
@@ -464,9 +462,15 @@ fn r2_credentials_collects_hidden_values_stores_and_deploys_them() {
     p.send("y");
     p.send(ENTER);
     p.expect("Is the old token revoked?");
+    assert!(
+        finished_ok(&t, "verify_new_keys"),
+        "the new keys were checked before the question"
+    );
+    sb.r2_revoke(&old_id);
     p.send("y");
     p.send(ENTER);
     assert_eq!(p.finish(), 0, "{}", p.output());
+    assert!(finished_ok(&t, "old_keys_refused"), "{}", p.output());
     assert_eq!(
         common::ssm_value("/musehub/sandbox/R2_ACCESS_KEY_ID"),
         key_id
@@ -476,6 +480,11 @@ fn r2_credentials_collects_hidden_values_stores_and_deploys_them() {
         secret
     );
     assert_eq!(sb.app_env("R2_SECRET_ACCESS_KEY"), secret, "deployed");
+    assert_eq!(sb.r2_list_objects(&key_id, &secret), "ok");
+    assert_eq!(
+        sb.r2_list_objects(&old_id, &old_secret),
+        "InvalidAccessKeyId"
+    );
     assert!(
         !p.output().contains(&secret),
         "the hidden entry was echoed or printed"
@@ -491,6 +500,72 @@ fn r2_credentials_collects_hidden_values_stores_and_deploys_them() {
     assert!(
         !common::contains(&files, &secret),
         "a finished run keeps no secret"
+    );
+}
+
+/// A mistyped secret of the new token fails the S3 call that verifies it (403
+/// SignatureDoesNotMatch): the old keys go back to SSM and are redeployed, nothing is revoked.
+#[test]
+fn r2_credentials_with_a_mistyped_secret_fails_verification_and_rolls_back() {
+    let _deploys = DEPLOYS.lock().unwrap_or_else(|e| e.into_inner());
+    let sb = sandbox();
+    let old_id = common::ssm_value("/musehub/sandbox/R2_ACCESS_KEY_ID");
+    let old_secret = common::ssm_value("/musehub/sandbox/R2_SECRET_ACCESS_KEY");
+    // The rollback's last check lists the bucket with these keys: they must be live to start.
+    assert_eq!(
+        sb.r2_list_objects(&old_id, &old_secret),
+        "ok",
+        "precondition: SSM holds a live token"
+    );
+    let (key_id, secret) = sb.r2_new_token();
+    // One character wrong, as a person copying it might type it.
+    let last = secret.chars().last().unwrap();
+    let typo = format!(
+        "{}{}",
+        &secret[..secret.len() - 1],
+        if last == '0' { '1' } else { '0' }
+    );
+    let t = common::shipped(&sb).args(&["run", "r2-credentials", "--env", "sandbox", "--yes"]);
+    let mut p = Pty::spawn(&t);
+    p.expect("Access Key ID of the new token");
+    p.send(&key_id);
+    p.send(ENTER);
+    p.expect("Secret Access Key of the new token");
+    p.send(&typo);
+    p.send(ENTER);
+    p.expect("Have you created the token");
+    p.send("y");
+    p.send(ENTER);
+    let code = p.finish();
+    let out = p.output();
+    sb.r2_revoke(&key_id);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("SignatureDoesNotMatch"), "{out}");
+    assert!(
+        !started(&t, "revoke_old"),
+        "nothing is revoked after a failed check"
+    );
+    assert!(
+        finished_ok(&t, "verify_old_keys"),
+        "the rollback checked the old keys: {out}"
+    );
+    assert_eq!(
+        common::ssm_value("/musehub/sandbox/R2_ACCESS_KEY_ID"),
+        old_id
+    );
+    assert_eq!(
+        common::ssm_value("/musehub/sandbox/R2_SECRET_ACCESS_KEY"),
+        old_secret
+    );
+    assert_eq!(
+        sb.app_env("R2_SECRET_ACCESS_KEY"),
+        old_secret,
+        "the old keys are deployed again"
+    );
+    assert_eq!(sb.r2_list_objects(&old_id, &old_secret), "ok");
+    assert!(
+        !out.contains(&typo) && !out.contains(&key_id),
+        "a collected value was printed"
     );
 }
 
@@ -580,4 +655,61 @@ fn the_ssh_connection_opens_while_the_operator_reads_the_gate() {
     assert_eq!(code, 0, "{}", p.output());
     assert!(finished_ok(&t, "hello"));
     assert_eq!(masters_of(pid), 0, "the run's masters stop with it");
+}
+
+/// On a terminal, a failed step's place and help are lines of their own under it.
+#[test]
+fn a_failed_step_shows_its_place_and_help_on_a_terminal() {
+    let t = Test::new()
+        .with_repo_environments()
+        .runbook(
+            "group",
+            r#"
+            version: 1
+            name: group
+            summary: A host group known only at run time
+            inputs:
+              g: { description: Group, default: nowhere }
+            steps:
+              - id: restart
+                ssh.exec:
+                  hosts: "{{ inputs.g }}"
+                  command: "true"
+            "#,
+        )
+        .args(&[
+            "run",
+            "group",
+            "--env",
+            "sandbox",
+            "--yes",
+            "--input",
+            "g=nowhere",
+        ]);
+    let mut p = Pty::spawn(&t);
+    let code = p.finish();
+    let out = p.output();
+    assert_eq!(code, 1, "{out}");
+    let text = console::strip_ansi_codes(&out).replace("\r\n", "\n");
+    // What the terminal shows of each line: the text after its last carriage return (a spinner
+    // frame drawn before the failure is overwritten, not part of the line).
+    let lines: Vec<&str> = text
+        .lines()
+        .map(|l| l.rsplit('\r').next().unwrap_or(l))
+        .collect();
+    let failed = lines
+        .iter()
+        .position(|l| l.starts_with("✗ [1/1] restart failed"))
+        .unwrap_or_else(|| panic!("no failed step in:\n{text}"));
+    assert_eq!(
+        lines[failed + 1..failed + 5],
+        [
+            "    environment `sandbox` has no host group `nowhere`",
+            "  at runbooks/group.yaml:7:9",
+            // Wrapped at the pty's 120 columns, like every line of the terminal sink.
+            "  help: define it under `environments.sandbox.groups` in environments.yaml; for one host write `host: nowhere` or",
+            "    `hosts: [nowhere]`",
+        ],
+        "{text}"
+    );
 }

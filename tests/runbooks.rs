@@ -58,7 +58,16 @@ fn db_password_rolls_back_when_the_app_does_not_come_back() {
     std::fs::write(&fail, "test").unwrap();
     let before = sb.deploys();
 
-    let t = shipped(&sb).args(&["run", "db-password", "--env", "sandbox", "--yes"]);
+    // The app fails before the run starts: preflight would refuse it. This test is about the
+    // rollback, so it starts without preflight.
+    let t = shipped(&sb).args(&[
+        "run",
+        "db-password",
+        "--env",
+        "sandbox",
+        "--yes",
+        "--no-preflight",
+    ]);
     let run = t.run();
     let _ = std::fs::remove_file(&fail);
     run.assert_code(1);
@@ -106,7 +115,7 @@ fn db_password_rolls_back_when_the_app_does_not_come_back() {
     // The rollback's own check failed while the app was held down, so the run is unfinished
     // (and keeps the old password in its private journal). Resuming finishes the rollback.
     assert!(run.stderr.contains("ALSO FAILED"), "{}", run.stderr);
-    let resumed = t.again(&["resume", "--yes"]);
+    let resumed = t.again(&["resume", "--yes", "--no-preflight"]);
     resumed.assert_code(1);
     assert!(
         resumed
@@ -197,8 +206,196 @@ fn webhook_secret_rotates_to_a_fernet_key_and_asks_for_owners_to_be_told() {
         "{}",
         run.stderr
     );
+    // The run's own checks used the keys at the consumer: the new one signs, the old is refused.
+    for id in ["verify_new_key", "old_key_refused"] {
+        assert!(
+            run.stderr.contains(&format!("{id}: ok in")),
+            "{id}: {}",
+            run.stderr
+        );
+    }
+    // And so does the app, asked by the test itself.
+    let body = r#"{"zen":"test"}"#;
+    assert_eq!(sb.webhook_status(&new, body), "200");
+    assert_eq!(sb.webhook_status(&old, body), "401");
     let all = String::from_utf8_lossy(&run.all_bytes()).into_owned();
     assert!(!all.contains(&new) && !all.contains(&old), "a key leaked");
+    assert_no_signature_of(&all, &[&new, &old]);
+}
+
+/// No signature the run made with a key (of its own delivery body) reached its output.
+fn assert_no_signature_of(all: &str, keys: &[&str]) {
+    let body = r#"{"zen":"runbook: webhook key rotation check","hook_id":0}"#;
+    for key in keys {
+        let mac = runbook::state::hmac_sha256(key.as_bytes(), body.as_bytes());
+        let hex: String = mac.iter().map(|b| format!("{b:02x}")).collect();
+        assert!(!all.contains(&hex), "a webhook signature was printed");
+    }
+}
+
+/// The runner token rotates, the runner's call with the new token is accepted and with the old
+/// one refused, by the run's own checks and by the app asked directly.
+#[test]
+fn runner_token_rotates_and_only_the_new_token_is_accepted() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let sb = common::sandbox();
+    let name = "/musehub/sandbox/RUNNER_TOKEN";
+    let old = ssm_value(name);
+    assert_eq!(
+        sb.runner_status(&old),
+        "200",
+        "precondition: the app runs with SSM's token"
+    );
+    let run = shipped(&sb)
+        .args(&["run", "runner-token", "--env", "sandbox", "--yes"])
+        .run();
+    run.assert_code(0);
+    let new = ssm_value(name);
+    assert_ne!(new, old);
+    assert_eq!(sb.app_env("RUNNER_TOKEN"), new, "deployed");
+    for id in ["verify_new_token", "old_token_refused"] {
+        assert!(
+            run.stderr.contains(&format!("{id}: ok in")),
+            "{id}: {}",
+            run.stderr
+        );
+    }
+    assert_eq!(sb.runner_status(&new), "200");
+    assert_eq!(sb.runner_status(&old), "401");
+    assert_eq!(
+        sb.runner_status(&format!("{new}0")),
+        "401",
+        "a wrong token is refused"
+    );
+    let all = String::from_utf8_lossy(&run.all_bytes()).into_owned();
+    assert!(!all.contains(&new) && !all.contains(&old), "a token leaked");
+}
+
+/// The checks the runbooks make at a consumer tell a right value from a wrong one: the same
+/// requests, with SSM's live values and with wrong ones, against the app and the R2 stand-in.
+#[test]
+fn consumer_checks_pass_with_the_live_value_and_fail_with_a_wrong_one() {
+    // The rotations above change these values and redeploy the app: a check made in the
+    // middle of one would judge a value SSM no longer holds, or find the app restarting.
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let sb = common::sandbox();
+    let runbook = r#"version: 1
+name: consumers
+summary: The consumer checks of the rotations, with a value to try
+inputs:
+  which: { description: live or wrong, choices: [live, wrong] }
+steps:
+  - id: webhook_key
+    ssm.get: { name: "{{ env.ssm_prefix }}/WEBHOOK_SECRET_KEY" }
+  - id: runner_token
+    ssm.get: { name: "{{ env.ssm_prefix }}/RUNNER_TOKEN" }
+  - id: r2_id
+    ssm.get: { name: "{{ env.ssm_prefix }}/R2_ACCESS_KEY_ID" }
+  - id: r2_secret
+    ssm.get: { name: "{{ env.ssm_prefix }}/R2_SECRET_ACCESS_KEY" }
+  - id: webhook
+    on_failure: continue
+    http.request:
+      method: POST
+      via: app
+      url: "{{ env.webhook_url }}"
+      ca_file: "{{ env.app_ca_file }}"
+      headers:
+        X-Hub-Signature-256: "sha256={{ 'ping' | hmac_sha256(steps.webhook_key.value ~ ('x' if inputs.which == 'wrong' else '')) }}"
+      body: ping
+      expect_status: 200
+  - id: runner
+    on_failure: continue
+    http.request:
+      method: GET
+      via: app
+      url: "{{ env.runner_url }}"
+      ca_file: "{{ env.app_ca_file }}"
+      headers: { Authorization: "Bearer {{ steps.runner_token.value }}{{ 'x' if inputs.which == 'wrong' else '' }}" }
+      expect_status: 200
+  - id: r2
+    on_failure: continue
+    http.request:
+      method: GET
+      via: app
+      url: "{{ env.r2_endpoint }}/{{ env.r2_bucket }}?list-type=2&max-keys=1"
+      aws_sigv4:
+        access_key_id: "{{ steps.r2_id.value }}"
+        secret_access_key: "{{ steps.r2_secret.value }}{{ 'x' if inputs.which == 'wrong' else '' }}"
+        region: "{{ env.r2_region }}"
+      expect_status: 200
+"#;
+    let secrets: Vec<String> = [
+        "WEBHOOK_SECRET_KEY",
+        "RUNNER_TOKEN",
+        "R2_ACCESS_KEY_ID",
+        "R2_SECRET_ACCESS_KEY",
+    ]
+    .iter()
+    .map(|n| ssm_value(&format!("/musehub/sandbox/{n}")))
+    .collect();
+    let t = common::Test::new()
+        .with_sandbox(&sb)
+        .runbook("consumers", runbook);
+    let live = t
+        .then(&[
+            "run",
+            "consumers",
+            "--env",
+            "sandbox",
+            "--yes",
+            "--input",
+            "which=live",
+        ])
+        .run();
+    live.assert_code(0);
+    assert!(
+        live.stderr.contains("(7 ok, 0 failed, 0 skipped)"),
+        "{}",
+        live.stderr
+    );
+    for id in ["webhook", "runner", "r2"] {
+        assert!(
+            live.stderr.contains(&format!("{id}: ok in")),
+            "{id}: {}",
+            live.stderr
+        );
+    }
+    let wrong = t
+        .then(&[
+            "run",
+            "consumers",
+            "--env",
+            "sandbox",
+            "--yes",
+            "--input",
+            "which=wrong",
+        ])
+        .run();
+    // `on_failure: continue`: each check fails on its own, and the run goes on to the next.
+    assert!(
+        wrong.stderr.contains("(4 ok, 3 failed, 0 skipped)"),
+        "{}",
+        wrong.stderr
+    );
+    for (id, why) in [
+        ("webhook", "401 Unauthorized"),
+        ("runner", "401 Unauthorized"),
+        (
+            "r2",
+            "403 Forbidden; the store says `SignatureDoesNotMatch`",
+        ),
+    ] {
+        assert!(
+            wrong.stderr.contains(&format!("unexpected answer: {why}")),
+            "{id}: {}",
+            wrong.stderr
+        );
+    }
+    let all = [live.all_bytes(), wrong.all_bytes()].concat();
+    for s in &secrets {
+        assert!(!common::contains(&all, s), "a live secret was printed");
+    }
 }
 
 #[test]

@@ -13,6 +13,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::Test;
+use runbook::engine::event::Event;
 
 /// Quick local steps: one generates, one is skipped by `when`, one fails and the run goes on
 /// (nothing listens on port 9 of the loopback), one more after it.
@@ -135,7 +136,7 @@ fn screen_test() -> Test {
     Test::new()
         .with_repo_environments()
         .runbook("screen", RUNBOOK)
-        .args(&["run", "screen", "--env", "sandbox"])
+        .args(&["run", "screen", "--env", "sandbox", "--no-preflight"])
 }
 
 /// Durations and run ids change from run to run.
@@ -182,4 +183,99 @@ fn no_line_is_wider_than_a_40_column_terminal() {
             .count();
         assert_eq!(n, 1, "`{id}` shown {n} times:\n{all}");
     }
+}
+
+/// A kind's warning (psql's "statement logging stays on", when a role may not turn it off) is
+/// a line that stays on a real terminal, not the spinner's passing message; it is in the
+/// run's `events.jsonl`, and the summary repeats it.
+#[test]
+fn a_warning_stays_on_the_terminal_in_the_event_log_and_in_the_summary() {
+    let sb = common::sandbox();
+    let role = format!("rb_warn_{}", common::unique("w").replace('-', "_"));
+    let environments = format!(
+        "
+        version: 1
+        environments:
+          sandbox:
+            databases:
+              direct:
+                host: {host}
+                port: {port}
+                name: runbook_admin
+                user: runbook_admin
+                sslmode: disable
+        ",
+        host = sb.get("SANDBOX_PG_HOST"),
+        port = sb.get("SANDBOX_PG_PORT"),
+    );
+    // The role may not set `log_statement`: it changes its own password with logging on.
+    let runbook = format!(
+        r#"
+        version: 1
+        name: warn
+        summary: A role sets its own password
+        inputs:
+          admin_pw: {{ description: admin password, secret: true }}
+          new_pw: {{ description: new password, secret: true }}
+        steps:
+          - id: create
+            psql:
+              database: direct
+              password: "{{{{ inputs.admin_pw }}}}"
+              sql: "CREATE ROLE {role} LOGIN PASSWORD 'old-pw-of-{role}'"
+          - id: own
+            psql:
+              database: direct
+              user: {role}
+              password: "old-pw-of-{role}"
+              set_password: {{ role: {role}, password: "{{{{ inputs.new_pw }}}}" }}
+          - id: drop
+            psql:
+              database: direct
+              password: "{{{{ inputs.admin_pw }}}}"
+              sql: "DROP ROLE {role}"
+        "#
+    );
+    let t = Test::new()
+        .environments(&environments)
+        .runbook("warn", &runbook)
+        .env(
+            "RUNBOOK_INPUT_ADMIN_PW",
+            &sb.get("SANDBOX_PG_ADMIN_PASSWORD"),
+        )
+        .env("RUNBOOK_INPUT_NEW_PW", "new-pw-9c1f7e3a5b")
+        .args(&["run", "warn", "--env", "sandbox"]);
+    let tmux = Tmux::start(&script(&t), 200, 60);
+    let all = tmux.wait_for_exit();
+    assert!(all.contains("[exit 0]"), "{all}");
+    let warning = "own: statement logging stays on (permission denied to set parameter \"log_statement\"); a server log can hold the SCRAM verifier, never the password";
+    let lines: Vec<&str> = all.lines().map(str::trim_end).collect();
+    // A line of its own while the run goes on, and again under the summary.
+    assert!(
+        lines.contains(&format!("⚠ warning: {warning}").as_str()),
+        "{all}"
+    );
+    let done = lines
+        .iter()
+        .position(|l| l.starts_with("done in "))
+        .unwrap_or_else(|| panic!("no summary:\n{all}"));
+    assert_eq!(
+        lines[done + 1..done + 3],
+        ["  1 warning:".to_string(), format!("    {warning}")],
+        "{all}"
+    );
+    let runs = t.state_dir().join("runs");
+    let log: Vec<Event> = common::walk(&runs)
+        .into_iter()
+        .filter(|f| f.ends_with("events.jsonl"))
+        .flat_map(|f| common::parse_events(&std::fs::read_to_string(&f).unwrap(), "events"))
+        .collect();
+    let (id, text) = warning.split_once(": ").unwrap();
+    assert!(
+        log.contains(&Event::Warning {
+            id: id.into(),
+            text: text.into(),
+        }),
+        "{log:?}"
+    );
 }

@@ -173,6 +173,7 @@ fn secure_string_values_are_masked_everywhere() {
           - id: show
             manual.confirm:
               instructions: "got {{{{ steps.get.value }}}} at version {{{{ steps.get.version }}}}"
+              unattended: skip
         "#
     );
     let t = test(&sb).runbook("sec", &runbook).args(&[
@@ -223,9 +224,14 @@ fn existing_parameter_without_overwrite_fails_and_is_unchanged() {
               overwrite: false
         "#
     );
-    let t = test(&sb)
-        .runbook("ow", &runbook)
-        .args(&["run", "ow", "--env", "sandbox", "--yes"]);
+    let t = test(&sb).runbook("ow", &runbook).args(&[
+        "run",
+        "ow",
+        "--env",
+        "sandbox",
+        "--yes",
+        "--no-preflight",
+    ]);
     // Keep `t`: its directory holds the state (journal) that `all_bytes` reads.
     let run = t.run();
     run.assert_code(1);

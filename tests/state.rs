@@ -69,6 +69,8 @@ fn gen_then_check(url: &str) -> String {
     )
 }
 
+/// Runs here start with `--no-preflight`: these tests count the requests the steps make, and
+/// are about the journal and the locks, not the checks before a run.
 fn test_with(url: &str) -> Test {
     Test::new()
         .environments(ENVS)
@@ -109,7 +111,7 @@ fn generated_key(t: &Test, id: &str) -> String {
 /// A failed run (its request goes to a closed port), resumable, its secrets in its journal.
 fn failed_run() -> (Test, String, String) {
     let t = test_with("http://127.0.0.1:1/");
-    t.again(&["run", "gencheck", "--env", "local"])
+    t.again(&["run", "gencheck", "--env", "local", "--no-preflight"])
         .assert_code(1);
     let id = run_ids(&t).pop().unwrap();
     let key = generated_key(&t, &id);
@@ -137,7 +139,7 @@ fn two_runs_started_together_never_both_get_the_lock() {
     for round in 0..50 {
         let spawn = || {
             let mut c = t.command();
-            c.args(["run", "gencheck", "--env", "local"])
+            c.args(["run", "gencheck", "--env", "local", "--no-preflight"])
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(Stdio::piped());
@@ -216,7 +218,7 @@ fn a_reused_pid_does_not_hold_a_lock_and_a_live_holder_does() {
             .unwrap()
             .extend(extra.as_object().unwrap().clone());
         let path = plant_lock(&t, &rec);
-        let run = t.again(&["run", "gencheck", "--env", "local"]);
+        let run = t.again(&["run", "gencheck", "--env", "local", "--no-preflight"]);
         run.assert_code(0);
         assert!(!path.exists(), "taken over and released: {rec}");
     }
@@ -226,7 +228,7 @@ fn a_reused_pid_does_not_hold_a_lock_and_a_live_holder_does() {
     live["start_time"] = my_start_time().into();
     live["boot_id"] = boot_id().into();
     let path = plant_lock(&t, &live);
-    let refused = t.again(&["run", "gencheck", "--env", "local"]);
+    let refused = t.again(&["run", "gencheck", "--env", "local", "--no-preflight"]);
     refused.assert_code(2);
     assert!(
         refused
@@ -240,7 +242,7 @@ fn a_reused_pid_does_not_hold_a_lock_and_a_live_holder_does() {
     let mut old = base;
     old["pid"] = std::process::id().into();
     plant_lock(&t, &old);
-    t.again(&["run", "gencheck", "--env", "local"])
+    t.again(&["run", "gencheck", "--env", "local", "--no-preflight"])
         .assert_code(2);
 }
 
@@ -254,7 +256,7 @@ fn an_unreadable_lock_is_never_taken_over() {
         std::fs::create_dir_all(&locks).unwrap();
         let path = locks.join("gencheck@local.lock");
         std::fs::write(&path, text).unwrap();
-        let refused = t.again(&["run", "gencheck", "--env", "local"]);
+        let refused = t.again(&["run", "gencheck", "--env", "local", "--no-preflight"]);
         refused.assert_code(2);
         assert!(
             refused.stderr.contains("cannot be read") && refused.stderr.contains("rm "),
@@ -331,7 +333,7 @@ fn a_symlinked_audit_log_or_journal_is_never_written_through() {
     let audit = t.state_dir().join("audit.jsonl");
     std::fs::remove_file(&audit).unwrap();
     std::os::unix::fs::symlink(&target, &audit).unwrap();
-    let refused = t.again(&["run", "gencheck", "--env", "local"]);
+    let refused = t.again(&["run", "gencheck", "--env", "local", "--no-preflight"]);
     refused.assert_code(2);
     assert!(
         refused.stderr.contains("symbolic link"),
@@ -376,7 +378,10 @@ fn a_state_directory_others_can_write_is_refused() {
         std::fs::create_dir_all(state.join("locks")).unwrap();
         let p = state.join(dir);
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(m)).unwrap();
-        for args in [vec!["run", "gencheck", "--env", "local"], vec!["runs"]] {
+        for args in [
+            vec!["run", "gencheck", "--env", "local", "--no-preflight"],
+            vec!["runs"],
+        ] {
             let run = t.again(&args);
             run.assert_code(2);
             assert!(
@@ -392,7 +397,7 @@ fn a_state_directory_others_can_write_is_refused() {
     std::fs::create_dir(&elsewhere).unwrap();
     std::fs::remove_dir(state.join("runs")).unwrap();
     std::os::unix::fs::symlink(&elsewhere, state.join("runs")).unwrap();
-    let run = t.again(&["run", "gencheck", "--env", "local"]);
+    let run = t.again(&["run", "gencheck", "--env", "local", "--no-preflight"]);
     run.assert_code(2);
     assert!(run.stderr.contains("symbolic link"), "{}", run.stderr);
     assert_eq!(std::fs::read_dir(&elsewhere).unwrap().count(), 0);
@@ -404,7 +409,7 @@ fn a_state_directory_others_can_write_is_refused() {
         std::fs::remove_file(state.join("runs")).unwrap();
         std::fs::create_dir(state.join("runs")).unwrap();
         std::os::unix::fs::chown(&state, Some(65534), None).unwrap();
-        let run = t.again(&["run", "gencheck", "--env", "local"]);
+        let run = t.again(&["run", "gencheck", "--env", "local", "--no-preflight"]);
         run.assert_code(2);
         assert!(
             run.stderr.contains("is owned by uid 65534"),
@@ -425,7 +430,7 @@ fn a_new_state_directory_is_private() {
     let mut c = std::process::Command::new(common::BIN);
     c.arg("--dir")
         .arg(t.runbooks_dir())
-        .args(["run", "gencheck", "--env", "local"])
+        .args(["run", "gencheck", "--env", "local", "--no-preflight"])
         .env("XDG_STATE_HOME", &xdg)
         .env_remove("RUNBOOK_STATE_DIR")
         .env("RUNBOOK_INPUT_TOKEN", "tok-STATE-planted-5e1d");
@@ -466,7 +471,7 @@ fn a_torn_last_record_keeps_the_run_and_the_next_record() {
     assert!(listed.stderr.contains("incomplete"), "{}", listed.stderr);
 
     // Resumed (it fails again at the same step): every line of the journal is whole.
-    let resumed = t.again(&["resume", &id]);
+    let resumed = t.again(&["resume", &id, "--no-preflight"]);
     resumed.assert_code(1);
     assert!(
         resumed.stderr.contains("key: skipped"),
@@ -559,7 +564,7 @@ fn a_journal_that_cannot_grow_stops_the_run_before_its_outside_step() {
     for a in inner.get_args() {
         line.push_str(&format!(" '{}'", a.to_str().unwrap()));
     }
-    line.push_str(" run gencheck --env local");
+    line.push_str(" run gencheck --env local --no-preflight");
     c.arg("-c").arg(&line);
     for (k, v) in inner.get_envs() {
         if let Some(v) = v {
@@ -606,7 +611,7 @@ fn a_run_whose_end_cannot_be_recorded_says_its_secrets_are_still_on_disk() {
     // Five appends (start, two steps started and finished), then the final rewrite fails.
     let t = test_with(&s.url)
         .env("RUNBOOK_TEST_FAIL_JOURNAL_AFTER", "5")
-        .args(&["run", "gencheck", "--env", "local"]);
+        .args(&["run", "gencheck", "--env", "local", "--no-preflight"]);
     let run = t.run();
     run.assert_code(1);
     assert_eq!(s.hits.load(Ordering::SeqCst), 1);
@@ -638,7 +643,7 @@ fn fingerprints_are_keyed_per_state_directory() {
     let fps: Vec<String> = (0..2)
         .map(|_| {
             let t = test_with(&s.url);
-            t.again(&["run", "gencheck", "--env", "local"])
+            t.again(&["run", "gencheck", "--env", "local", "--no-preflight"])
                 .assert_code(0);
             let key = t.state_dir().join("fingerprint.key");
             assert_eq!(std::fs::read(&key).unwrap().len(), 32);
@@ -672,11 +677,11 @@ fn fingerprints_are_keyed_per_state_directory() {
 
     // A key file others can read, or a link, is refused before anything runs.
     let t = test_with(&s.url);
-    t.again(&["run", "gencheck", "--env", "local"])
+    t.again(&["run", "gencheck", "--env", "local", "--no-preflight"])
         .assert_code(0);
     let key = t.state_dir().join("fingerprint.key");
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let refused = t.again(&["run", "gencheck", "--env", "local"]);
+    let refused = t.again(&["run", "gencheck", "--env", "local", "--no-preflight"]);
     refused.assert_code(2);
     assert!(
         refused.stderr.contains("fingerprint.key"),
@@ -685,7 +690,7 @@ fn fingerprints_are_keyed_per_state_directory() {
     );
     std::fs::remove_file(&key).unwrap();
     std::os::unix::fs::symlink("/dev/null", &key).unwrap();
-    let refused = t.again(&["run", "gencheck", "--env", "local"]);
+    let refused = t.again(&["run", "gencheck", "--env", "local", "--no-preflight"]);
     refused.assert_code(2);
     assert!(
         refused.stderr.contains("symbolic link"),

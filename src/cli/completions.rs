@@ -6,10 +6,11 @@ use std::io::Write;
 use clap::CommandFactory;
 use clap_complete::Shell;
 
-use super::{Cli, exit};
+use super::args::Cli;
+use crate::session::{Failure, Kind};
 
 /// Print the completion script of `shell` on stdout.
-pub fn completions(shell: Shell) -> i32 {
+pub fn completions(shell: Shell) -> Result<(), Failure> {
     let mut cmd = Cli::command();
     let mut out = std::io::stdout().lock();
     clap_complete::generate(shell, &mut cmd, "runbook", &mut out);
@@ -18,7 +19,7 @@ pub fn completions(shell: Shell) -> i32 {
 
 /// Print the man page (roff) on stdout: one page with a section per command, since the
 /// `runbook-plan(1)` pages a multi-page set would refer to are never installed.
-pub fn man() -> i32 {
+pub fn man() -> Result<(), Failure> {
     let mut page = Vec::new();
     let r = render_man(&mut page).and_then(|()| {
         // Every rendered part starts with the same two string definitions; keep the first.
@@ -85,14 +86,14 @@ fn title_case(s: &str) -> String {
         .unwrap_or_default()
 }
 
-fn finish(r: std::io::Result<()>) -> i32 {
+fn finish(r: std::io::Result<()>) -> Result<(), Failure> {
     match r {
-        Ok(()) => exit::DONE,
+        Ok(()) => Ok(()),
         // A closed pipe (`| head`) is the reader's choice, not a failure.
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => exit::DONE,
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
         Err(e) => {
-            eprintln!("error: cannot write to stdout: {e}");
-            exit::STEP_FAILED
+            Err(Failure::quiet(Kind::StepFailed)
+                .line(format!("error: cannot write to stdout: {e}")))
         }
     }
 }

@@ -2,11 +2,9 @@
 
 use crate::load::Catalog;
 
-use super::exit;
-
 /// Print every valid runbook as a JSON array; invalid files are left to `runbook check`, as in
 /// the table (a count of problems goes to stderr).
-pub fn print(catalog: &Catalog) -> i32 {
+pub fn print(catalog: &Catalog) {
     let runbooks: Vec<serde_json::Value> = catalog
         .runbooks
         .iter()
@@ -38,5 +36,4 @@ pub fn print(catalog: &Catalog) -> i32 {
             catalog.dir.display()
         );
     }
-    exit::DONE
 }

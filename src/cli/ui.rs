@@ -12,7 +12,7 @@ use std::time::Duration;
 use console::style;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::engine::event::{Event, RunStatus, Sink, Stamped, StepStatus};
+use crate::engine::event::{Event, ManualOutcome, Noted, RunStatus, Sink, Stamped, StepStatus};
 
 /// Live progress: one spinner for the running step (n/m, title, elapsed, last output line),
 /// a line per finished step with its duration, and a summary.
@@ -261,6 +261,35 @@ impl Sink for TerminalSink {
                 self.line(&format!("{} {id}: {text}", style("!").yellow()));
             }
             Event::Note { text, .. } => self.line(text),
+            // A line of its own above the spinner, never the spinner's passing message.
+            Event::Warning { id, text } => {
+                let head = style("⚠ warning:").yellow().bold();
+                if id.is_empty() {
+                    self.line(&format!("{head} {text}"));
+                } else {
+                    self.line(&format!("{head} {id}: {text}"));
+                }
+            }
+            Event::Manual { id, outcome, by } => {
+                let line = match outcome {
+                    ManualOutcome::Done => format!(
+                        "{} manual step {id} {} by {by}",
+                        style("?").yellow(),
+                        style("done").green()
+                    ),
+                    ManualOutcome::Declined => format!(
+                        "{} manual step {id} {} by {by}",
+                        style("?").yellow(),
+                        style("declined").red()
+                    ),
+                    ManualOutcome::NotDoneByAPerson => format!(
+                        "{} manual step {id} {} ({by}); it is left to do",
+                        style("!").yellow().bold(),
+                        style("not done by a person").yellow().bold()
+                    ),
+                };
+                self.line(&line);
+            }
             Event::StepRetry {
                 id,
                 attempt,
@@ -282,6 +311,8 @@ impl Sink for TerminalSink {
                 duration_ms,
                 error,
                 detail,
+                at,
+                help,
                 ..
             } => {
                 if let Some(b) = self.bar.take() {
@@ -312,6 +343,12 @@ impl Sink for TerminalSink {
                         self.line(&format!("    │ {l}"));
                     }
                 }
+                if let Some(at) = at {
+                    self.line(&format!("  {} {at}", style("at").dim()));
+                }
+                if let Some(h) = help {
+                    self.line(&format!("  {} {h}", style("help:").cyan()));
+                }
             }
             Event::RollbackStarted { failed, from } => {
                 self.line(&format!(
@@ -327,6 +364,8 @@ impl Sink for TerminalSink {
                 skipped,
                 message,
                 run_id,
+                warnings,
+                outstanding,
             } => {
                 if let Some(b) = self.bar.take() {
                     b.finish_and_clear();
@@ -344,6 +383,13 @@ impl Sink for TerminalSink {
                 ));
                 if let Some(m) = message {
                     self.line(&format!("  {m}"));
+                }
+                for (heading, l) in summary_lines(warnings, outstanding) {
+                    if heading {
+                        self.line(&format!("  {}", style(l).yellow().bold()));
+                    } else {
+                        self.line(&format!("    {l}"));
+                    }
                 }
             }
         }
@@ -420,6 +466,15 @@ impl<W: Write + Send> Sink for PlainSink<W> {
                 )
             }
             Event::Note { id, text } => format!("  {id}: {text}"),
+            Event::Warning { id, text } if id.is_empty() => format!("warning: {text}"),
+            Event::Warning { id, text } => format!("warning: step {id}: {text}"),
+            Event::Manual { id, outcome, by } => match outcome {
+                ManualOutcome::Done => format!("manual step {id}: done by {by}"),
+                ManualOutcome::Declined => format!("manual step {id}: declined by {by}"),
+                ManualOutcome::NotDoneByAPerson => {
+                    format!("manual step {id}: NOT DONE by a person ({by}); it is left to do")
+                }
+            },
             Event::StepRetry {
                 id,
                 attempt,
@@ -440,6 +495,8 @@ impl<W: Write + Send> Sink for PlainSink<W> {
                 duration_ms,
                 error,
                 detail,
+                at,
+                help,
                 ..
             } => {
                 let mut s = format!(
@@ -455,6 +512,12 @@ impl<W: Write + Send> Sink for PlainSink<W> {
                         s.push_str(&format!("\n    | {l}"));
                     }
                 }
+                if let Some(at) = at {
+                    s.push_str(&format!("\n  at {at}"));
+                }
+                if let Some(h) = help {
+                    s.push_str(&format!("\n  help: {h}"));
+                }
                 s
             }
             Event::RollbackStarted { failed, from } => {
@@ -468,6 +531,8 @@ impl<W: Write + Send> Sink for PlainSink<W> {
                 failed,
                 skipped,
                 message,
+                warnings,
+                outstanding,
             } => {
                 let mut s = format!(
                     "run {run_id}: {} in {} ({ok} ok, {failed} failed, {skipped} skipped)",
@@ -476,6 +541,10 @@ impl<W: Write + Send> Sink for PlainSink<W> {
                 );
                 if let Some(m) = message {
                     s.push_str(&format!(": {m}"));
+                }
+                for (heading, l) in summary_lines(warnings, outstanding) {
+                    s.push_str(if heading { "\n  " } else { "\n    " });
+                    s.push_str(&l);
                 }
                 s
             }
@@ -495,6 +564,34 @@ impl<W: Write + Send> Sink for PlainSink<W> {
         let _ = self.out.write_all(lines.as_bytes());
         let _ = self.out.flush();
     }
+}
+
+/// What a run's summary repeats under its last line: every warning, and the manual work
+/// nobody did, each under a heading of its own (`1 warning:`): (is a heading, text).
+fn summary_lines(warnings: &[Noted], outstanding: &[Noted]) -> Vec<(bool, String)> {
+    let item = |n: &Noted| {
+        let text = crate::plan::hanging(&n.text, 6);
+        if n.id.is_empty() {
+            (false, text)
+        } else {
+            (false, format!("{}: {text}", n.id))
+        }
+    };
+    let mut out = Vec::new();
+    if !warnings.is_empty() {
+        let head = crate::plan::plural(warnings.len(), "warning");
+        out.push((true, format!("{head}:")));
+        out.extend(warnings.iter().map(item));
+    }
+    if !outstanding.is_empty() {
+        let head = crate::plan::plural(outstanding.len(), "manual step");
+        out.push((
+            true,
+            format!("{head} not done by a person, still to do by hand:"),
+        ));
+        out.extend(outstanding.iter().map(item));
+    }
+    out
 }
 
 fn status_word(s: StepStatus) -> &'static str {
@@ -555,6 +652,28 @@ mod tests {
         String::from_utf8(out).unwrap()
     }
 
+    /// A failed step says where it is in its file and what to do, each on a line of its own,
+    /// after what the step printed.
+    #[test]
+    fn a_failed_step_shows_its_place_and_help_on_lines_of_their_own() {
+        let text = plain(Event::StepFinished {
+            index: 2,
+            total: 3,
+            id: "restart".into(),
+            status: crate::engine::event::StepStatus::Failed,
+            duration_ms: 5,
+            error: Some("exit code 3".into()),
+            detail: Some("stderr: no such unit".into()),
+            at: Some("runbooks/rotate.yaml:12:9".into()),
+            help: Some("check the unit's name".into()),
+            outputs: Default::default(),
+        });
+        assert_eq!(
+            text,
+            "t step 2/3 restart: FAILED in 5ms: exit code 3\n    | stderr: no such unit\n  at runbooks/rotate.yaml:12:9\n  help: check the unit's name\n"
+        );
+    }
+
     #[test]
     fn remote_output_cannot_drive_the_terminal() {
         let line = plain(Event::StepProgress {
@@ -574,6 +693,8 @@ mod tests {
             duration_ms: 5,
             error: None,
             detail: Some("10%\r50%\r100%\r\ndone\u{1b}[31m".into()),
+            at: None,
+            help: None,
             outputs: Default::default(),
         });
         assert!(

@@ -55,6 +55,20 @@ pub enum Event {
         id: String,
         text: String,
     },
+    /// Something the operator must know of, from a step (`id`) or the run (`id` empty): it
+    /// stays on every output and is repeated in `run_finished`. Added within format 1.
+    Warning {
+        id: String,
+        text: String,
+    },
+    /// A manual step's work: done or declined by the person named in `by` (the same identity
+    /// a gate records), or, in a run nobody attends, not done by a person (`by` says why;
+    /// the step is skipped and outstanding). Added within format 1.
+    Manual {
+        id: String,
+        outcome: ManualOutcome,
+        by: String,
+    },
     StepRetry {
         id: String,
         attempt: u32,
@@ -72,6 +86,13 @@ pub enum Event {
         error: Option<String>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         detail: Option<String>,
+        /// A failed step's place: `file:line:col` of the failing field (a template's own
+        /// place in it) or of the step's `id:`. Added within format 1.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        at: Option<String>,
+        /// What the operator can do about the failure. Added within format 1.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        help: Option<String>,
         /// Outputs, with secrets masked.
         #[serde(default)]
         outputs: serde_json::Map<String, serde_json::Value>,
@@ -89,7 +110,43 @@ pub enum Event {
         skipped: usize,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         message: Option<String>,
+        /// Every warning of the run, repeated for the summary. Added within format 1.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        warnings: Vec<Noted>,
+        /// Manual steps nobody did (`unattended: skip` in a run nobody attended): work still
+        /// to do by hand, with what the step asks. Added within format 1.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        outstanding: Vec<Noted>,
     },
+}
+
+/// A step (its id, empty for the run itself) and a text about it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Noted {
+    pub id: String,
+    pub text: String,
+}
+
+/// How a manual step's work ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ManualOutcome {
+    /// A person said it is done.
+    Done,
+    /// A person said no.
+    Declined,
+    /// Nobody attended the run, and the step allows that (`unattended: skip`).
+    NotDoneByAPerson,
+}
+
+impl ManualOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ManualOutcome::Done => "done",
+            ManualOutcome::Declined => "declined",
+            ManualOutcome::NotDoneByAPerson => "not-done-by-a-person",
+        }
+    }
 }
 
 impl Event {
@@ -132,7 +189,10 @@ impl Event {
                 approved: _,
                 by,
             } => [id, question, by].into_iter().for_each(text),
-            Event::Note { id, text: t } => [id, t].into_iter().for_each(text),
+            Event::Note { id, text: t } | Event::Warning { id, text: t } => {
+                [id, t].into_iter().for_each(text);
+            }
+            Event::Manual { id, outcome: _, by } => [id, by].into_iter().for_each(text),
             Event::StepRetry {
                 id,
                 attempt: _,
@@ -148,12 +208,16 @@ impl Event {
                 duration_ms: _,
                 error,
                 detail,
+                at,
+                help,
                 outputs,
             } => {
                 text(id);
                 error
                     .iter_mut()
                     .chain(detail.iter_mut())
+                    .chain(at.iter_mut())
+                    .chain(help.iter_mut())
                     .for_each(&mut *text);
                 let mut v = serde_json::Value::Object(std::mem::take(outputs));
                 json(&mut v);
@@ -170,9 +234,16 @@ impl Event {
                 failed: _,
                 skipped: _,
                 message,
+                warnings,
+                outstanding,
             } => {
                 text(run_id);
-                message.iter_mut().for_each(text);
+                message.iter_mut().for_each(&mut *text);
+                for n in warnings.iter_mut().chain(outstanding.iter_mut()) {
+                    let Noted { id, text: t } = n;
+                    text(id);
+                    text(t);
+                }
             }
         }
     }
@@ -200,18 +271,6 @@ pub enum RunStatus {
     RolledBack,
     Declined,
     Interrupted,
-}
-
-impl RunStatus {
-    /// The documented exit code of a run that ended this way.
-    pub fn exit_code(self) -> i32 {
-        match self {
-            RunStatus::Done => 0,
-            RunStatus::Failed | RunStatus::RolledBack => 1,
-            RunStatus::Declined => 3,
-            RunStatus::Interrupted => 130,
-        }
-    }
 }
 
 /// The version of the event format written by `--output json` and the event logs.
@@ -362,6 +421,8 @@ mod tests {
                 duration_ms: 5,
                 error: Some(format!("bad {word} and the-other-secret-value")),
                 detail: None,
+                at: None,
+                help: None,
                 outputs,
             });
             let lines = seen.lock().unwrap();

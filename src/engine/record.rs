@@ -10,7 +10,7 @@ use std::collections::HashSet;
 use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 
-use super::event::{RunStatus, StepStatus};
+use super::event::{ManualOutcome, RunStatus, StepStatus};
 use crate::steps::Output;
 
 /// Which list a step belongs to.
@@ -32,6 +32,12 @@ pub enum Record<'a> {
     StepStarted {
         phase: Phase,
         id: &'a str,
+    },
+    /// A manual step's work, and who did it (or why nobody did).
+    Manual {
+        id: &'a str,
+        outcome: ManualOutcome,
+        by: &'a str,
     },
     StepFinished {
         phase: Phase,

@@ -1,7 +1,9 @@
 //! Loading: files → spanned YAML → typed runbooks and environments, with every problem found.
 //!
 //! Loading never stops at the first problem: the top level, each step and each environment are
-//! read separately so one mistake does not hide the next.
+//! read separately so one mistake does not hide the next. This module only reads; `check`
+//! composes its stages with the checks (`check::load_dir` and the other entry points), so a
+//! runbook is never had without both.
 
 pub mod file;
 pub mod yaml;
@@ -9,36 +11,24 @@ pub mod yaml;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::check;
-use crate::diag::{Problem, Source, did_you_mean};
+use crate::catalog::{Runbook, Step};
+use crate::diag::{Code, Problem, Source, did_you_mean};
 use crate::model::{
-    COMMON_FIELDS, Environment, Environments, EnvironmentsDoc, FORMAT_VERSION, Runbook, RunbookDoc,
-    Step, StepCommon,
+    COMMON_FIELDS, Environment, Environments, EnvironmentsDoc, FORMAT_VERSION, RunbookDoc,
+    StepCommon,
 };
 use crate::steps::{self, KINDS};
-use yaml::{DeError, Node, NodeKind};
+use yaml::{DeError, DeErrorKind, Node, NodeKind};
 
-/// Everything found in a runbooks directory.
-pub struct Catalog {
-    pub dir: PathBuf,
-    pub runbooks: Vec<Runbook>,
-    pub environments: Environments,
-    pub problems: Vec<Problem>,
-}
-
-impl Catalog {
-    pub fn find(&self, name: &str) -> Option<&Runbook> {
-        self.runbooks.iter().find(|r| r.name() == name)
-    }
-}
+pub use crate::catalog::Catalog;
 
 pub const ENVIRONMENTS_FILE: &str = "environments.yaml";
 
-/// Load `environments.yaml` and every other `*.yaml` of `dir` as a runbook.
-pub fn load_dir(dir: &Path) -> Result<Catalog, Problem> {
+/// The runbook files of `dir`: every `*.yaml` and `*.yml` but `environments.yaml`, sorted.
+pub fn runbook_files(dir: &Path) -> Result<Vec<PathBuf>, Problem> {
     let entries = std::fs::read_dir(dir).map_err(|e| {
         Problem::error(
-            "runbook::no-runbooks-dir",
+            Code::NoRunbooksDir,
             format!("cannot read the runbooks directory {}: {e}", dir.display()),
         )
         .help("run from the directory that holds `runbooks/`, or pass `--dir PATH`")
@@ -50,23 +40,18 @@ pub fn load_dir(dir: &Path) -> Result<Catalog, Problem> {
         .filter(|p| p.file_name().is_some_and(|n| n != ENVIRONMENTS_FILE))
         .collect();
     files.sort();
-    let mut problems = Vec::new();
-    let environments = load_environments_in(dir, &mut problems);
-    let mut runbooks = Vec::new();
-    for f in files {
-        if let Some(rb) = load_runbook_file(&f, &environments, &mut problems) {
-            runbooks.push(rb);
-        }
-    }
-    let all: Vec<&Runbook> = runbooks.iter().collect();
-    check::nested_runbooks(&all, &runbooks, &mut problems);
+    Ok(files)
+}
+
+/// Two runbooks of a directory with one name: an error at the second.
+pub fn duplicate_names(runbooks: &[Runbook], problems: &mut Vec<Problem>) {
     let mut seen: Vec<(&str, &Arc<Source>)> = Vec::new();
-    for rb in &runbooks {
+    for rb in runbooks {
         if let Some((_, first)) = seen.iter().find(|(n, _)| *n == rb.name()) {
             let span = rb.node.get("name").map_or(0..0, |n| n.span.clone());
             problems.push(
                 Problem::error(
-                    "runbook::duplicate-runbook",
+                    Code::DuplicateRunbook,
                     format!("two runbooks are named `{}`", rb.name()),
                 )
                 .at(&rb.source, span)
@@ -75,32 +60,12 @@ pub fn load_dir(dir: &Path) -> Result<Catalog, Problem> {
         }
         seen.push((rb.name(), &rb.source));
     }
-    Ok(Catalog {
-        dir: dir.to_path_buf(),
-        runbooks,
-        environments,
-        problems,
-    })
-}
-
-/// Load `environments.yaml` next to the runbooks (an empty set when there is none).
-pub fn load_environments_in(dir: &Path, problems: &mut Vec<Problem>) -> Environments {
-    let path = dir.join(ENVIRONMENTS_FILE);
-    let none = || Environments {
-        list: Vec::new(),
-        source: None,
-        node: None,
-    };
-    match read_source(&path, problems) {
-        Some(text) => load_environments(&path, text, problems),
-        None => none(),
-    }
 }
 
 /// The text of a runbook or environments file, or a problem saying why it was not read (a
 /// missing environments file is no problem: there are then no environments). The problem
 /// names the file and never shows any of its content.
-fn read_source(path: &Path, problems: &mut Vec<Problem>) -> Option<String> {
+pub fn read_source(path: &Path, problems: &mut Vec<Problem>) -> Option<String> {
     let within = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -112,22 +77,22 @@ fn read_source(path: &Path, problems: &mut Vec<Problem>) -> Option<String> {
     };
     let (code, help) = match &why {
         file::Refused::LinkOutside { .. } => (
-            "runbook::link-outside",
+            Code::LinkOutside,
             "a runbook file may be a link only to a file in the same directory".to_string(),
         ),
         file::Refused::NotAFile { .. } => (
-            "runbook::not-a-file",
+            Code::NotAFile,
             "only regular files are read as runbooks; remove it or rename it".to_string(),
         ),
         file::Refused::TooLarge { limit } => (
-            "runbook::file-too-large",
+            Code::FileTooLarge,
             format!(
                 "a runbook or environments file may hold at most {} KiB; split it",
                 limit / 1024
             ),
         ),
         _ => (
-            "runbook::unreadable",
+            Code::Unreadable,
             "check the file's permissions and encoding".to_string(),
         ),
     };
@@ -141,21 +106,8 @@ fn read_source(path: &Path, problems: &mut Vec<Problem>) -> Option<String> {
     None
 }
 
-pub fn load_environments(path: &Path, text: String, problems: &mut Vec<Problem>) -> Environments {
-    let source = Source::new(path, text);
-    let empty = |source: Option<Arc<Source>>, node| Environments {
-        list: Vec::new(),
-        source,
-        node,
-    };
-    let node = match parse(&source, problems) {
-        Some(n) => n,
-        None => return empty(Some(source), None),
-    };
-    if !check_version(&node, &source, "environments file", problems) {
-        return empty(Some(source), Some(node));
-    }
-    check::control_characters(&node, &source, problems);
+/// The environments of a parsed `environments.yaml` whose version this binary reads.
+pub fn environments(source: Arc<Source>, node: Node, problems: &mut Vec<Problem>) -> Environments {
     // Read each environment on its own so one mistake does not hide another.
     let mut list = Vec::new();
     let top_ok = match node.deserialize::<EnvironmentsDoc>() {
@@ -203,7 +155,7 @@ pub fn load_environments(path: &Path, text: String, problems: &mut Vec<Problem>)
                     .map_or(0..0, |n| n.span.clone());
                 let known: Vec<&str> = env.doc.hosts.keys().map(String::as_str).collect();
                 let mut p = Problem::error(
-                    "runbook::unknown-host",
+                    Code::UnknownHost,
                     format!(
                         "group `{group}` of environment `{}` names host `{member}`, which it does not have",
                         env.name
@@ -233,7 +185,7 @@ pub fn load_environments(path: &Path, text: String, problems: &mut Vec<Problem>)
                     .map_or(0..0, |n| n.span.clone());
                 problems.push(
                     Problem::error(
-                        "runbook::unknown-host",
+                        Code::UnknownHost,
                         format!("database `{name}` of environment `{}` is reached via host `{via}`, which it does not have", env.name),
                     )
                     .at(&source, span)
@@ -296,93 +248,71 @@ fn env_ranges(
     }
 }
 
-pub fn load_runbook_file(
+/// The top level of a parsed runbook whose version this binary reads, named like its file.
+pub fn runbook_doc(
     path: &Path,
-    envs: &Environments,
+    node: &Node,
+    source: &Arc<Source>,
     problems: &mut Vec<Problem>,
-) -> Option<Runbook> {
-    let text = read_source(path, problems)?;
-    load_runbook(path, text, envs, problems)
-}
-
-/// Parse and check one runbook. Returns it when it has no errors (warnings are in `problems`).
-pub fn load_runbook(
-    path: &Path,
-    text: String,
-    envs: &Environments,
-    problems: &mut Vec<Problem>,
-) -> Option<Runbook> {
-    let source = Source::new(path, text);
-    let node = parse(&source, problems)?;
-    if !check_version(&node, &source, "runbook", problems) {
-        return None;
-    }
-    let before = problems.iter().filter(|p| p.is_error()).count();
-    check::control_characters(&node, &source, problems);
+) -> Option<RunbookDoc> {
     let doc = match node.deserialize::<RunbookDoc>() {
-        Ok(doc) => Some(doc),
+        Ok(doc) => doc,
         Err(e) => {
-            problems.push(de_problem(e, &source));
-            None
+            problems.push(de_problem(e, source));
+            return None;
         }
     };
-    if let Some(doc) = &doc {
-        let stem = path
-            .file_stem()
-            .and_then(|s| s.to_str())
-            .unwrap_or_default();
-        if doc.name != stem {
-            let span = node.get("name").map_or(0..0, |n| n.span.clone());
-            problems.push(
-                Problem::error(
-                    "runbook::name-mismatch",
-                    format!(
-                        "the runbook is named `{}` but its file is `{stem}.yaml`",
-                        doc.name
-                    ),
-                )
-                .at(&source, span)
-                .help(format!(
-                    "rename the file to `{}.yaml` or set `name: {stem}`",
+    let stem = path
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or_default();
+    if doc.name != stem {
+        let span = node.get("name").map_or(0..0, |n| n.span.clone());
+        problems.push(
+            Problem::error(
+                Code::NameMismatch,
+                format!(
+                    "the runbook is named `{}` but its file is `{stem}.yaml`",
                     doc.name
-                )),
-            );
-        }
-        check::has_steps(doc, &node, &source, problems);
-        check::inputs(doc, &node, &source, problems);
+                ),
+            )
+            .at(source, span)
+            .help(format!(
+                "rename the file to `{}.yaml` or set `name: {stem}`",
+                doc.name
+            )),
+        );
     }
-    let mut steps = parse_steps(node.get("steps"), false, &source, problems);
-    let mut rollback = parse_steps(node.get("rollback"), true, &source, problems);
-    let inputs = doc.as_ref().map(|d| &d.inputs);
-    check::steps(&mut steps, &mut rollback, inputs, envs, &source, problems);
-    let after = problems.iter().filter(|p| p.is_error()).count();
-    match doc {
-        Some(doc) if after == before => Some(Runbook {
-            doc,
-            steps,
-            rollback,
-            source,
-            node,
-        }),
-        _ => None,
-    }
+    Some(doc)
 }
 
-fn parse(source: &Arc<Source>, problems: &mut Vec<Problem>) -> Option<Node> {
+/// The main and the rollback steps of a parsed runbook, each bound to its kind.
+pub fn runbook_steps(
+    node: &Node,
+    source: &Arc<Source>,
+    problems: &mut Vec<Problem>,
+) -> (Vec<Step>, Vec<Step>) {
+    let steps = parse_steps(node.get("steps"), false, source, problems);
+    let rollback = parse_steps(node.get("rollback"), true, source, problems);
+    (steps, rollback)
+}
+
+/// The YAML tree of a file (a problem when it is not YAML or too deep).
+pub fn parse(source: &Arc<Source>, problems: &mut Vec<Problem>) -> Option<Node> {
     match yaml::parse(&source.text) {
         Ok(node) => Some(node),
         Err(e) => {
             let p = match e.limit {
-                None => Problem::error("runbook::yaml", format!("invalid YAML: {}", e.message))
+                None => Problem::error(Code::Yaml, format!("invalid YAML: {}", e.message))
                     .label("here")
                     .help("check the indentation and quoting around this place"),
-                Some(yaml::Limit::Depth) => Problem::error("runbook::too-deep", e.message)
+                Some(yaml::Limit::Depth) => Problem::error(Code::TooDeep, e.message)
                     .label("too deep")
                     .help(format!(
                         "a runbook or environments file needs about 8 levels; more than {} are refused",
                         yaml::MAX_DEPTH
                     )),
-                Some(yaml::Limit::Aliases) => Problem::error("runbook::alias-budget", e.message)
+                Some(yaml::Limit::Aliases) => Problem::error(Code::AliasBudget, e.message)
                     .label("this alias goes over the limit")
                     .help(format!(
                         "write the repeated part out, or alias less: all aliases of a file may \
@@ -398,7 +328,7 @@ fn parse(source: &Arc<Source>, problems: &mut Vec<Problem>) -> Option<Node> {
 }
 
 /// `version:` must be present and supported; a newer file is refused plainly.
-fn check_version(
+pub fn check_version(
     node: &Node,
     source: &Arc<Source>,
     what: &str,
@@ -407,7 +337,7 @@ fn check_version(
     if node.as_map().is_none() {
         problems.push(
             Problem::error(
-                "runbook::not-a-mapping",
+                Code::NotAMapping,
                 format!(
                     "a {what} file must be a mapping of keys, found {}",
                     node.type_name()
@@ -421,7 +351,7 @@ fn check_version(
         None => {
             problems.push(
                 Problem::error(
-                    "runbook::missing-version",
+                    Code::MissingVersion,
                     format!("this {what} has no `version`"),
                 )
                 .at(source, node.span.start..node.span.start)
@@ -434,7 +364,7 @@ fn check_version(
             Some(n) if n > FORMAT_VERSION => {
                 problems.push(
                     Problem::error(
-                        "runbook::unsupported-version",
+                        Code::UnsupportedVersion,
                         format!("this {what} is format version {n}; this runbook binary ({}) reads version {FORMAT_VERSION}", env!("CARGO_PKG_VERSION")),
                     )
                     .at(source, v.span.clone())
@@ -446,7 +376,7 @@ fn check_version(
             _ => {
                 problems.push(
                     Problem::error(
-                        "runbook::unsupported-version",
+                        Code::UnsupportedVersion,
                         format!("unsupported version `{}`", v.as_str().unwrap_or("?")),
                     )
                     .at(source, v.span.clone())
@@ -458,43 +388,38 @@ fn check_version(
     }
 }
 
-/// Turn a deserialization error into a problem with a code, a label and a help line.
+/// Turn a deserialization error into a problem with a code, a label and a help line. The
+/// error's kind decides the code.
 pub fn de_problem(e: DeError, source: &Arc<Source>) -> Problem {
     let span = e.span.clone().unwrap_or(0..0);
-    if let Some((name, expected)) = &e.unknown {
-        let is_key = e.message.starts_with("unknown key");
-        let code = if is_key {
-            "runbook::unknown-key"
-        } else {
-            "runbook::unknown-value"
-        };
-        let help = did_you_mean(name, expected.iter().copied())
-            .unwrap_or_else(|| format!("expected one of: {}", expected.join(", ")));
-        return Problem::error(code, e.message)
-            .at(source, span)
-            .label(if is_key {
-                "unknown key"
-            } else {
-                "unknown value"
-            })
-            .help(help);
-    }
-    if e.message.starts_with("missing required key") {
-        return Problem::error("runbook::missing-key", e.message)
-            .at(source, span)
-            .label("in this mapping");
-    }
-    if e.message.starts_with("invalid duration") {
-        return Problem::error("runbook::bad-duration", e.message)
-            .at(source, span)
-            .label("not a duration");
-    }
-    if e.message.starts_with("expected") {
-        return Problem::error("runbook::wrong-type", e.message)
-            .at(source, span)
-            .label("wrong type");
-    }
-    Problem::error("runbook::invalid", e.message).at(source, span)
+    let unknown_help = |e: &DeError| {
+        e.unknown.as_ref().map(|(name, expected)| {
+            did_you_mean(name, expected.iter().copied())
+                .unwrap_or_else(|| format!("expected one of: {}", expected.join(", ")))
+        })
+    };
+    let (code, label, help) = match e.kind {
+        DeErrorKind::UnknownField => (Code::UnknownKey, Some("unknown key"), unknown_help(&e)),
+        DeErrorKind::UnknownVariant => {
+            (Code::UnknownValue, Some("unknown value"), unknown_help(&e))
+        }
+        DeErrorKind::MissingField => (Code::MissingKey, Some("in this mapping"), None),
+        DeErrorKind::Duration => (Code::BadDuration, Some("not a duration"), None),
+        DeErrorKind::InvalidType => (Code::WrongType, Some("wrong type"), None),
+        DeErrorKind::OneOrMany => (
+            Code::WrongType,
+            Some("wrong type"),
+            Some(crate::one_or_many::HELP.to_string()),
+        ),
+        DeErrorKind::InvalidValue
+        | DeErrorKind::InvalidLength
+        | DeErrorKind::DuplicateField
+        | DeErrorKind::Custom => (Code::Invalid, None, None),
+    };
+    let mut p = Problem::error(code, e.message).at(source, span);
+    p.label = label.map(str::to_string);
+    p.help = help;
+    p
 }
 
 fn parse_steps(
@@ -521,7 +446,7 @@ fn parse_step(
 ) -> Option<Step> {
     let Some(entries) = node.as_map() else {
         problems.push(
-            Problem::error("runbook::wrong-type", format!("a step must be a mapping, found {}", node.type_name()))
+            Problem::error(Code::WrongType, format!("a step must be a mapping, found {}", node.type_name()))
                 .at(source, node.span.clone())
                 .help("write a step as `- id: name` followed by its kind, e.g. `generate: { format: hex }`"),
         );
@@ -540,18 +465,15 @@ fn parse_step(
             ok = false;
             let kind_names: Vec<&str> = KINDS.iter().map(|k| k.name()).collect();
             let p = if let Some(hint) = did_you_mean(key, COMMON_FIELDS.iter().copied()) {
-                Problem::error("runbook::unknown-key", format!("unknown key `{key}`"))
+                Problem::error(Code::UnknownKey, format!("unknown key `{key}`"))
                     .label("unknown key")
                     .help(hint)
             } else {
                 let help = did_you_mean(key, kind_names.iter().copied())
                     .unwrap_or_else(|| format!("step kinds are: {}", kind_names.join(", ")));
-                Problem::error(
-                    "runbook::unknown-kind",
-                    format!("unknown step kind `{key}`"),
-                )
-                .label("not a step kind")
-                .help(help)
+                Problem::error(Code::UnknownKind, format!("unknown step kind `{key}`"))
+                    .label("not a step kind")
+                    .help(help)
             };
             problems.push(p.at(source, k.span.clone()));
         }
@@ -572,16 +494,13 @@ fn parse_step(
         [] if ok => {
             let names: Vec<&str> = KINDS.iter().map(|k| k.name()).collect();
             problems.push(
-                Problem::error(
-                    "runbook::no-kind",
-                    format!("step `{id}` says nothing to do"),
-                )
-                .at(
-                    source,
-                    node.get("id").map_or(node.span.clone(), |n| n.span.clone()),
-                )
-                .label("this step")
-                .help(format!("add one step kind: {}", names.join(", "))),
+                Problem::error(Code::NoKind, format!("step `{id}` says nothing to do"))
+                    .at(
+                        source,
+                        node.get("id").map_or(node.span.clone(), |n| n.span.clone()),
+                    )
+                    .label("this step")
+                    .help(format!("add one step kind: {}", names.join(", "))),
             );
             None
         }
@@ -590,7 +509,7 @@ fn parse_step(
         [_, (k2, _, _), ..] => {
             problems.push(
                 Problem::error(
-                    "runbook::two-kinds",
+                    Code::TwoKinds,
                     format!("step `{id}` has more than one step kind"),
                 )
                 .at(source, k2.span.clone())

@@ -4,8 +4,8 @@ use base64::Engine;
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use super::{CheckCx, Effect, Kind, Output, OutputSpec, Outputs, RunCx, StepError};
-use crate::diag::Problem;
+use super::kind::{CheckCx, Effect, Kind, Output, OutputSpec, Outputs, RunCx, StepError};
+use crate::diag::{Code, Problem};
 
 pub struct Generate;
 
@@ -43,6 +43,15 @@ impl Kind for Generate {
     const SUMMARY: &'static str = "Generate a new random secret (output `value`, a secret).";
     type Params = Params;
 
+    /// A secret made here needs nothing of an environment.
+    fn needs_environment(_params: &Params) -> bool {
+        false
+    }
+
+    fn example() -> &'static str {
+        "{ format: hex }"
+    }
+
     fn outputs(_: &Params, _: &[crate::model::Environment]) -> Vec<OutputSpec> {
         vec![OutputSpec::secret("value")]
     }
@@ -52,14 +61,14 @@ impl Kind for Generate {
             Format::Fernet if p.bytes.is_some() || p.length.is_some() => cx.problem_at(
                 "format",
                 Problem::error(
-                    "runbook::generate-size",
+                    Code::GenerateSize,
                     "a Fernet key is always 32 bytes; remove `bytes`/`length`",
                 ),
             ),
             Format::Alphanumeric if p.bytes.is_some() => cx.problem_at(
                 "bytes",
                 Problem::error(
-                    "runbook::generate-size",
+                    Code::GenerateSize,
                     "alphanumeric takes `length` (characters), not `bytes`",
                 )
                 .help("write `length: 32`"),
@@ -68,7 +77,7 @@ impl Kind for Generate {
                 .problem_at(
                     "length",
                     Problem::error(
-                        "runbook::generate-size",
+                        Code::GenerateSize,
                         "this format takes `bytes`, not `length`",
                     )
                     .help("write `bytes: 24`"),
@@ -81,7 +90,7 @@ impl Kind for Generate {
             cx.problem_at(
                 field,
                 Problem::error(
-                    "runbook::generate-size",
+                    Code::GenerateSize,
                     format!("{n} is out of range: a secret needs 16 to {MAX}"),
                 ),
             );
@@ -117,7 +126,7 @@ impl Kind for Generate {
         }])
     }
 
-    fn by_hand(p: &Params, cx: &crate::docs::HandCx<'_>) -> Option<String> {
+    fn by_hand(p: &Params, cx: &super::hand::HandCx<'_>) -> Option<String> {
         let n = p.bytes.or(p.length).unwrap_or(32);
         // Each writes the value without a trailing newline, as the tool's output has none.
         let make = match p.format {

@@ -5,8 +5,10 @@ use indexmap::IndexMap;
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use super::{CheckCx, Effect, Kind, Output, OutputSpec, Outputs, PromptError, RunCx, StepError};
-use crate::diag::Problem;
+use super::kind::{
+    CheckCx, Effect, Kind, Output, OutputSpec, Outputs, PromptError, RunCx, StepError, Unattended,
+};
+use crate::diag::{Code, Problem};
 
 pub struct ManualConfirm;
 
@@ -21,6 +23,12 @@ pub struct Params {
     /// The question that ends the step (default: "Done?"). Answering No stops the run.
     #[serde(default)]
     pub question: Option<String>,
+    /// When nobody attends the run (no terminal): `refuse` (the default) refuses the whole run
+    /// before its first step; `skip` leaves this step undone, recorded as not done by a person
+    /// and listed as outstanding at the end of the run and in the audit log. Only for work the
+    /// run does not depend on (a notification); not with `collect`.
+    #[serde(default)]
+    pub unattended: Unattended,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -42,6 +50,15 @@ impl Kind for ManualConfirm {
         "Show instructions to the operator, wait until they are done, and collect values.";
     type Params = Params;
 
+    /// A person's work needs nothing of an environment.
+    fn needs_environment(_params: &Params) -> bool {
+        false
+    }
+
+    fn example() -> &'static str {
+        "{ instructions: Rotate the key in the console. }"
+    }
+
     fn outputs(p: &Params, _: &[crate::model::Environment]) -> Vec<OutputSpec> {
         p.collect
             .iter()
@@ -56,6 +73,43 @@ impl Kind for ManualConfirm {
     }
 
     fn check(p: &Params, cx: &mut CheckCx<'_>) {
+        if p.unattended == Unattended::Skip && !p.collect.is_empty() {
+            cx.problem_at(
+                "unattended",
+                Problem::error(
+                    Code::SkipCollects,
+                    "a manual step that collects values cannot be `unattended: skip`",
+                )
+                .label("left undone when nobody attends")
+                .help("later steps need what it collects; remove `unattended: skip` (a run with nobody at a terminal is then refused before it starts)"),
+            );
+        }
+        // Left undone, the step is shown with its secrets masked, and the run erases them when
+        // it ends: the person who does the work later never gets the value it shows. A warning,
+        // not an error: such a run is still safe (nothing is shown, the step is outstanding),
+        // only the text is of no use to the person who picks it up.
+        if p.unattended == Unattended::Skip {
+            for (field, text) in [
+                ("instructions", Some(&p.instructions)),
+                ("question", p.question.as_ref()),
+            ] {
+                let Some(text) = text else { continue };
+                let Ok(refs) = crate::template::references(text) else {
+                    continue;
+                };
+                if let Some(secret) = refs.iter().find(|r| (cx.secret_refs)(r)) {
+                    cx.problem_at(
+                        field,
+                        Problem::warning(
+                            Code::SkipShowsSecret,
+                            format!("`{field}` shows the secret `{secret}`, and the step is `unattended: skip`"),
+                        )
+                        .label("shown to nobody when nobody attends")
+                        .help("a run with no terminal would mask it and erase it when it ends, so the person who does this later never sees it; remove `unattended: skip`, or say where to find the value (its SSM parameter) instead of showing it"),
+                    );
+                }
+            }
+        }
         for (name, c) in &p.collect {
             if let Some(pat) = &c.pattern
                 && let Err(e) = regex::Regex::new(&format!("^(?:{pat})$"))
@@ -63,7 +117,7 @@ impl Kind for ManualConfirm {
                 cx.problem_at(
                     "collect",
                     Problem::error(
-                        "runbook::bad-pattern",
+                        Code::BadPattern,
                         format!("invalid pattern for `{name}`: {e}"),
                     ),
                 );
@@ -73,6 +127,14 @@ impl Kind for ManualConfirm {
 
     fn interactive(_: &Params) -> bool {
         true
+    }
+
+    fn unattended(p: &Params) -> Unattended {
+        p.unattended
+    }
+
+    fn instructions(p: &Params) -> Option<String> {
+        Some(p.instructions.clone())
     }
 
     fn describe(p: &Params) -> String {
@@ -98,13 +160,15 @@ impl Kind for ManualConfirm {
 
     async fn run(p: Params, cx: &RunCx<'_>) -> Result<Outputs, StepError> {
         let prompter = cx.prompter;
+        // `--yes` approves gates; it never stands for a person's work. A run with nobody to
+        // ask is refused before its first step, or (`unattended: skip`) the engine leaves this
+        // step undone without running it: reaching here without a terminal is a caller's
+        // mistake, and fails.
         if !prompter.interactive() {
-            if cx.assume_yes && p.collect.is_empty() {
-                prompter.show(&p.instructions);
-                return Ok(Vec::new());
-            }
-            return Err(StepError::new("this manual step needs an operator at a terminal")
-                .with_detail("run it in a terminal; `--yes` can only skip manual steps that collect no values"));
+            return Err(
+                StepError::new("this manual step needs a person at a terminal")
+                    .with_help("run it in a terminal; `--yes` approves gates, never a manual step"),
+            );
         }
         prompter.show(&p.instructions);
         let mut outputs = Vec::new();
@@ -152,7 +216,7 @@ impl Kind for ManualConfirm {
         Ok(outputs)
     }
 
-    fn by_hand(p: &Params, cx: &crate::docs::HandCx<'_>) -> Option<String> {
+    fn by_hand(p: &Params, cx: &super::hand::HandCx<'_>) -> Option<String> {
         // A blockquote keeps the instructions' own headings and lists inside this step.
         let mut s: String = p
             .instructions

@@ -1,14 +1,15 @@
 //! `runbook.run`: run another runbook of the same directory as one step (e.g. the rotation
 //! that a compromise response chooses), against the same environment, in the same run.
 //!
-//! The engine does the running (through [`super::Nested`]): the child's steps are journaled
+//! The engine does the running (through [`super::kind::Nested`]): the child's steps are journaled
 //! inside this run, so a crash resumes inside the child without repeating its finished steps.
 
 use indexmap::IndexMap;
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use super::{Effect, Kind, OutputSpec, Outputs, RunCx, StepError};
+use super::kind::{Effect, Kind, NestedRunbook, OutputSpec, Outputs, RunCx, StepError};
+use crate::load::yaml::Node;
 
 pub struct RunRunbook;
 
@@ -26,6 +27,28 @@ impl Kind for RunRunbook {
     const NAME: &'static str = "runbook.run";
     const SUMMARY: &'static str = "Run another runbook as one step, against the same environment.";
     type Params = Params;
+
+    /// The child runbook's own steps say (the session follows `nested_runbook`).
+    fn needs_environment(_params: &Params) -> bool {
+        false
+    }
+
+    fn example() -> &'static str {
+        "{ name: other }"
+    }
+
+    const RUNS_RUNBOOK_NAMED_BY: Option<&'static str> = Some("name");
+
+    fn nested_runbook(params: &Node) -> Option<NestedRunbook<'_>> {
+        let name = params.get("name").filter(|n| n.as_str().is_some())?;
+        let inputs = params
+            .get("inputs")
+            .and_then(Node::as_map)
+            .map_or_else(Vec::new, |m| {
+                m.iter().filter_map(|(k, _)| k.as_str()).collect()
+            });
+        Some(NestedRunbook { name, inputs })
+    }
 
     fn outputs(_: &Params, _: &[crate::model::Environment]) -> Vec<OutputSpec> {
         vec![OutputSpec::public("status")]

@@ -1,34 +1,18 @@
-//! `ssm.get` and `ssm.put`: read and write AWS SSM Parameter Store parameters, with one SDK
-//! client per environment per run, and errors that say what went wrong without the value.
+//! `ssm.get` and `ssm.put`: read and write AWS SSM Parameter Store parameters, through the
+//! run's client of the environment (`crate::aws`), with errors that say what went wrong
+//! without the value.
 
-use std::collections::HashMap;
-use std::future::Future;
-use std::time::Duration;
-
-use aws_config::BehaviorVersion;
-use aws_config::retry::RetryConfig;
-use aws_config::timeout::TimeoutConfig;
-use aws_sdk_ssm::Client;
-use aws_sdk_ssm::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_ssm::types::ParameterType;
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use super::{CheckCx, Effect, Kind, MASK, Output, OutputSpec, Outputs, RunCx, StepError};
-use crate::diag::Problem;
+use super::kind::{
+    Check, CheckCx, Effect, Kind, Need, NeedCx, Needs, Output, OutputSpec, Outputs, ProbeCx, RunCx,
+    Stage, Status, StepError,
+};
+use crate::aws::{FIRST_DELAY, already_exists, client, throttled};
+use crate::diag::{Code, Problem};
 use crate::template;
-
-type HttpResponse = aws_sdk_ssm::config::http::HttpResponse;
-
-/// Attempts of one call while SSM answers "slow down", the first included.
-const ATTEMPTS: u32 = 5;
-/// Wait before the second attempt; doubled after each throttled attempt, up to [`MAX_DELAY`].
-const FIRST_DELAY: Duration = Duration::from_millis(250);
-const MAX_DELAY: Duration = Duration::from_secs(4);
-/// Bounds of one call, so an unreachable endpoint fails with our message rather than only at
-/// the step's `timeout:`.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub struct Get;
 pub struct Put;
@@ -126,6 +110,32 @@ impl Kind for Get {
          SecureString; `version`; `type`).";
     type Params = GetParams;
 
+    const USES_AWS: bool = true;
+
+    fn example() -> &'static str {
+        "{ name: /app/db/password }"
+    }
+
+    fn preflight(p: Option<GetParams>, cx: &NeedCx<'_>, needs: &mut Needs) {
+        needs.add(Box::new(Credentials));
+        if let Some(p) = p
+            && needs.known("ssm read", cx.step_id, &p.name)
+        {
+            // An earlier step writes it: what the read will find is not there yet.
+            if needs.has(Stage::Write, &p.name) {
+                needs.skip(
+                    Check::new("ssm read", p.name.clone())
+                        .with(Status::Skip, "skipped: an earlier step writes it"),
+                );
+                return;
+            }
+            needs
+                .readable
+                .insert(cx.step_id.to_string(), p.name.clone());
+            needs.add(Box::new(Read(p)));
+        }
+    }
+
     fn outputs(_: &GetParams, _: &[crate::model::Environment]) -> Vec<OutputSpec> {
         vec![
             OutputSpec::maybe("value"),
@@ -200,7 +210,7 @@ impl Kind for Get {
         ])
     }
 
-    fn by_hand(p: &GetParams, cx: &crate::docs::HandCx<'_>) -> Option<String> {
+    fn by_hand(p: &GetParams, cx: &super::hand::HandCx<'_>) -> Option<String> {
         let decrypt = if p.decrypt { " --with-decryption" } else { "" };
         let file = cx.secret_file("value");
         Some(format!(
@@ -209,7 +219,7 @@ impl Kind for Get {
              --query Parameter.Value --output text | tr -d '\\n' > {file})\n```",
             cx.secret_placeholder("value"),
             cx.aws_options(),
-            crate::docs::sh_word(&p.name),
+            super::hand::sh_word(&p.name),
         ))
     }
 }
@@ -219,6 +229,23 @@ impl Kind for Put {
     const SUMMARY: &'static str = "Write an SSM parameter, a SecureString by default (outputs \
          `version`, `skipped`).";
     type Params = PutParams;
+
+    const USES_AWS: bool = true;
+    const WRITES_NAMED_BY: Option<&'static str> = Some("name");
+
+    fn example() -> &'static str {
+        "{ name: /app/db/password, value: x }"
+    }
+
+    fn preflight(p: Option<PutParams>, cx: &NeedCx<'_>, needs: &mut Needs) {
+        needs.add(Box::new(Credentials));
+        if let Some(p) = p
+            && needs.known("ssm write", cx.step_id, &p.name)
+        {
+            let policy = p.policy();
+            needs.add(Box::new(Write(p.name, policy)));
+        }
+    }
 
     fn outputs(_: &PutParams, _: &[crate::model::Environment]) -> Vec<OutputSpec> {
         vec![OutputSpec::public("version"), OutputSpec::public("skipped")]
@@ -234,7 +261,7 @@ impl Kind for Put {
                 cx.problem_at(
                     "if_exists",
                     Problem::error(
-                        "runbook::ssm-if-exists",
+                        Code::SsmIfExists,
                         format!(
                             "`overwrite: {}` contradicts `if_exists: {w}`",
                             p.overwrite == Some(true)
@@ -253,7 +280,7 @@ impl Kind for Put {
             cx.problem_at(
                 "key_id",
                 Problem::error(
-                    "runbook::ssm-key-id",
+                    Code::SsmKeyId,
                     "`key_id` only applies to `type: SecureString`",
                 )
                 .help("remove `key_id`, or store the value as a SecureString"),
@@ -266,7 +293,7 @@ impl Kind for Put {
             cx.problem_at(
                 "value",
                 Problem::warning(
-                    "runbook::ssm-secret-unencrypted",
+                    Code::SsmSecretUnencrypted,
                     format!(
                         "`{secret}` is a secret, but `type: String` stores it unencrypted in `{}`",
                         p.name
@@ -364,8 +391,8 @@ impl Kind for Put {
         ])
     }
 
-    fn by_hand(p: &PutParams, cx: &crate::docs::HandCx<'_>) -> Option<String> {
-        use crate::docs::{sh_quote, sh_word};
+    fn by_hand(p: &PutParams, cx: &super::hand::HandCx<'_>) -> Option<String> {
+        use super::hand::{sh_quote, sh_word};
         let mut s = String::new();
         // `file://` makes the AWS CLI read the value from the file: never on a command line.
         let value = match cx.file_of(&p.value) {
@@ -425,7 +452,7 @@ fn check_name(name: &str, cx: &mut CheckCx<'_>) {
         cx.problem_at(
             "name",
             Problem::error(
-                "runbook::ssm-name",
+                Code::SsmName,
                 format!("SSM parameter name `{name}` must start with `/`"),
             )
             .label("not a full path")
@@ -440,7 +467,7 @@ fn check_name(name: &str, cx: &mut CheckCx<'_>) {
         cx.problem_at(
             "name",
             Problem::error(
-                "runbook::ssm-name",
+                Code::SsmName,
                 format!("SSM parameter name `{name}` contains `{c}`"),
             )
             .help("names may contain only letters, digits, `/`, `_`, `.` and `-`"),
@@ -460,7 +487,7 @@ fn check_aws(cx: &mut CheckCx<'_>) {
         cx.problem_at(
             "name",
             Problem::error(
-                "runbook::no-aws",
+                Code::NoAws,
                 format!("environment `{env}` has no `aws:` settings"),
             )
             .help(format!(
@@ -470,479 +497,103 @@ fn check_aws(cx: &mut CheckCx<'_>) {
     }
 }
 
-/// Where and as whom the calls go, for messages.
-#[derive(Clone)]
-struct Target {
-    env: String,
-    region: String,
-    profile: Option<String>,
-    endpoint: String,
+/// `runbook preflight`: the environment's AWS credentials resolve.
+struct Credentials;
+
+/// What [`Credentials`] marks as failed for the checks after it.
+const NO_CREDENTIALS: &str = "aws credentials";
+const SKIPPED: &str = "skipped: the AWS credentials check failed";
+
+#[async_trait::async_trait]
+impl Need for Credentials {
+    fn stage(&self) -> Stage {
+        Stage::Credentials
+    }
+    fn key(&self) -> String {
+        String::new()
+    }
+    async fn check(&self, cx: &ProbeCx<'_>) -> Check {
+        let c = Check::new("aws", format!("credentials of `{}`", cx.run.env.name));
+        let r = crate::aws::check_credentials(&cx.run).await;
+        if r.is_err() {
+            cx.failed(NO_CREDENTIALS);
+        }
+        c.outcome(r)
+    }
 }
 
-#[derive(Clone)]
-struct Ssm {
-    client: Client,
-    /// The loaded AWS configuration, for the STS caller-identity call of the audit log.
-    config: aws_config::SdkConfig,
-    target: Target,
-    /// The SDK client does not expose its provider; `runbook preflight` asks it directly.
-    credentials: Option<aws_sdk_ssm::config::SharedCredentialsProvider>,
-}
+/// `runbook preflight`: a parameter a step reads is readable (its value is kept, never shown,
+/// for a later login whose password it is).
+struct Read(GetParams);
 
-/// The run's SSM clients, one per environment.
-#[derive(Default)]
-pub struct SsmClients {
-    // An async lock: building a client awaits (profile files), and two steps must not build two.
-    by_env: tokio::sync::Mutex<HashMap<String, Ssm>>,
-}
-
-async fn client(cx: &RunCx<'_>) -> Result<Ssm, StepError> {
-    client_in(cx.env, cx.resources).await
-}
-
-async fn client_in(
-    env: &crate::model::Environment,
-    resources: &super::Resources,
-) -> Result<Ssm, StepError> {
-    let aws = env.doc.aws.as_ref().ok_or_else(|| {
-        StepError::new(format!("environment `{}` has no `aws:` settings", env.name)).with_detail(
+#[async_trait::async_trait]
+impl Need for Read {
+    fn stage(&self) -> Stage {
+        Stage::Read
+    }
+    fn key(&self) -> String {
+        self.0.name.clone()
+    }
+    async fn check(&self, cx: &ProbeCx<'_>) -> Check {
+        let name = &self.0.name;
+        let p = GetParams {
+            name: name.clone(),
+            decrypt: self.0.decrypt,
+        };
+        let c = Check::new("ssm read", name.clone());
+        if cx.has_failed(NO_CREDENTIALS) {
+            return c.with(Status::Skip, SKIPPED);
+        }
+        let r = <Get as Kind>::run(p, &cx.run).await;
+        c.outcome(r.map(|outputs| {
+            let get = |n: &str| outputs.iter().find(|o| o.name == n).map(|o| &o.value);
+            if let Some(v) = get("value").and_then(|v| v.as_str()) {
+                cx.remember(name, v);
+            }
             format!(
-                "help: add `aws: {{ region: us-east-1 }}` under `environments.{}` in environments.yaml",
-                env.name
+                "readable ({}, version {})",
+                get("type")
+                    .and_then(|v| v.as_str())
+                    .unwrap_or("unknown type"),
+                get("version").map(|v| v.to_string()).unwrap_or_default()
+            )
+        }))
+    }
+}
+
+/// `runbook preflight`: what a write will meet (the parameter's metadata, never its value).
+struct Write(String, IfExists);
+
+#[async_trait::async_trait]
+impl Need for Write {
+    fn stage(&self) -> Stage {
+        Stage::Write
+    }
+    fn key(&self) -> String {
+        self.0.clone()
+    }
+    async fn check(&self, cx: &ProbeCx<'_>) -> Check {
+        let (name, policy) = (&self.0, self.1);
+        let c = Check::new("ssm write", name.clone());
+        if cx.has_failed(NO_CREDENTIALS) {
+            return c.with(Status::Skip, SKIPPED);
+        }
+        match crate::aws::describe(&cx.run, name).await {
+            Ok(Some(version)) if policy == IfExists::Fail => c.with(
+                Status::Fail,
+                format!("exists (version {version}) and the step does not overwrite it"),
             ),
-        )
-    })?;
-    let pool = resources.get::<SsmClients>();
-    let mut by_env = pool.by_env.lock().await;
-    if let Some(ssm) = by_env.get(&env.name) {
-        return Ok(ssm.clone());
-    }
-    // ring only: no second TLS stack and no C build (aws-lc).
-    let http = aws_smithy_http_client::Builder::new()
-        .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
-            aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
-        ))
-        .build_https();
-    // The SDK's own retries are off: throttling is retried by `throttled` (which reports it),
-    // and anything else fails at once with a clear message; `retry:` on the step is the
-    // operator's choice.
-    let mut loader = aws_config::defaults(BehaviorVersion::latest())
-        .http_client(http)
-        .region(aws_config::Region::new(aws.region.clone()))
-        .retry_config(RetryConfig::disabled())
-        .timeout_config(
-            TimeoutConfig::builder()
-                .connect_timeout(CONNECT_TIMEOUT)
-                .operation_attempt_timeout(ATTEMPT_TIMEOUT)
-                .build(),
-        );
-    if let Some(profile) = &aws.profile {
-        loader = loader.profile_name(profile);
-    }
-    // Without `endpoint:`, aws-config reads AWS_ENDPOINT_URL_SSM / AWS_ENDPOINT_URL itself.
-    if let Some(endpoint) = &aws.endpoint {
-        loader = loader.endpoint_url(endpoint);
-    }
-    let conf = loader.load().await;
-    let endpoint = aws
-        .endpoint
-        .clone()
-        .or_else(|| std::env::var("AWS_ENDPOINT_URL_SSM").ok())
-        .or_else(|| std::env::var("AWS_ENDPOINT_URL").ok())
-        .filter(|e| !e.trim().is_empty())
-        .unwrap_or_else(|| format!("https://ssm.{}.amazonaws.com", aws.region));
-    let ssm = Ssm {
-        client: Client::new(&conf),
-        config: conf.clone(),
-        credentials: conf.credentials_provider(),
-        target: Target {
-            env: env.name.clone(),
-            region: aws.region.clone(),
-            profile: aws.profile.clone(),
-            endpoint,
-        },
-    };
-    by_env.insert(env.name.clone(), ssm.clone());
-    Ok(ssm)
-}
-
-/// `runbook preflight`: the environment's AWS credentials resolve (without calling SSM).
-pub(crate) async fn check_credentials(cx: &RunCx<'_>) -> Result<String, StepError> {
-    use aws_sdk_ssm::config::ProvideCredentials;
-    let ssm = client(cx).await?;
-    let t = &ssm.target;
-    let provider = ssm.credentials.as_ref().ok_or_else(|| {
-        StepError::new(format!("no AWS credentials for environment `{}`", t.env))
-            .with_detail(format!("help: {}", credentials_help(t)))
-    })?;
-    provider.provide_credentials().await.map_err(|e| {
-        StepError::new(format!(
-            "no AWS credentials for environment `{}`: {}",
-            t.env,
-            super::error_chain(&e)
-        ))
-        .with_detail(format!("help: {}", credentials_help(t)))
-    })?;
-    Ok(format!("region {}, {}", t.region, t.endpoint))
-}
-
-/// `runbook preflight`: a parameter's metadata (never its value) through
-/// `ssm:DescribeParameters`: its version, or None when it does not exist.
-pub(crate) async fn describe(cx: &RunCx<'_>, name: &str) -> Result<Option<i64>, StepError> {
-    use aws_sdk_ssm::types::ParameterStringFilter;
-    let ssm = client(cx).await?;
-    let action = "ssm:DescribeParameters";
-    let filter = ParameterStringFilter::builder()
-        .key("Name")
-        .option("Equals")
-        .values(name)
-        .build()
-        .map_err(|e| StepError::new(format!("cannot describe `{name}`: {e}")))?;
-    let out = throttled(cx.progress, FIRST_DELAY, action, || {
-        ssm.client
-            .describe_parameters()
-            .parameter_filters(filter.clone())
-            .send()
-    })
-    .await
-    .map_err(|e| ssm.error(e, action, name, None))?;
-    Ok(out
-        .parameters()
-        .iter()
-        .find(|p| p.name() == Some(name))
-        .map(|p| p.version()))
-}
-
-/// Error codes that mean "slow down": safe to send again, nothing was changed.
-fn is_throttling(code: Option<&str>) -> bool {
-    matches!(
-        code,
-        Some(
-            "ThrottlingException"
-                | "Throttling"
-                | "TooManyRequestsException"
-                | "RequestLimitExceeded"
-                | "TooManyUpdates"
-        )
-    )
-}
-
-fn already_exists<E: ProvideErrorMetadata>(e: &SdkError<E, HttpResponse>) -> bool {
-    e.code() == Some("ParameterAlreadyExists")
-}
-
-/// Call again, with a growing jittered wait from `first_delay`, while SSM throttles; other
-/// outcomes return at once. Each wait is reported through `progress`.
-async fn throttled<T, Err, F, Fut>(
-    progress: &(dyn Fn(&str) + Send + Sync),
-    first_delay: Duration,
-    action: &str,
-    mut call: F,
-) -> Result<T, Err>
-where
-    Err: ProvideErrorMetadata,
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, Err>>,
-{
-    let mut delay = first_delay;
-    let mut attempt = 1;
-    loop {
-        match call().await {
-            Err(e) if attempt < ATTEMPTS && is_throttling(e.code()) => {
-                progress(&format!(
-                    "SSM is throttling {action}; attempt {}/{ATTEMPTS} in {}ms",
-                    attempt + 1,
-                    delay.as_millis()
-                ));
-                // Jitter (50–100% of the wait) so parallel runs do not retry in step.
-                let mut b = [0u8; 1];
-                let _ = getrandom::fill(&mut b);
-                tokio::time::sleep(delay.mul_f64(0.5 + f64::from(b[0]) / 510.0)).await;
-                delay = (delay * 2).min(MAX_DELAY);
-                attempt += 1;
-            }
-            r => return r,
+            Ok(Some(version)) if policy == IfExists::Skip => c.with(
+                Status::Pass,
+                format!("exists (version {version}); the run leaves it as it is"),
+            ),
+            Ok(Some(version)) => c.with(
+                Status::Pass,
+                format!("exists (version {version}); the run writes a new version"),
+            ),
+            Ok(None) => c.with(Status::Pass, "absent; the run creates it"),
+            Err(e) => c.outcome(Err(e)),
         }
-    }
-}
-
-impl Ssm {
-    /// A short message for a failed call, naming the action and the parameter, with a help
-    /// line and the service's words as detail. `value` (a put's value) is scrubbed from
-    /// everything the service said, in case a validation message quotes it.
-    fn error<E>(
-        &self,
-        e: SdkError<E, HttpResponse>,
-        action: &str,
-        name: &str,
-        value: Option<&str>,
-    ) -> StepError
-    where
-        E: ProvideErrorMetadata + std::error::Error + 'static,
-    {
-        let t = &self.target;
-        let scrub = |s: &str| scrub(s, value);
-        let context = scrub(&super::error_chain(&e));
-        match &e {
-            SdkError::ServiceError(_) => {
-                let code = e.code().unwrap_or("unknown error");
-                let said = scrub(&format!(
-                    "{code}: {}",
-                    e.message().unwrap_or("(no message)")
-                ));
-                let (message, help) = match code {
-                    "ParameterNotFound" | "ParameterVersionNotFound" => (
-                        format!("SSM parameter `{name}` not found"),
-                        format!(
-                            "check the name and its prefix, and that it is in region {} \
-                             (environment `{}`)",
-                            t.region, t.env
-                        ),
-                    ),
-                    "AccessDeniedException" | "AccessDenied" => (
-                        format!("access denied: {action} on `{name}`"),
-                        format!(
-                            "the AWS identity of environment `{}` needs {action} on this \
-                             parameter (and kms:Decrypt/kms:Encrypt for a SecureString)",
-                            t.env
-                        ),
-                    ),
-                    "ParameterAlreadyExists" => (
-                        format!("SSM parameter `{name}` already exists"),
-                        "write `overwrite: true` to store a new version, or `if_exists: skip` \
-                         to keep the current one"
-                            .into(),
-                    ),
-                    c if is_throttling(Some(c)) => (
-                        format!(
-                            "SSM kept throttling {action} on `{name}`; gave up after {ATTEMPTS} \
-                             attempts"
-                        ),
-                        "wait a little and run again, or give the step a `retry:`".into(),
-                    ),
-                    "UnrecognizedClientException"
-                    | "InvalidClientTokenId"
-                    | "ExpiredTokenException"
-                    | "ExpiredToken"
-                    | "InvalidSignatureException"
-                    | "SignatureDoesNotMatch" => (
-                        format!("AWS rejected the credentials of environment `{}`", t.env),
-                        credentials_help(t),
-                    ),
-                    _ => (
-                        format!("{action} on `{name}` failed: {code}"),
-                        String::new(),
-                    ),
-                };
-                let detail = if help.is_empty() {
-                    said
-                } else {
-                    format!("help: {help}\n{said}")
-                };
-                StepError::new(message).with_detail(detail)
-            }
-            SdkError::DispatchFailure(d) => {
-                // Identity resolution fails before anything is sent and surfaces here as an
-                // "other" dispatch failure whose causes name the credential providers.
-                if d.is_other() && context.to_lowercase().contains("credential") {
-                    StepError::new(format!("no AWS credentials for environment `{}`", t.env))
-                        .with_detail(format!("help: {}\ncause: {context}", credentials_help(t)))
-                } else {
-                    StepError::new(format!("cannot reach SSM at {}", t.endpoint)).with_detail(
-                        format!(
-                            "help: check the network, the region ({}) and `aws.endpoint` or \
-                             AWS_ENDPOINT_URL_SSM\ncause: {context}",
-                            t.region
-                        ),
-                    )
-                }
-            }
-            SdkError::TimeoutError(_) => StepError::new(format!(
-                "SSM at {} did not answer {action} within {}s",
-                t.endpoint,
-                ATTEMPT_TIMEOUT.as_secs()
-            ))
-            .with_detail(format!("cause: {context}")),
-            SdkError::ResponseError(_) => StepError::new(format!(
-                "unreadable answer from SSM at {} to {action}",
-                t.endpoint
-            ))
-            .with_detail(format!("cause: {context}")),
-            _ => StepError::new(format!("could not send {action} for `{name}`"))
-                .with_detail(format!("cause: {context}")),
-        }
-    }
-}
-
-fn credentials_help(t: &Target) -> String {
-    match &t.profile {
-        Some(p) => format!(
-            "check the profile `{p}` in ~/.aws/config, and run `aws sso login --profile {p}` \
-             if it uses SSO"
-        ),
-        None => "set AWS_PROFILE (then `aws sso login` if it uses SSO), set `aws.profile` for \
-                 the environment, or export AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
-            .into(),
-    }
-}
-
-/// The service's text without the value being written: AWS validation messages quote the
-/// offending field (`Value '…' at 'value' failed to satisfy constraint`).
-fn scrub(text: &str, value: Option<&str>) -> String {
-    let Some(value) = value.filter(|v| !v.is_empty()) else {
-        return text.to_string();
-    };
-    let text = text.replace(value, MASK);
-    let quoted = regex::Regex::new(r"(?s)Value '.*?' at 'value'").expect("valid pattern");
-    quoted
-        .replace_all(&text, format!("Value '{MASK}' at 'value'").as_str())
-        .into_owned()
-}
-
-/// Who the environment's AWS credentials belong to (STS GetCallerIdentity), for the audit
-/// log. Best effort: `None` when there are no credentials or STS does not answer quickly.
-pub async fn caller_identity(
-    env: &crate::model::Environment,
-    resources: &super::Resources,
-) -> Option<String> {
-    let ssm = client_in(env, resources).await.ok()?;
-    let mut sts = aws_sdk_sts::config::Builder::from(&ssm.config);
-    // The SSM endpoint override of a local test server serves STS too; real AWS needs none.
-    if let Some(endpoint) = env.doc.aws.as_ref().and_then(|a| a.endpoint.clone()) {
-        sts = sts.endpoint_url(endpoint);
-    }
-    let client = aws_sdk_sts::Client::from_conf(sts.build());
-    let call = client.get_caller_identity().send();
-    let out = tokio::time::timeout(Duration::from_secs(5), call)
-        .await
-        .ok()?
-        .ok()?;
-    out.arn().map(str::to_string)
-}
-
-/// A run lock held in SSM (`shared_lock:` of an environment): a create-only parameter naming
-/// its holder and when it expires, so operators on different machines are kept apart too.
-pub struct SharedLock {
-    ssm: Ssm,
-    name: String,
-    value: String,
-}
-
-pub enum SharedLockError {
-    /// Someone holds it: the holder's own description.
-    Held(String),
-    Failed(StepError),
-}
-
-fn now_secs() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
-/// Take the shared lock `name`, or say who holds it. An expired lock is taken over.
-pub async fn take_shared_lock(
-    env: &crate::model::Environment,
-    resources: &super::Resources,
-    name: &str,
-    holder: serde_json::Value,
-    ttl: Duration,
-) -> Result<SharedLock, SharedLockError> {
-    let ssm = client_in(env, resources)
-        .await
-        .map_err(SharedLockError::Failed)?;
-    let mut holder = holder;
-    holder["expires"] = (now_secs() + ttl.as_secs()).into();
-    let value = holder.to_string();
-    let put = |overwrite: bool| {
-        ssm.client
-            .put_parameter()
-            .name(name)
-            .value(&value)
-            .r#type(ParameterType::String)
-            .overwrite(overwrite)
-            .description("runbook run lock")
-            .send()
-    };
-    let fail = |e: String| {
-        SharedLockError::Failed(StepError::new(format!(
-            "cannot take the shared lock {name}: {e}"
-        )))
-    };
-    // The lock's value as it is now.
-    let read = || async {
-        let out = ssm
-            .client
-            .get_parameter()
-            .name(name)
-            .send()
-            .await
-            .map_err(|e| fail(super::error_chain(&e)))?;
-        Ok::<_, SharedLockError>(
-            out.parameter()
-                .and_then(|p| p.value())
-                .unwrap_or_default()
-                .to_string(),
-        )
-    };
-    match put(false).await {
-        Ok(_) => {}
-        Err(e) if already_exists(&e) => {
-            let text = read().await?;
-            let expires = serde_json::from_str::<serde_json::Value>(&text)
-                .ok()
-                .and_then(|v| v["expires"].as_u64())
-                .unwrap_or(0);
-            if expires > now_secs() {
-                return Err(SharedLockError::Held(text));
-            }
-            // Stale: its holder died. Take it over, then read back: if two operators took it
-            // over at once, the last write wins and the other one sees it is not theirs.
-            put(true).await.map_err(|e| fail(super::error_chain(&e)))?;
-            let now_held = read().await?;
-            if now_held != value {
-                return Err(SharedLockError::Held(now_held));
-            }
-        }
-        Err(e) => return Err(fail(super::error_chain(&e))),
-    }
-    Ok(SharedLock {
-        ssm,
-        name: name.to_string(),
-        value,
-    })
-}
-
-impl SharedLock {
-    /// Release the lock if it is still ours.
-    pub async fn release(self) -> Result<(), StepError> {
-        let current = self
-            .ssm
-            .client
-            .get_parameter()
-            .name(&self.name)
-            .send()
-            .await;
-        let ours = current
-            .ok()
-            .and_then(|c| c.parameter().and_then(|p| p.value().map(str::to_string)))
-            == Some(self.value);
-        if ours {
-            self.ssm
-                .client
-                .delete_parameter()
-                .name(&self.name)
-                .send()
-                .await
-                .map_err(|e| {
-                    StepError::new(format!(
-                        "cannot release the shared lock {}: {}",
-                        self.name,
-                        super::error_chain(&e)
-                    ))
-                })?;
-        }
-        Ok(())
     }
 }
 
@@ -983,66 +634,5 @@ mod tests {
             Put::effect(&put(Some(true), None)),
             Effect::Changes("SSM /a/b: new version".into())
         );
-    }
-
-    #[test]
-    fn scrub_removes_the_value_and_quoted_fields() {
-        let s = scrub(
-            "1 validation error detected: Value 's3cr3t-xyz' at 'value' failed; s3cr3t-xyz",
-            Some("s3cr3t-xyz"),
-        );
-        assert!(!s.contains("s3cr3t"), "{s}");
-        let s = scrub("Value 'abc…' at 'value' failed", Some("abcdef"));
-        assert!(!s.contains("abc"), "{s}");
-    }
-
-    #[tokio::test]
-    async fn throttling_is_retried_then_given_up_and_other_errors_are_not() {
-        use aws_sdk_ssm::error::ErrorMetadata;
-        use std::sync::Mutex;
-        let err = |code: &str| ErrorMetadata::builder().code(code).build();
-        let lines = Mutex::new(Vec::<String>::new());
-        let progress = |l: &str| lines.lock().unwrap().push(l.to_string());
-        let tiny = Duration::from_millis(1);
-
-        let mut calls = 0;
-        let r: Result<(), _> = throttled(&progress, tiny, "ssm:PutParameter", || {
-            calls += 1;
-            std::future::ready(Err(err("ThrottlingException")))
-        })
-        .await;
-        assert_eq!(r.unwrap_err().code(), Some("ThrottlingException"));
-        assert_eq!(calls, ATTEMPTS);
-        assert_eq!(lines.lock().unwrap().len(), ATTEMPTS as usize - 1);
-
-        let mut calls = 0;
-        let r = throttled(&progress, tiny, "ssm:GetParameter", || {
-            calls += 1;
-            std::future::ready(if calls < 3 {
-                Err(err("TooManyUpdates"))
-            } else {
-                Ok(7)
-            })
-        })
-        .await;
-        assert_eq!(r.unwrap(), 7);
-        assert_eq!(calls, 3);
-
-        let mut calls = 0;
-        let r: Result<(), _> = throttled(&progress, tiny, "ssm:GetParameter", || {
-            calls += 1;
-            std::future::ready(Err(err("ParameterNotFound")))
-        })
-        .await;
-        assert!(r.is_err());
-        assert_eq!(calls, 1);
-    }
-
-    #[test]
-    fn throttling_codes() {
-        assert!(is_throttling(Some("ThrottlingException")));
-        assert!(is_throttling(Some("TooManyUpdates")));
-        assert!(!is_throttling(Some("ParameterNotFound")));
-        assert!(!is_throttling(None));
     }
 }

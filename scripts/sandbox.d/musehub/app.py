@@ -1,17 +1,31 @@
 #!/usr/bin/env python3
 """MuseHub stand-in app of the runbook sandbox (stdlib only), started by deploy/deploy.sh.
 
-Like the real app it reads DB_PASSWORD from .env once, at start, and needs the database:
-  GET /explore  200 "explore ok" while it can log in to Postgres as role musehub (database
+Like the real app it reads DB_USER (default musehub) and DB_PASSWORD from .env once, at start,
+and needs the database:
+  GET /explore  200 "explore ok" while it can log in to Postgres as DB_USER (database
                 musehub) with that password; else 503 with a short reason (never a secret).
                 The login is a real one (psql, password through PGPASSWORD in psql's
-                environment, never argv), its result cached for about a second.
+                environment, never argv), its result cached for about a second, or for the
+                seconds written in the file DB_CHECK_CACHE_SECONDS next to app.py (read at
+                start; 0 = every request logs in, for measuring a rotation's outage).
                 While the fault-injection file (--fail-file, FAIL_HEALTH) exists: 503 "forced failure".
   GET /healthz  200 always (the process is up).
-So after a DB password rotation /explore keeps failing until secrets.sh + deploy.sh ran.
+It also reads WEBHOOK_SECRET_KEY and RUNNER_TOKEN from .env at start, and checks them as
+MuseHub's consumers do:
+  POST /webhooks/github  a delivery signed GitHub's way: `X-Hub-Signature-256: sha256=<hex
+                HMAC-SHA256 of the body, keyed with WEBHOOK_SECRET_KEY>`; 200 "webhook ok" when
+                the signature is right, 401 otherwise (compared in constant time).
+  GET|POST /api/runner/ping  the runner's call: `Authorization: Bearer <RUNNER_TOKEN>`; 200
+                "runner ok" when the token is right, 401 otherwise (constant time).
+  Either answers 503 while its secret is missing from .env. Neither logs a header or a body.
+So after a DB password rotation /explore keeps failing until secrets.sh + deploy.sh ran, and
+after a webhook key or runner token rotation the old one is refused once they ran.
 """
 
 import argparse
+import hashlib
+import hmac
 import os
 import ssl
 import subprocess
@@ -21,12 +35,15 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 CACHE_SECONDS = 1.0
+MAX_BODY = 1024 * 1024  # a webhook delivery larger than this is refused (413)
 
 
 class DbCheck:
-    def __init__(self, args, password):
+    def __init__(self, args, user, password, cache_seconds):
         self.args = args
+        self.user = user
         self.password = password
+        self.cache_seconds = cache_seconds
         self.lock = threading.Lock()
         self.at = 0.0
         self.result = (False, "not checked")
@@ -40,7 +57,7 @@ class DbCheck:
         try:
             r = subprocess.run(
                 [a.psql, "-X", "-A", "-t", "-q", "-w", "-h", a.pg_host, "-p", str(a.pg_port),
-                 "-U", "musehub", "-d", "musehub", "-c", "select 1"],
+                 "-U", self.user, "-d", "musehub", "-c", "select 1"],
                 env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=10)
         except subprocess.TimeoutExpired:
             return False, "database login timed out"
@@ -48,7 +65,7 @@ class DbCheck:
             return True, "ok"
         err = r.stderr
         if "password authentication failed" in err:
-            return False, "database login failed: password rejected for role musehub"
+            return False, "database login failed: password rejected for role %s" % self.user
         if "Connection refused" in err or "could not connect" in err:
             return False, "database unreachable"
         return False, "database login failed"
@@ -56,7 +73,7 @@ class DbCheck:
     def get(self):
         with self.lock:  # one login at a time; concurrent requests share its result
             now = time.monotonic()
-            if now - self.at > CACHE_SECONDS:
+            if self.cache_seconds <= 0 or now - self.at > self.cache_seconds:
                 self.result = self.login()
                 self.at = time.monotonic()
                 if not self.result[0]:
@@ -89,11 +106,62 @@ class Handler(BaseHTTPRequestHandler):
                 return self.reply(503, "forced failure")
             ok, reason = self.server.db.get()
             return self.reply(200, "explore ok") if ok else self.reply(503, reason)
+        if path == "/api/runner/ping":
+            return self.runner()
+        if path == "/webhooks/github":
+            return self.reply(405, "deliveries are POSTed")
         if path == "/":
-            return self.reply(200, "musehub stand-in: /explore /healthz")
+            return self.reply(200, "musehub stand-in: /explore /healthz /webhooks/github /api/runner/ping")
         return self.reply(404, "not found")
 
     do_HEAD = do_GET
+
+    def do_POST(self):
+        path = self.path.split("?", 1)[0]
+        if path == "/webhooks/github":
+            return self.webhook()
+        if path == "/api/runner/ping":
+            return self.runner()
+        self.discard_body()
+        return self.reply(404, "not found")
+
+    def discard_body(self):
+        """Read the body (or close the connection when it cannot be read), so the next
+        request on a kept-alive connection starts where it should."""
+        try:
+            n = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            n = -1
+        if n < 0 or n > MAX_BODY:
+            self.close_connection = True
+            return None
+        return self.rfile.read(n)
+
+    def webhook(self):
+        body = self.discard_body()
+        if body is None:
+            return self.reply(413, "body too large or without a length")
+        key = self.server.webhook_key
+        if not key:
+            return self.reply(503, "WEBHOOK_SECRET_KEY missing from .env")
+        given = self.headers.get("X-Hub-Signature-256", "")
+        want = "sha256=" + hmac.new(key.encode(), body, hashlib.sha256).hexdigest()
+        # bytes, so that a header with other characters compares (unequal) instead of raising
+        if hmac.compare_digest(want.encode(), given.encode("latin-1", "replace")):
+            return self.reply(200, "webhook ok")
+        return self.reply(401, "invalid signature" if given else "missing X-Hub-Signature-256")
+
+    def runner(self):
+        if self.command == "POST" and self.discard_body() is None:
+            return self.reply(413, "body too large or without a length")
+        token = self.server.runner_token
+        if not token:
+            return self.reply(503, "RUNNER_TOKEN missing from .env")
+        auth = self.headers.get("Authorization", "")
+        given = auth[len("Bearer "):] if auth.startswith("Bearer ") else ""
+        if given and hmac.compare_digest(token.encode(), given.encode("latin-1", "replace")):
+            return self.reply(200, "runner ok")
+        return self.reply(401, "invalid runner token" if given else "missing bearer token")
 
 
 class Server(ThreadingHTTPServer):
@@ -125,6 +193,15 @@ def read_env(path):
     return out
 
 
+def cache_seconds(a):
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "DB_CHECK_CACHE_SECONDS")
+    try:
+        with open(path) as f:
+            return float(f.read().strip())
+    except (OSError, ValueError):
+        return CACHE_SECONDS
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--env-file", required=True)
@@ -146,7 +223,9 @@ def main():
     ctx.load_cert_chain(a.cert, a.key)
     srv.tls = ctx
     srv.fail_file = a.fail_file
-    srv.db = DbCheck(a, env.get("DB_PASSWORD", ""))
+    srv.webhook_key = env.get("WEBHOOK_SECRET_KEY", "")
+    srv.runner_token = env.get("RUNNER_TOKEN", "")
+    srv.db = DbCheck(a, env.get("DB_USER") or "musehub", env.get("DB_PASSWORD", ""), cache_seconds(a))
 
     with open(a.pidfile + ".tmp", "w") as f:
         f.write("%d\n" % os.getpid())

@@ -33,6 +33,9 @@ if pid_is_app "$old"; then
   if pid_is_app "$old"; then kill -KILL "$old" 2>/dev/null || true; sleep 0.1; fi
 fi
 rm -f app.pid
+# A process that is exiting has already lost its cmdline but may still hold its socket for
+# a moment: give the port that moment before calling it taken.
+for _ in $(seq 1 60); do listening || break; sleep 0.05; done
 if listening; then
   echo "deploy: port $APP_PORT is taken by another process; not starting musehub" >&2
   exit 1
@@ -40,13 +43,15 @@ fi
 
 # A clean environment: the app must depend only on .env and host.env, not on whoever
 # deployed it (an operator's shell, an ssh session, the sandbox script).
-# setsid: own session, so it outlives the ssh session or shell that deployed it.
+# setsid: own session, so it outlives the ssh session or shell that deployed it. Descriptors
+# 3-9 are closed: one inherited from the deployer (a lock file under `flock`) would otherwise
+# stay held for the app's whole life.
 env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8 HOME="$app_dir" \
   setsid "$PYTHON" "$app_dir/app.py" \
     --env-file "$app_dir/.env" --pidfile "$app_dir/app.pid" --fail-file "$app_dir/FAIL_HEALTH" \
     --port "$APP_PORT" --cert "$TLS_CERT" --key "$TLS_KEY" \
     --psql "$PSQL" --pg-host "$PG_HOST" --pg-port "$PG_PORT" \
-    </dev/null >>app.log 2>&1 &
+    </dev/null >>app.log 2>&1 3>&- 4>&- 5>&- 6>&- 7>&- 8>&- 9>&- &
 
 # app.py writes its pidfile once its socket is bound.
 for _ in $(seq 1 200); do

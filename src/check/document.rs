@@ -1,0 +1,141 @@
+//! Checks of a file as a whole: the inputs' defaults, characters a reader cannot see, a
+//! runbook that does nothing.
+
+use std::sync::Arc;
+
+use crate::diag::{Code, Problem, Source};
+use crate::load::yaml::{Node, NodeKind};
+use crate::model::RunbookDoc;
+
+/// Inputs: a default must be one of the choices.
+pub fn inputs(doc: &RunbookDoc, node: &Node, source: &Arc<Source>, problems: &mut Vec<Problem>) {
+    for (name, spec) in &doc.inputs {
+        if let (Some(choices), Some(default)) = (&spec.choices, &spec.default)
+            && !choices.contains(default)
+        {
+            let span = node
+                .get("inputs")
+                .and_then(|n| n.get(name))
+                .and_then(|n| n.get("default"))
+                .map_or(0..0, |n| n.span.clone());
+            problems.push(
+                Problem::error(
+                    Code::BadDefault,
+                    format!("the default of input `{name}` is not one of its choices"),
+                )
+                .at(source, span)
+                .help(format!("choose one of: {}", choices.join(", "))),
+            );
+        }
+        if spec.secret && spec.default.is_some() {
+            let span = node
+                .get("inputs")
+                .and_then(|n| n.get(name))
+                .and_then(|n| n.get("default"))
+                .map_or(0..0, |n| n.span.clone());
+            problems.push(
+                Problem::error(
+                    Code::SecretDefault,
+                    format!("secret input `{name}` has a default written in the runbook"),
+                )
+                .at(source, span)
+                .help("a secret must not live in a reviewed file; remove the default"),
+            );
+        }
+    }
+}
+
+/// No value of a file holds a character a reader cannot see: a command written
+/// `wget … | sh\r\e[2Ksystemctl restart app` shows only its end on a terminal, and a bidi
+/// override shows text in another order than it runs. Such characters are refused (an
+/// error), except joiners and variation selectors, which prose may need (a warning). Keys
+/// are checked with the values.
+pub fn control_characters(node: &Node, source: &Arc<Source>, problems: &mut Vec<Problem>) {
+    fn walk(node: &Node, path: &str, source: &Arc<Source>, problems: &mut Vec<Problem>) {
+        match &node.kind {
+            NodeKind::Scalar { value, .. } => {
+                let what = if path.is_empty() {
+                    "a value".to_string()
+                } else {
+                    format!("`{path}`")
+                };
+                scalar(node, value, what, source, problems);
+            }
+            NodeKind::Seq(items) => {
+                for (i, n) in items.iter().enumerate() {
+                    walk(n, &format!("{path}[{i}]"), source, problems);
+                }
+            }
+            NodeKind::Map(entries) => {
+                for (k, v) in entries {
+                    let key = k.as_str().unwrap_or_default();
+                    let p = if path.is_empty() {
+                        key.to_string()
+                    } else {
+                        format!("{path}.{key}")
+                    };
+                    let shown = crate::display::visible_line(&p).into_owned();
+                    if let NodeKind::Scalar { value, .. } = &k.kind {
+                        scalar(k, value, format!("the key `{shown}`"), source, problems);
+                    }
+                    walk(v, &shown, source, problems);
+                }
+            }
+        }
+    }
+    fn scalar(
+        node: &Node,
+        value: &str,
+        what: String,
+        source: &Arc<Source>,
+        problems: &mut Vec<Problem>,
+    ) {
+        let hidden: Vec<char> = value
+            .chars()
+            .filter(|c| crate::display::is_hidden(*c))
+            .collect();
+        let Some(&first) = hidden
+            .iter()
+            .find(|c| !crate::display::is_joiner(**c))
+            .or(hidden.first())
+        else {
+            return;
+        };
+        // The character itself when it is written raw in the file, else the whole scalar
+        // (it was written as an escape such as "\e").
+        let raw = source.text.get(node.span.clone()).unwrap_or_default();
+        let span = raw.find(first).map_or(node.span.clone(), |i| {
+            node.span.start + i..node.span.start + i + first.len_utf8()
+        });
+        let message = format!(
+            "{what} holds an invisible character ({})",
+            crate::display::describe(first)
+        );
+        let p = if crate::display::is_joiner(first) {
+            Problem::warning(Code::ControlCharacter, message)
+                .help("remove it unless it joins letters or an emoji that need it")
+        } else {
+            Problem::error(Code::ControlCharacter, message).help(
+                "remove it: a reviewer cannot see it, and a terminal would obey it; a command \
+                 that needs such a byte can make it itself, e.g. `printf '\\033'`",
+            )
+        };
+        problems.push(p.at(source, span).label("here"));
+    }
+    walk(node, "", source, problems);
+}
+
+/// A runbook must do something.
+pub fn has_steps(doc: &RunbookDoc, node: &Node, source: &Arc<Source>, problems: &mut Vec<Problem>) {
+    if doc.steps.is_empty() {
+        let span = node.get("steps").map_or(0..0, |n| n.span.clone());
+        problems.push(
+            Problem::error(
+                Code::NoSteps,
+                format!("runbook `{}` has no steps", doc.name),
+            )
+            .at(source, span)
+            .help("add at least one step under `steps:`"),
+        );
+    }
+}

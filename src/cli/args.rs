@@ -1,0 +1,256 @@
+//! The command line as clap reads it: `Cli`, its subcommands and their flags, and the help
+//! texts, from which `--help`, the completions and the man page are all made.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::session;
+
+pub(super) const AFTER_HELP: &str = "\
+Examples:
+  runbook list
+  runbook plan db-password --env staging
+  runbook preflight db-password --env staging   # read-only checks before a run
+  runbook run db-password --env sandbox
+  runbook run image-audit --env production --yes --confirm-env production   # unattended, e.g. CI
+  runbook resume                     # continue the latest unfinished run where it stopped
+  runbook check                      # validate every runbook (CI, editors)
+
+Exit codes:
+  0    done
+  1    a step failed (after its rollback, if any), or the run journal could not be written
+  2    invalid runbook, environment or input; nothing ran
+  3    declined by the operator at a gate; nothing after it ran
+  130  interrupted (Ctrl-C)";
+
+const PLAN_HELP: &str = "\
+Examples:
+  runbook plan db-password --env staging
+  runbook plan db-password --env production --format md   # for a pull-request comment
+  runbook plan db-password --env staging --output json";
+
+const RUN_HELP: &str = "\
+Examples:
+  runbook run db-password --env sandbox
+  runbook run db-password --env staging --dry-run         # the plan; nothing runs
+  runbook run db-password --env production --yes --confirm-env production --output json
+  RUNBOOK_INPUT_TOKEN=... runbook run NAME --env staging  # a secret input, not in argv
+  runbook run db-password --env sandbox --step            # ask before every step
+  runbook run db-password --env sandbox --from alter_role # refused: it reads earlier outputs
+  runbook run NAME --env staging --only verify,notify     # just these steps";
+
+#[derive(Parser, Debug)]
+#[command(name = "runbook", version, about = "Run operational runbooks written as versioned YAML", after_help = AFTER_HELP)]
+pub(crate) struct Cli {
+    /// Directory holding the runbooks and environments.yaml.
+    #[arg(long, global = true, default_value = "runbooks", env = "RUNBOOK_DIR")]
+    pub dir: PathBuf,
+    /// When to use colour (NO_COLOR is honoured by `auto`).
+    #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto)]
+    pub color: ColorChoice,
+    /// Where run journals are kept (default: $XDG_STATE_HOME/runbook).
+    #[arg(long, global = true, env = "RUNBOOK_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum ColorChoice {
+    Auto,
+    Always,
+    Never,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Output {
+    Human,
+    Json,
+}
+
+/// How `plan` shows the plan to a person (`--output json` is for programs).
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum PlanFormat {
+    /// For a terminal.
+    Text,
+    /// Markdown, for a pull-request comment.
+    Md,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum CheckFormat {
+    Human,
+    Json,
+    Github,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum SchemaName {
+    Runbook,
+    Environments,
+}
+
+#[derive(Subcommand, Debug)]
+pub(crate) enum Command {
+    /// List the runbooks: name, summary, rotation, impact.
+    List {
+        #[arg(long, value_enum, default_value_t = Output::Human)]
+        output: Output,
+    },
+    /// Show one runbook: its inputs and steps.
+    Show { name: String },
+    /// Show what a run would do, every step rendered, secrets masked. No network, no change.
+    #[command(after_help = PLAN_HELP)]
+    Plan {
+        name: String,
+        /// The environment (from environments.yaml).
+        #[arg(long)]
+        env: Option<String>,
+        /// An input value, `name=value` (repeatable).
+        #[arg(long = "input", short = 'i', value_name = "NAME=VALUE")]
+        inputs: Vec<String>,
+        #[arg(long, value_enum, default_value_t = Output::Human)]
+        output: Output,
+        /// How to show it to a person: `text`, or `md` for a pull-request comment.
+        #[arg(long, value_enum, default_value_t = PlanFormat::Text, conflicts_with = "output")]
+        format: PlanFormat,
+    },
+    /// Check, read-only, that a run would find what it needs: AWS credentials and SSM
+    /// parameters, SSH hosts, database logins, HTTP endpoints. Exit 1 when a check fails.
+    Preflight {
+        name: String,
+        /// The environment (from environments.yaml).
+        #[arg(long)]
+        env: Option<String>,
+        /// An input value, `name=value` (repeatable).
+        #[arg(long = "input", short = 'i', value_name = "NAME=VALUE")]
+        inputs: Vec<String>,
+    },
+    /// Run a runbook against an environment.
+    #[command(after_help = RUN_HELP)]
+    Run {
+        name: String,
+        /// The environment (from environments.yaml); asked for on a terminal when absent.
+        #[arg(long)]
+        env: Option<String>,
+        /// An input value, `name=value` (repeatable). Not for secret inputs (refused): type
+        /// them at the prompt or pass RUNBOOK_INPUT_<NAME>; command lines are visible to others.
+        #[arg(long = "input", short = 'i', value_name = "NAME=VALUE")]
+        inputs: Vec<String>,
+        /// Approve every gate without asking (needed to run gated steps without a terminal).
+        /// On a protected environment only with --confirm-env.
+        #[arg(long, short = 'y')]
+        yes: bool,
+        /// A protected environment's name, instead of typing it at the first gate (needed with
+        /// --yes there). Must equal the environment's name.
+        #[arg(long, value_name = "ENV")]
+        confirm_env: Option<String>,
+        /// Show the plan and stop (same as `runbook plan`).
+        #[arg(long)]
+        dry_run: bool,
+        /// Ask before every step: y runs it, n stops the run, c runs the rest without asking.
+        /// Needs a terminal.
+        #[arg(long)]
+        step: bool,
+        /// Start at this step; earlier steps do not run. Refused when a step that runs reads
+        /// an output of one that does not.
+        #[arg(long, value_name = "STEP", conflicts_with = "only")]
+        from: Option<String>,
+        /// Run only these steps (a comma list, or repeat the flag), in runbook order; refused
+        /// like --from when one reads an output of a step that does not run.
+        #[arg(long, value_name = "STEP", value_delimiter = ',')]
+        only: Vec<String>,
+        /// Start without first checking, read-only, that the run can finish (credentials,
+        /// parameters, hosts, logins, endpoints, the app's health). Recorded in the audit log.
+        #[arg(long)]
+        no_preflight: bool,
+        /// Abandon the unfinished runs on this environment of this runbook, or of one that
+        /// writes an SSM parameter this one writes (erasing the secrets their journals hold;
+        /// recorded), and start a new one. Without it such a run is refused.
+        #[arg(long)]
+        new: bool,
+        #[arg(long, value_enum, default_value_t = Output::Human)]
+        output: Output,
+    },
+    /// Continue a run that stopped (failure, Ctrl-C, crash) at its first unfinished step.
+    Resume {
+        /// The run (default: the latest unfinished one).
+        run_id: Option<String>,
+        /// Resume even though the runbook changed since the run began (recorded).
+        #[arg(long)]
+        force: bool,
+        /// For a step that was running when the run died and is not safe to repeat blindly.
+        #[arg(long, value_enum)]
+        in_flight: Option<InFlightChoice>,
+        /// Ask before every step (as `run --step`).
+        #[arg(long)]
+        step: bool,
+        /// Approve every gate without asking (as `run --yes`).
+        #[arg(long, short = 'y')]
+        yes: bool,
+        /// A protected environment's name (as `run --confirm-env`).
+        #[arg(long, value_name = "ENV")]
+        confirm_env: Option<String>,
+        /// Go on without first checking that the rest of the run can finish (as
+        /// `run --no-preflight`; recorded).
+        #[arg(long)]
+        no_preflight: bool,
+        #[arg(long, value_enum, default_value_t = Output::Human)]
+        output: Output,
+    },
+    /// List runs: id, runbook, environment, status, start, operator.
+    Runs {
+        #[arg(long, value_enum, default_value_t = Output::Human)]
+        output: Output,
+    },
+    /// Give up an unfinished run: it can no longer be resumed and its secrets are erased.
+    Abandon { run_id: String },
+    /// Validate runbooks and environments; every problem with file:line:col. Exit 2 on errors.
+    Check {
+        /// Files or directories (default: the runbooks directory).
+        paths: Vec<PathBuf>,
+        #[arg(long, value_enum, default_value_t = CheckFormat::Human)]
+        format: CheckFormat,
+        /// `--output json` is `--format json`: the flag every command takes for programs.
+        #[arg(long, value_enum, conflicts_with = "format")]
+        output: Option<Output>,
+    },
+    /// Render a runbook as Markdown a person can follow by hand (no secret values in it).
+    Docs {
+        name: String,
+        /// Fill in this environment's hosts and vars (default: placeholders).
+        #[arg(long)]
+        env: Option<String>,
+    },
+    /// Print a JSON Schema (for editors: yaml-language-server).
+    Schema {
+        #[arg(value_enum, default_value_t = SchemaName::Runbook)]
+        which: SchemaName,
+    },
+    /// Print a shell completion script (bash: `source <(runbook completions bash)`).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (read it with `runbook man | man -l -`).
+    Man,
+}
+
+/// How `resume` treats a step that was running when the run died.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum InFlightChoice {
+    /// Run it again.
+    Rerun,
+    /// It took effect (checked by hand): go on after it.
+    Done,
+}
+
+impl From<InFlightChoice> for session::InFlight {
+    fn from(c: InFlightChoice) -> Self {
+        match c {
+            InFlightChoice::Rerun => session::InFlight::Rerun,
+            InFlightChoice::Done => session::InFlight::Done,
+        }
+    }
+}

@@ -1,0 +1,81 @@
+//! `runbook show NAME`: one runbook for a person: its summary, description, inputs and steps.
+
+use super::{Ctx, prompt};
+use crate::diag;
+use crate::display::visible_line;
+use crate::session::Failure;
+
+impl Ctx {
+    pub(super) fn show(&self, name: &str) -> Result<(), Failure> {
+        let session = self.offline();
+        let catalog = session.catalog()?;
+        let rb = session.runbook(&catalog, name)?;
+        let d = &rb.doc;
+        println!("{} — {}", visible_line(&d.name), visible_line(&d.summary));
+        if let Some(r) = &d.rotation {
+            println!("rotation: {}", visible_line(r));
+        }
+        if let Some(i) = &d.impact {
+            println!("impact:   {}", visible_line(i));
+        }
+        println!(
+            "file:     {}",
+            visible_line(&diag::display_path(&rb.source.path))
+        );
+        if let Some(desc) = &d.description {
+            println!();
+            print!("{}", prompt::render_markdown(desc));
+        }
+        if !d.inputs.is_empty() {
+            println!("\ninputs:");
+            for (n, i) in &d.inputs {
+                let mut extra = Vec::new();
+                if let Some(c) = &i.choices {
+                    extra.push(format!("one of {}", visible_line(&c.join("|"))));
+                }
+                if let Some(def) = &i.default {
+                    extra.push(format!("default {}", visible_line(def)));
+                }
+                if i.secret {
+                    extra.push("secret".into());
+                }
+                let extra = if extra.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", extra.join(", "))
+                };
+                println!(
+                    "  {}: {}{extra}",
+                    visible_line(n),
+                    visible_line(&i.description)
+                );
+            }
+        }
+        for (label, list) in [("steps", &rb.steps), ("rollback", &rb.rollback)] {
+            if list.is_empty() {
+                continue;
+            }
+            println!("\n{label}:");
+            for (i, s) in list.iter().enumerate() {
+                let gate = if s.common.confirm.is_some() {
+                    "  [gate]"
+                } else {
+                    ""
+                };
+                let title = s
+                    .common
+                    .title
+                    .as_deref()
+                    .map(|t| format!(" — {}", visible_line(t)))
+                    .unwrap_or_default();
+                println!(
+                    "  {:>2}. {} [{}]{title}{gate}",
+                    i + 1,
+                    visible_line(s.id()),
+                    s.kind.name()
+                );
+            }
+        }
+        Ok(())
+    }
+}
