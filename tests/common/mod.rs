@@ -122,13 +122,18 @@ impl Run {
             let r: serde_json::Value = serde_json::from_str(line).unwrap();
             if r["resumable"] == true {
                 let id = r["run_id"].as_str().unwrap();
-                let st = Command::new(BIN)
+                // Captured, not inherited: a test's own output is what it asserts on.
+                let out = Command::new(BIN)
                     .arg("--state-dir")
                     .arg(&self.state)
                     .args(["abandon", id])
-                    .status()
+                    .output()
                     .unwrap();
-                assert!(st.success(), "abandon {id}");
+                assert!(
+                    out.status.success(),
+                    "abandon {id}: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
             }
         }
         self
