@@ -689,3 +689,54 @@ fn a_run_of_another_runbook_that_writes_the_same_parameter_is_refused() {
     assert_eq!(of("second")[0]["resumable"], true);
     assert_eq!(ssm_value(shared), "second");
 }
+
+/// A runbook none of whose steps changes anything elsewhere (an audit, a check) rotates
+/// nothing: a failed run of it does not stop the next one, which would only be refused
+/// "beside a second rotation" that does not exist.
+#[test]
+fn a_failed_run_of_a_read_only_runbook_does_not_refuse_the_next() {
+    let sb = common::sandbox();
+    let http = sb.get("SANDBOX_HTTP_URL");
+    let t = Test::new().with_sandbox(&sb).runbook(
+        "probe",
+        &format!(
+            r#"
+            version: 1
+            name: probe
+            summary: A read-only check that fails
+            steps:
+              - id: key
+                generate: {{ format: hex, bytes: 16 }}
+              - id: missing
+                http.check: {{ url: "{http}/no-such-page", expect_status: 200 }}
+            "#
+        ),
+    );
+    let run = || {
+        let run = t
+            .then(&[
+                "run",
+                "probe",
+                "--env",
+                "sandbox",
+                "--yes",
+                "--no-preflight",
+            ])
+            .run();
+        run.assert_code(1);
+        assert!(
+            !run.stderr.contains("runbook::unfinished-run"),
+            "{}",
+            run.stderr
+        );
+        run
+    };
+    run();
+    let last = run();
+    let listed = runs(&t);
+    assert_eq!(listed.len(), 2, "{listed:?}");
+    assert!(listed.iter().all(|r| r["status"] == "failed"), "{listed:?}");
+    // Still there to resume or abandon, each: only the refusal is gone.
+    assert!(listed.iter().all(|r| r["resumable"] == true), "{listed:?}");
+    last.abandon_unfinished();
+}

@@ -127,7 +127,9 @@ pub(super) fn harmless(plan: &Plan) -> HashSet<String> {
 /// The unfinished runs a new run of `rb` on `env` must not start beside: those of the same
 /// runbook, and those of another runbook that writes an SSM parameter this one writes (two
 /// half-done rotations of one secret would each hold a value the other overwrote, and resuming
-/// the older one would put back a value the newer one replaced). `--new` abandons them.
+/// the older one would put back a value the newer one replaced). `--new` abandons them. A
+/// runbook none of whose steps changes anything elsewhere (an audit) rotates nothing, and
+/// starts beside anything.
 pub(super) fn unfinished(
     state: &Path,
     rb: &Runbook,
@@ -135,6 +137,10 @@ pub(super) fn unfinished(
     env: &Environment,
     inputs: &IndexMap<String, InputValue>,
 ) -> Vec<Unfinished> {
+    let plan = crate::plan::plan(rb, env, inputs);
+    if harmless(&plan).len() == plan.steps.len() + plan.rollback.len() {
+        return Vec::new();
+    }
     let ours = writes(rb, library, env, inputs);
     journal::list_runs(state)
         .into_iter()
