@@ -21,9 +21,8 @@ fn check(yaml: &str) -> common::Run {
 }
 
 fn gate_warnings(run: &common::Run) -> Vec<serde_json::Value> {
-    run.stdout
-        .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+    common::checked_problems(&run.stdout)
+        .into_iter()
         .filter(|p| p["code"] == "runbook::gate-after-change")
         .collect()
 }
