@@ -34,6 +34,11 @@ fn documents_are_one_json_value_with_format_first() {
             &["plan", "tok", "--env", "sandbox", "--output", "json"],
             "steps",
         ),
+        (&["show", "tok", "--output", "json"], "steps"),
+        (
+            &["preflight", "tok", "--env", "sandbox", "--output", "json"],
+            "checks",
+        ),
     ] {
         let r = t.again(args);
         r.assert_code(0);
@@ -47,6 +52,13 @@ fn documents_are_one_json_value_with_format_first() {
         assert_eq!(doc["format"], 1, "{args:?}");
         assert!(doc[key].is_array(), "{args:?}: {}", r.stdout);
     }
+    let show = one_document(&t.again(&["show", "tok", "--output", "json"]).stdout);
+    assert_eq!(show["inputs"][0]["name"], "token");
+    assert_eq!(show["inputs"][0]["secret"], true);
+    assert_eq!(show["steps"][0]["id"], "make");
+    assert_eq!(show["steps"][0]["kind"], "generate");
+    let pre = t.again(&["preflight", "tok", "--env", "sandbox", "--output", "json"]);
+    assert_eq!(one_document(&pre.stdout)["passed"], true, "{}", pre.stdout);
 }
 
 /// A refused run prints the error object on stdout (one line) and its report on stderr;

@@ -105,6 +105,8 @@ pub(crate) enum Command {
     Show {
         #[arg(add = ArgValueCandidates::new(complete::runbook_names))]
         name: String,
+        #[arg(long, value_enum, default_value_t = Output::Human)]
+        output: Output,
     },
     /// Show what a run would do, every step rendered, secrets masked. No network, no change.
     #[command(after_help = PLAN_HELP)]
@@ -134,6 +136,8 @@ pub(crate) enum Command {
         /// An input value, `name=value` (repeatable).
         #[arg(long = "input", short = 'i', value_name = "NAME=VALUE", add = ArgValueCompleter::new(complete::inputs))]
         inputs: Vec<String>,
+        #[arg(long, value_enum, default_value_t = Output::Human)]
+        output: Output,
     },
     /// Run a runbook against an environment.
     #[command(after_help = RUN_HELP)]

@@ -115,6 +115,8 @@ fn command() -> i32 {
     console::set_colors_enabled_stderr(color);
     let json = match &cli.command {
         Command::List { output }
+        | Command::Show { output, .. }
+        | Command::Preflight { output, .. }
         | Command::Plan { output, .. }
         | Command::Run { output, .. }
         | Command::Resume { output, .. }
@@ -167,7 +169,7 @@ impl Ctx {
     fn dispatch(&self, command: Command) -> Result<(), Failure> {
         match command {
             Command::List { output } => self.list(output),
-            Command::Show { name } => self.show(&name),
+            Command::Show { name, output } => self.show(&name, output),
             Command::Plan {
                 name,
                 env,
@@ -175,9 +177,12 @@ impl Ctx {
                 output,
                 format,
             } => self.plan(&name, env.as_deref(), &inputs, output, format),
-            Command::Preflight { name, env, inputs } => {
-                self.preflight(&name, env.as_deref(), &inputs)
-            }
+            Command::Preflight {
+                name,
+                env,
+                inputs,
+                output,
+            } => self.preflight(&name, env.as_deref(), &inputs, output),
             Command::Run {
                 name,
                 env,
