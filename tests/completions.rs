@@ -267,11 +267,17 @@ fn bash_completion_reads_the_directory_of_the_line_and_survives_broken_files() {
         )
         .runbook("broken", "version: 1\nname: [unclosed\n  steps: {\n")
         .runbook("notmapping", "- just\n- a list\n")
+        // A terminal escape in a name: never typed into the line or drawn on the terminal.
+        .runbook(
+            "evil",
+            "version: 1\nname: \"al\\e[31mpha\"\nsummary: s\nsteps: []\n",
+        )
         .environments(
             r#"
             version: 1
             environments:
               dev: {}
+              "d\e]0;title\u0007": {}
             "#,
         );
     std::fs::write(t.runbooks_dir().join("binary.yaml"), [0xff, 0xfe, 0, 1]).unwrap();

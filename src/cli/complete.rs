@@ -39,6 +39,13 @@ fn context() -> Option<&'static Context> {
     CONTEXT.get()
 }
 
+/// Whether `value` may be offered to the shell: a value with a control or invisible character
+/// (a terminal escape in a runbook's name) would be typed into the command line or drawn on
+/// the terminal as it is, so it is not offered; nor one with a space, which no name has.
+fn offerable(value: &str) -> bool {
+    !value.is_empty() && !value.contains(' ') && crate::display::visible_line(value) == value
+}
+
 /// A YAML file of the runbook directory, parsed; `None` when it cannot be read or parsed.
 fn parse(path: &Path, dir: &Path) -> Option<Node> {
     let text = file::read_text(path, dir, file::MAX_FILE_BYTES).ok()?;
@@ -63,7 +70,7 @@ fn runbooks(dir: &Path) -> Vec<(String, Node)> {
         .filter_map(|f| parse(f, dir))
         .filter_map(|n| {
             let name = n.get("name")?.as_str()?.to_string();
-            Some((name, n))
+            offerable(&name).then_some((name, n))
         })
         .collect()
 }
@@ -92,7 +99,8 @@ pub(super) fn environment_names() -> Vec<CompletionCandidate> {
         .unwrap_or_default()
         .iter()
         .filter_map(|(k, v)| {
-            Some(CompletionCandidate::new(k.as_str()?).help(help_of(v, "description")))
+            let name = k.as_str().filter(|n| offerable(n))?;
+            Some(CompletionCandidate::new(name).help(help_of(v, "description")))
         })
         .collect()
 }
@@ -119,7 +127,7 @@ pub(super) fn step_ids() -> Vec<CompletionCandidate> {
         .enumerate()
         .filter_map(|(i, s)| {
             Some(
-                CompletionCandidate::new(s.get("id")?.as_str()?)
+                CompletionCandidate::new(s.get("id")?.as_str().filter(|id| offerable(id))?)
                     .help(help_of(s, "title"))
                     .display_order(Some(i)),
             )
@@ -146,7 +154,7 @@ pub(super) fn inputs(current: &OsStr) -> Vec<CompletionCandidate> {
             .unwrap_or_default()
             .iter()
             .filter_map(Node::as_str)
-            .filter(|c| c.starts_with(value))
+            .filter(|c| c.starts_with(value) && offerable(c))
             .map(|c| CompletionCandidate::new(format!("{name}={c}")))
             .collect();
     }
@@ -154,7 +162,7 @@ pub(super) fn inputs(current: &OsStr) -> Vec<CompletionCandidate> {
         .iter()
         .filter(|(_, v)| !(cx.command.as_deref() == Some("run") && secret(v)))
         .filter_map(|(k, v)| {
-            let k = k.as_str()?;
+            let k = k.as_str().filter(|k| offerable(k))?;
             k.starts_with(current.as_ref())
                 .then(|| CompletionCandidate::new(format!("{k}=")).help(help_of(v, "description")))
         })
