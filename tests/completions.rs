@@ -1,5 +1,7 @@
 //! `runbook completions` and `runbook man`: generated from the command-line definition, so
-//! they parse and name every command.
+//! they parse and name every command. Completion is dynamic and tested the way a shell uses
+//! it: the script is sourced in `bash` and its completion function called with COMP_WORDS and
+//! COMP_CWORD set, and what it leaves in COMPREPLY is read.
 
 mod common;
 
