@@ -137,10 +137,7 @@ fn check(fixture: &Path) -> Checked {
         stderr.replace(&tmp_path, "[TMP]"),
     );
     let (_, json, _) = run(&["--format", "json"]);
-    let json = json
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect();
+    let json = common::checked_problems(&json);
     Checked {
         code,
         human: format!("{stdout}{stderr}"),

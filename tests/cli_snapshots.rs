@@ -83,8 +83,7 @@ fn check_output_json_is_format_json() {
     let format = format.args(&["check", "--format", "json", path]).run();
     output.assert_code(2);
     assert_eq!(output.stdout, format.stdout);
-    let first: serde_json::Value =
-        serde_json::from_str(output.stdout.lines().next().unwrap()).unwrap();
+    let first = common::checked_problems(&output.stdout)[0].clone();
     assert_eq!(first["code"], "runbook::undefined-reference");
 }
 
@@ -101,6 +100,14 @@ fn check_refuses_both_output_and_format() {
             For more information, try '--help'.
             ",
         )
+        // It asked for JSON: the error is an object on stdout as well.
+        .stdout(concat!(
+            r#"{"format":1,"error":"invalid","exit_code":2,"code":null,"#,
+            r#""message":"an argument cannot be used with one or more of the other specified arguments","#,
+            r#""help":null,"file":null,"line":null,"col":null,"problems":[],"#,
+            r#""notes":["error: an argument cannot be used with one or more of the other specified arguments"]}"#,
+            "\n"
+        ))
         .status(2);
 }
 

@@ -459,9 +459,12 @@ fn environment_numbers_out_of_range_are_refused_at_their_place() {
         ("`expires_after: 1s` is out of range", 8),
     ] {
         assert!(
-            r.stdout.lines().any(|l| l.contains(message)
-                && l.contains(&format!("\"line\":{line},"))
-                && l.contains("write a value from")),
+            common::checked_problems(&r.stdout)
+                .iter()
+                .map(|p| p.to_string())
+                .any(|l| l.contains(message)
+                    && l.contains(&format!("\"line\":{line},"))
+                    && l.contains("write a value from")),
             "{message} at {line}: {}",
             r.stdout
         );

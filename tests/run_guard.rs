@@ -59,10 +59,7 @@ fn without_aws(t: Test) -> Test {
 fn runs(t: &Test) -> Vec<serde_json::Value> {
     let r = t.again(&["runs", "--output", "json"]);
     r.assert_code(0);
-    r.stdout
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
+    common::listed_runs(&r.stdout)
 }
 
 /// The audit lines of the test's state directory.

@@ -121,10 +121,7 @@ fn failed_run() -> (Test, String, String) {
 fn runs_json(t: &Test) -> Vec<serde_json::Value> {
     let out = t.again(&["runs", "--output", "json"]);
     out.assert_code(0);
-    out.stdout
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
+    common::listed_runs(&out.stdout)
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -3,8 +3,10 @@
 
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand, ValueEnum, ValueHint};
+use clap_complete::engine::{ArgValueCandidates, ArgValueCompleter};
 
+use super::complete;
 use crate::session;
 
 pub(super) const AFTER_HELP: &str = "\
@@ -44,13 +46,14 @@ Examples:
 #[command(name = "runbook", version, about = "Run operational runbooks written as versioned YAML", after_help = AFTER_HELP)]
 pub(crate) struct Cli {
     /// Directory holding the runbooks and environments.yaml.
-    #[arg(long, global = true, default_value = "runbooks", env = "RUNBOOK_DIR")]
+    // The environment's value is not shown: an unset variable would read `RUNBOOK_DIR=`.
+    #[arg(long, global = true, default_value = "runbooks", env = "RUNBOOK_DIR", hide_env_values = true, value_hint = ValueHint::DirPath)]
     pub dir: PathBuf,
     /// When to use colour (NO_COLOR is honoured by `auto`).
     #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto)]
     pub color: ColorChoice,
     /// Where run journals are kept (default: $XDG_STATE_HOME/runbook).
-    #[arg(long, global = true, env = "RUNBOOK_STATE_DIR")]
+    #[arg(long, global = true, env = "RUNBOOK_STATE_DIR", hide_env_values = true, value_hint = ValueHint::DirPath)]
     pub state_dir: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Command,
@@ -99,16 +102,22 @@ pub(crate) enum Command {
         output: Output,
     },
     /// Show one runbook: its inputs and steps.
-    Show { name: String },
+    Show {
+        #[arg(add = ArgValueCandidates::new(complete::runbook_names))]
+        name: String,
+        #[arg(long, value_enum, default_value_t = Output::Human)]
+        output: Output,
+    },
     /// Show what a run would do, every step rendered, secrets masked. No network, no change.
     #[command(after_help = PLAN_HELP)]
     Plan {
+        #[arg(add = ArgValueCandidates::new(complete::runbook_names))]
         name: String,
         /// The environment (from environments.yaml).
-        #[arg(long)]
+        #[arg(long, add = ArgValueCandidates::new(complete::environment_names))]
         env: Option<String>,
         /// An input value, `name=value` (repeatable).
-        #[arg(long = "input", short = 'i', value_name = "NAME=VALUE")]
+        #[arg(long = "input", short = 'i', value_name = "NAME=VALUE", add = ArgValueCompleter::new(complete::inputs))]
         inputs: Vec<String>,
         #[arg(long, value_enum, default_value_t = Output::Human)]
         output: Output,
@@ -119,24 +128,28 @@ pub(crate) enum Command {
     /// Check, read-only, that a run would find what it needs: AWS credentials and SSM
     /// parameters, SSH hosts, database logins, HTTP endpoints. Exit 1 when a check fails.
     Preflight {
+        #[arg(add = ArgValueCandidates::new(complete::runbook_names))]
         name: String,
         /// The environment (from environments.yaml).
-        #[arg(long)]
+        #[arg(long, add = ArgValueCandidates::new(complete::environment_names))]
         env: Option<String>,
         /// An input value, `name=value` (repeatable).
-        #[arg(long = "input", short = 'i', value_name = "NAME=VALUE")]
+        #[arg(long = "input", short = 'i', value_name = "NAME=VALUE", add = ArgValueCompleter::new(complete::inputs))]
         inputs: Vec<String>,
+        #[arg(long, value_enum, default_value_t = Output::Human)]
+        output: Output,
     },
     /// Run a runbook against an environment.
     #[command(after_help = RUN_HELP)]
     Run {
+        #[arg(add = ArgValueCandidates::new(complete::runbook_names))]
         name: String,
         /// The environment (from environments.yaml); asked for on a terminal when absent.
-        #[arg(long)]
+        #[arg(long, add = ArgValueCandidates::new(complete::environment_names))]
         env: Option<String>,
         /// An input value, `name=value` (repeatable). Not for secret inputs (refused): type
         /// them at the prompt or pass RUNBOOK_INPUT_<NAME>; command lines are visible to others.
-        #[arg(long = "input", short = 'i', value_name = "NAME=VALUE")]
+        #[arg(long = "input", short = 'i', value_name = "NAME=VALUE", add = ArgValueCompleter::new(complete::inputs))]
         inputs: Vec<String>,
         /// Approve every gate without asking (needed to run gated steps without a terminal).
         /// On a protected environment only with --confirm-env.
@@ -144,7 +157,7 @@ pub(crate) enum Command {
         yes: bool,
         /// A protected environment's name, instead of typing it at the first gate (needed with
         /// --yes there). Must equal the environment's name.
-        #[arg(long, value_name = "ENV")]
+        #[arg(long, value_name = "ENV", add = ArgValueCandidates::new(complete::environment_names))]
         confirm_env: Option<String>,
         /// Show the plan and stop (same as `runbook plan`).
         #[arg(long)]
@@ -155,11 +168,11 @@ pub(crate) enum Command {
         step: bool,
         /// Start at this step; earlier steps do not run. Refused when a step that runs reads
         /// an output of one that does not.
-        #[arg(long, value_name = "STEP", conflicts_with = "only")]
+        #[arg(long, value_name = "STEP", conflicts_with = "only", add = ArgValueCandidates::new(complete::step_ids))]
         from: Option<String>,
         /// Run only these steps (a comma list, or repeat the flag), in runbook order; refused
         /// like --from when one reads an output of a step that does not run.
-        #[arg(long, value_name = "STEP", value_delimiter = ',')]
+        #[arg(long, value_name = "STEP", value_delimiter = ',', add = ArgValueCandidates::new(complete::step_ids))]
         only: Vec<String>,
         /// Start without first checking, read-only, that the run can finish (credentials,
         /// parameters, hosts, logins, endpoints, the app's health). Recorded in the audit log.
@@ -176,6 +189,7 @@ pub(crate) enum Command {
     /// Continue a run that stopped (failure, Ctrl-C, crash) at its first unfinished step.
     Resume {
         /// The run (default: the latest unfinished one).
+        #[arg(add = ArgValueCandidates::new(complete::run_ids))]
         run_id: Option<String>,
         /// Resume even though the runbook changed since the run began (recorded).
         #[arg(long)]
@@ -190,7 +204,7 @@ pub(crate) enum Command {
         #[arg(long, short = 'y')]
         yes: bool,
         /// A protected environment's name (as `run --confirm-env`).
-        #[arg(long, value_name = "ENV")]
+        #[arg(long, value_name = "ENV", add = ArgValueCandidates::new(complete::environment_names))]
         confirm_env: Option<String>,
         /// Go on without first checking that the rest of the run can finish (as
         /// `run --no-preflight`; recorded).
@@ -205,10 +219,14 @@ pub(crate) enum Command {
         output: Output,
     },
     /// Give up an unfinished run: it can no longer be resumed and its secrets are erased.
-    Abandon { run_id: String },
+    Abandon {
+        #[arg(add = ArgValueCandidates::new(complete::run_ids))]
+        run_id: String,
+    },
     /// Validate runbooks and environments; every problem with file:line:col. Exit 2 on errors.
     Check {
         /// Files or directories (default: the runbooks directory).
+        #[arg(value_hint = ValueHint::AnyPath)]
         paths: Vec<PathBuf>,
         #[arg(long, value_enum, default_value_t = CheckFormat::Human)]
         format: CheckFormat,
@@ -218,9 +236,10 @@ pub(crate) enum Command {
     },
     /// Render a runbook as Markdown a person can follow by hand (no secret values in it).
     Docs {
+        #[arg(add = ArgValueCandidates::new(complete::runbook_names))]
         name: String,
         /// Fill in this environment's hosts and vars (default: placeholders).
-        #[arg(long)]
+        #[arg(long, add = ArgValueCandidates::new(complete::environment_names))]
         env: Option<String>,
     },
     /// Print a JSON Schema (for editors: yaml-language-server).

@@ -1,13 +1,12 @@
 //! `runbook check [PATH…]`: every problem of the runbooks and environments given (or of the
-//! directory), in file order, shown for a person, as JSON lines, or as GitHub workflow
+//! directory), in file order, shown for a person, as one JSON document, or as GitHub workflow
 //! commands; exit 2 when one is an error.
 
 use std::path::{Path, PathBuf};
 
-use super::Ctx;
 use super::args::CheckFormat;
+use super::{Ctx, json};
 use crate::check;
-use crate::diag::Problem;
 use crate::load::{self, Catalog};
 use crate::session::{Failure, Kind};
 
@@ -78,11 +77,13 @@ impl Ctx {
                     eprintln!("checked {files} file(s): {errors} error(s), {warnings} warning(s)");
                 }
             }
-            CheckFormat::Json => {
-                for p in &problems {
-                    println!("{}", problem_json(p));
-                }
-            }
+            CheckFormat::Json => json::print_document(serde_json::json!({
+                "ok": errors == 0,
+                "files": files,
+                "errors": errors,
+                "warnings": warnings,
+                "problems": problems.iter().map(json::problem).collect::<Vec<_>>(),
+            })),
             CheckFormat::Github => {
                 for p in &problems {
                     let level = if p.is_error() { "error" } else { "warning" };
@@ -138,20 +139,4 @@ fn gh_escape(s: &str) -> String {
 /// A property of a workflow command (`file=`, `title=`): also `:` and `,`, which would end it.
 fn gh_property(s: &str) -> String {
     gh_escape(s).replace(':', "%3A").replace(',', "%2C")
-}
-
-fn problem_json(p: &Problem) -> String {
-    let (file, line, col) = p
-        .location()
-        .map_or((None, None, None), |(f, l, c)| (Some(f), Some(l), Some(c)));
-    serde_json::json!({
-        "severity": p.severity,
-        "code": p.code,
-        "message": p.message,
-        "help": p.help,
-        "file": file,
-        "line": line,
-        "col": col,
-    })
-    .to_string()
 }

@@ -1,9 +1,10 @@
 //! `runbook list --output json`: the catalog as one JSON document, for scripts and dashboards.
 
+use super::json;
 use crate::load::Catalog;
 
-/// Print every valid runbook as a JSON array; invalid files are left to `runbook check`, as in
-/// the table (a count of problems goes to stderr).
+/// Print every valid runbook, in the document's `runbooks` list; invalid files are left to
+/// `runbook check`, as in the table (a count of problems goes to stderr).
 pub fn print(catalog: &Catalog) {
     let runbooks: Vec<serde_json::Value> = catalog
         .runbooks
@@ -25,10 +26,7 @@ pub fn print(catalog: &Catalog) {
             })
         })
         .collect();
-    println!(
-        "{}",
-        serde_json::to_string_pretty(&runbooks).unwrap_or_default()
-    );
+    json::print_document(serde_json::json!({ "runbooks": runbooks }));
     let errors = catalog.problems.iter().filter(|p| p.is_error()).count();
     if errors > 0 {
         eprintln!(

@@ -10,7 +10,9 @@
 // the library's. `out` is what the crate's `print!` macros call.
 mod args;
 mod check;
+mod complete;
 mod completions;
+mod json;
 mod list;
 mod list_json;
 pub(crate) mod out;
@@ -69,6 +71,8 @@ pub fn main() -> i32 {
 fn command() -> i32 {
     // First, while this is the only thread: no child process may inherit a password.
     crate::steps::take_inherited_secrets();
+    // A shell asking for completions: answered before anything else is read or printed.
+    completions::answer_request();
     // The panic hook's test: a debug build panics on request, with a canary in the payload.
     if cfg!(debug_assertions) && std::env::var_os("RUNBOOK_DEBUG_PANIC").is_some() {
         panic!("canary-payload-must-not-be-printed");
@@ -78,11 +82,19 @@ fn command() -> i32 {
         Err(e) => {
             end_at_closed_pipe();
             let _ = e.print();
-            return if e.use_stderr() {
-                exit::code(Kind::Invalid)
-            } else {
-                exit::DONE
-            };
+            if !e.use_stderr() {
+                return exit::DONE;
+            }
+            // A program that asked for JSON gets its error as JSON too.
+            if asks_for_json(std::env::args_os().skip(1)) {
+                let text = e.kind().as_str().map_or_else(
+                    || "the command line is not valid".to_string(),
+                    str::to_string,
+                );
+                let f = Failure::quiet(Kind::Invalid).line(format!("error: {text}"));
+                json::print_error_if_silent(&f, exit::code(Kind::Invalid));
+            }
+            return exit::code(Kind::Invalid);
         }
     };
     // A run keeps ignoring SIGPIPE: its sinks drop output they cannot write, and the run goes
@@ -101,10 +113,24 @@ fn command() -> i32 {
     };
     console::set_colors_enabled(color);
     console::set_colors_enabled_stderr(color);
+    let json = match &cli.command {
+        Command::List { output }
+        | Command::Show { output, .. }
+        | Command::Preflight { output, .. }
+        | Command::Plan { output, .. }
+        | Command::Run { output, .. }
+        | Command::Resume { output, .. }
+        | Command::Runs { output } => *output == Output::Json,
+        Command::Check { output, format, .. } => {
+            *output == Some(Output::Json) || *format == CheckFormat::Json
+        }
+        _ => false,
+    };
     let cx = Ctx {
         dir: cli.dir.clone(),
         color,
         state_dir: cli.state_dir.clone(),
+        json,
     };
     let result = cx.dispatch(cli.command);
     cx.finish(result)
@@ -119,17 +145,31 @@ fn end_at_closed_pipe() {
     }
 }
 
+/// Whether a command line that clap refused asked for `--output json` (or `check --format
+/// json`), read from its words since it could not be parsed.
+fn asks_for_json(args: impl Iterator<Item = std::ffi::OsString>) -> bool {
+    let args: Vec<std::ffi::OsString> = args.collect();
+    args.iter().enumerate().any(|(i, a)| {
+        a == "--output=json"
+            || a == "--format=json"
+            || ((a == "--output" || a == "--format")
+                && args.get(i + 1).is_some_and(|v| v == "json"))
+    })
+}
+
 struct Ctx {
     dir: PathBuf,
     color: bool,
     state_dir: Option<PathBuf>,
+    /// `--output json`: a failure is also an error object on stdout (see `json.rs`).
+    json: bool,
 }
 
 impl Ctx {
     fn dispatch(&self, command: Command) -> Result<(), Failure> {
         match command {
             Command::List { output } => self.list(output),
-            Command::Show { name } => self.show(&name),
+            Command::Show { name, output } => self.show(&name, output),
             Command::Plan {
                 name,
                 env,
@@ -137,9 +177,12 @@ impl Ctx {
                 output,
                 format,
             } => self.plan(&name, env.as_deref(), &inputs, output, format),
-            Command::Preflight { name, env, inputs } => {
-                self.preflight(&name, env.as_deref(), &inputs)
-            }
+            Command::Preflight {
+                name,
+                env,
+                inputs,
+                output,
+            } => self.preflight(&name, env.as_deref(), &inputs, output),
             Command::Run {
                 name,
                 env,
@@ -230,6 +273,9 @@ impl Ctx {
         match result {
             Ok(()) => exit::DONE,
             Err(f) => {
+                if self.json {
+                    json::print_error_if_silent(&f, exit::code(f.kind));
+                }
                 if !f.problems.is_empty() {
                     self.report(&f.problems);
                 }
@@ -287,10 +333,9 @@ impl Ctx {
         match (output, format) {
             (Output::Human, PlanFormat::Text) => print!("{}", plan.render_text()),
             (Output::Human, PlanFormat::Md) => print!("{}", plan.render_markdown()),
-            (Output::Json, _) => println!(
-                "{}",
-                serde_json::to_string_pretty(&plan).unwrap_or_default()
-            ),
+            (Output::Json, _) => {
+                json::print_document(serde_json::to_value(&plan).unwrap_or_default())
+            }
         }
         Ok(())
     }

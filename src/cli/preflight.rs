@@ -1,7 +1,8 @@
 //! `runbook preflight NAME --env E`: the read-only checks of [`crate::preflight`] as a table,
 //! exit 0 when none failed and 1 otherwise.
 
-use super::{Ctx, prompt};
+use super::args::Output;
+use super::{Ctx, json, prompt};
 use crate::display::visible_line;
 use crate::preflight;
 use crate::secret::Redactor;
@@ -13,6 +14,7 @@ impl Ctx {
         name: &str,
         env: Option<&str>,
         inputs: &[String],
+        output: Output,
     ) -> Result<(), Failure> {
         let session = self.offline();
         let catalog = session.catalog()?;
@@ -35,8 +37,19 @@ impl Ctx {
             &redactor,
         ));
         runtime.shutdown_background();
-        print!("{}", preflight::table(&checks));
-        if preflight::passed(&checks) {
+        let passed = preflight::passed(&checks);
+        match output {
+            Output::Human => print!("{}", preflight::table(&checks)),
+            // One document, failed checks included: they are the answer (exit 1 still says
+            // one failed).
+            Output::Json => json::print_document(serde_json::json!({
+                "runbook": rb.name(),
+                "env": env.name,
+                "passed": passed,
+                "checks": checks,
+            })),
+        }
+        if passed {
             Ok(())
         } else {
             Err(Failure::quiet(Kind::StepFailed))

@@ -6,7 +6,7 @@ use std::io::IsTerminal;
 use std::sync::Arc;
 
 use super::args::Output;
-use super::{Ctx, prompt, report, ui};
+use super::{Ctx, json, prompt, report, ui};
 use crate::diag::Problem;
 use crate::engine::event::Sink;
 use crate::session::{self, Failure, Frontend, Resume, Start};
@@ -131,11 +131,7 @@ impl Ctx {
     pub(super) fn runs(&self, output: Output) -> Result<(), Failure> {
         let runs = self.offline().runs()?;
         match output {
-            Output::Json => {
-                for r in &runs {
-                    println!("{}", serde_json::to_string(r).unwrap_or_default());
-                }
-            }
+            Output::Json => json::print_document(serde_json::json!({ "runs": runs })),
             Output::Human => {
                 println!(
                     "{:<22}  {:<18}  {:<12}  {:<12}  {:<20}  OPERATOR",

@@ -1,16 +1,51 @@
 //! `runbook show NAME`: one runbook for a person: its summary, description, inputs and steps.
 
-use super::{Ctx, prompt};
+use super::args::Output;
+use super::{Ctx, json, prompt};
 use crate::diag;
 use crate::display::visible_line;
 use crate::session::Failure;
 
 impl Ctx {
-    pub(super) fn show(&self, name: &str) -> Result<(), Failure> {
+    pub(super) fn show(&self, name: &str, output: Output) -> Result<(), Failure> {
         let session = self.offline();
         let catalog = session.catalog()?;
         let rb = session.runbook(&catalog, name)?;
         let d = &rb.doc;
+        if output == Output::Json {
+            let steps = |list: &[crate::catalog::Step]| -> Vec<serde_json::Value> {
+                list.iter()
+                    .map(|s| {
+                        serde_json::json!({
+                            "id": s.id(),
+                            "kind": s.kind.name(),
+                            "title": s.common.title,
+                            "gate": s.common.confirm.is_some(),
+                        })
+                    })
+                    .collect()
+            };
+            json::print_document(serde_json::json!({
+                "name": d.name,
+                "summary": d.summary,
+                "rotation": d.rotation,
+                "impact": d.impact,
+                // Relative to the runbooks directory, as in `list`.
+                "file": rb.source.path.strip_prefix(&catalog.dir).unwrap_or(&rb.source.path),
+                "description": d.description,
+                "inputs": d.inputs.iter().map(|(n, i)| serde_json::json!({
+                    "name": n,
+                    "description": i.description,
+                    "choices": i.choices,
+                    // A secret's default is not shown to a program either.
+                    "default": if i.secret { None } else { i.default.as_ref() },
+                    "secret": i.secret,
+                })).collect::<Vec<_>>(),
+                "steps": steps(&rb.steps),
+                "rollback": steps(&rb.rollback),
+            }));
+            return Ok(());
+        }
         println!("{} — {}", visible_line(&d.name), visible_line(&d.summary));
         if let Some(r) = &d.rotation {
             println!("rotation: {}", visible_line(r));

@@ -630,6 +630,7 @@ impl<W: Write + Send> Sink for JsonSink<W> {
     fn event(&mut self, e: &Stamped) {
         // One write a line, the newline included.
         if let Ok(mut line) = serde_json::to_vec(e) {
+            super::json::mark_written();
             line.push(b'\n');
             let _ = self.out.write_all(&line);
             let _ = self.out.flush();

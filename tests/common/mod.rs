@@ -118,8 +118,7 @@ impl Run {
             .args(["runs", "--output", "json"])
             .output()
             .unwrap();
-        for line in String::from_utf8_lossy(&out.stdout).lines() {
-            let r: serde_json::Value = serde_json::from_str(line).unwrap();
+        for r in listed_runs(&String::from_utf8_lossy(&out.stdout)) {
             if r["resumable"] == true {
                 let id = r["run_id"].as_str().unwrap();
                 // Captured, not inherited: a test's own output is what it asserts on.
@@ -226,6 +225,30 @@ fn mismatch(what: &str, want: &str, have: &str) -> String {
 
 /// Events as the library writes them (`--output json` lines, `events.jsonl`), typed: every
 /// line must parse, so a change of the format fails here rather than in a grep.
+/// The runs of `runbook runs --output json` (one document, `format` 1, its `runs` list).
+pub fn listed_runs(stdout: &str) -> Vec<serde_json::Value> {
+    let doc: serde_json::Value =
+        serde_json::from_str(stdout).unwrap_or_else(|e| panic!("not one document ({e}): {stdout}"));
+    assert_eq!(doc["format"], 1, "{stdout}");
+    doc["runs"].as_array().expect("a list of runs").clone()
+}
+
+/// The problems of `runbook check --format json` (one document, `format` 1, its `problems`).
+pub fn checked_problems(stdout: &str) -> Vec<serde_json::Value> {
+    let doc: serde_json::Value =
+        serde_json::from_str(stdout).unwrap_or_else(|e| panic!("not one document ({e}): {stdout}"));
+    assert_eq!(doc["format"], 1, "{stdout}");
+    let problems = doc["problems"]
+        .as_array()
+        .expect("a list of problems")
+        .clone();
+    let errors = problems.iter().filter(|p| p["severity"] == "error").count();
+    assert_eq!(doc["errors"], errors, "{stdout}");
+    assert_eq!(doc["warnings"], problems.len() - errors, "{stdout}");
+    assert_eq!(doc["ok"], errors == 0, "{stdout}");
+    problems
+}
+
 pub fn parse_events(text: &str, from: &str) -> Vec<Event> {
     text.lines()
         .filter(|l| !l.trim().is_empty())
