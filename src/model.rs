@@ -35,7 +35,8 @@ pub struct RunbookDoc {
     /// Longer explanation (Markdown): why, risks, what is better than the hand-run procedure.
     #[serde(default)]
     pub description: Option<String>,
-    /// How often it should run, e.g. `every 180 days`, `on compromise`.
+    /// When it should run: `every N days`, `on suspected compromise`, `after every production
+    /// build` or `once per environment` (see [`Schedule`]).
     #[serde(default)]
     pub rotation: Option<String>,
     /// What an attacker could do with the secret this runbook manages.
@@ -497,5 +498,111 @@ impl Environments {
 
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.list.iter().map(|e| e.name.as_str())
+    }
+}
+
+/// When a runbook should run, as its `rotation:` says: machine-checked, so a date can be
+/// computed from it (`every N days`) and a typo is an error at check time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Schedule {
+    /// `every N days` (`every 1 day`): due N days after the last change.
+    EveryDays(u32),
+    /// `on suspected compromise`: never due by the calendar.
+    OnSuspectedCompromise,
+    /// `after every production build`: due after each build, not by the calendar.
+    AfterEveryProductionBuild,
+    /// `once per environment`: a bootstrap, never due again.
+    OncePerEnvironment,
+}
+
+impl Schedule {
+    /// The fixed forms, as written.
+    pub const FIXED: [&'static str; 3] = [
+        "on suspected compromise",
+        "after every production build",
+        "once per environment",
+    ];
+    /// The longest interval `every N days` takes: ten years.
+    pub const MAX_DAYS: u32 = 3650;
+
+    /// Read a `rotation:` value (case and runs of spaces do not matter).
+    pub fn parse(text: &str) -> Result<Schedule, String> {
+        let words: Vec<String> = text.split_whitespace().map(str::to_lowercase).collect();
+        let words: Vec<&str> = words.iter().map(String::as_str).collect();
+        match words.as_slice() {
+            ["on", "suspected", "compromise"] => Ok(Schedule::OnSuspectedCompromise),
+            ["after", "every", "production", "build"] => Ok(Schedule::AfterEveryProductionBuild),
+            ["once", "per", "environment"] => Ok(Schedule::OncePerEnvironment),
+            ["every", rest @ ..] => match rest {
+                [n, "day" | "days"] => n.parse::<u32>().ok(),
+                _ => None,
+            }
+            .filter(|n| (1..=Self::MAX_DAYS).contains(n))
+            .map(Schedule::EveryDays)
+            .ok_or_else(|| {
+                format!(
+                    "`every N days` takes a whole number of days from 1 to {}",
+                    Self::MAX_DAYS
+                )
+            }),
+            _ => Err("not a schedule this tool knows".to_string()),
+        }
+    }
+
+    /// Days from the last change to the next due date, for a calendar schedule.
+    pub fn days(self) -> Option<u32> {
+        match self {
+            Schedule::EveryDays(n) => Some(n),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Schedule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Schedule::EveryDays(1) => f.write_str("every 1 day"),
+            Schedule::EveryDays(n) => write!(f, "every {n} days"),
+            Schedule::OnSuspectedCompromise => f.write_str(Self::FIXED[0]),
+            Schedule::AfterEveryProductionBuild => f.write_str(Self::FIXED[1]),
+            Schedule::OncePerEnvironment => f.write_str(Self::FIXED[2]),
+        }
+    }
+}
+
+#[cfg(test)]
+mod schedule_tests {
+    use super::Schedule;
+
+    #[test]
+    fn schedules_read_and_print_back() {
+        for (text, want) in [
+            ("every 180 days", Schedule::EveryDays(180)),
+            ("Every  1 day", Schedule::EveryDays(1)),
+            ("on suspected compromise", Schedule::OnSuspectedCompromise),
+            (
+                "after every production build",
+                Schedule::AfterEveryProductionBuild,
+            ),
+            ("once per environment", Schedule::OncePerEnvironment),
+        ] {
+            assert_eq!(Schedule::parse(text), Ok(want), "{text}");
+            assert_eq!(Schedule::parse(&want.to_string()), Ok(want));
+        }
+        assert_eq!(Schedule::EveryDays(90).days(), Some(90));
+        assert_eq!(Schedule::OnSuspectedCompromise.days(), None);
+        for bad in [
+            "every 0 days",
+            "every 3651 days",
+            "every six months",
+            "every 6 months",
+            "every -1 days",
+            "every days",
+            "on compromise",
+            "",
+            "weekly",
+        ] {
+            assert!(Schedule::parse(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use crate::diag::{Code, Problem, Source};
 use crate::load::yaml::{Node, NodeKind};
-use crate::model::RunbookDoc;
+use crate::model::{RunbookDoc, Schedule};
 
 /// Inputs: a default must be one of the choices.
 pub fn inputs(doc: &RunbookDoc, node: &Node, source: &Arc<Source>, problems: &mut Vec<Problem>) {
@@ -43,6 +43,46 @@ pub fn inputs(doc: &RunbookDoc, node: &Node, source: &Arc<Source>, problems: &mu
             );
         }
     }
+}
+
+/// `rotation:` is a schedule the tool can compute with (`runbook status` reads it), not free
+/// text: a near miss gets "did you mean".
+pub fn rotation(doc: &RunbookDoc, node: &Node, source: &Arc<Source>, problems: &mut Vec<Problem>) {
+    let Some(text) = &doc.rotation else { return };
+    let Err(why) = Schedule::parse(text) else {
+        return;
+    };
+    let span = node.get("rotation").map_or(0..0, |n| n.span.clone());
+    let written = text
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .to_lowercase();
+    let help = if written.starts_with("every ") {
+        format!(
+            "write `every N days` with N from 1 to {}",
+            Schedule::MAX_DAYS
+        )
+    } else {
+        crate::diag::did_you_mean(&written, Schedule::FIXED).unwrap_or_else(|| {
+            format!(
+                "write `every N days`, or one of: {}",
+                Schedule::FIXED.map(|f| format!("`{f}`")).join(", ")
+            )
+        })
+    };
+    problems.push(
+        Problem::error(
+            Code::BadRotation,
+            format!(
+                "`rotation: {}` is not a schedule: {why}",
+                crate::display::visible_line(text)
+            ),
+        )
+        .at(source, span)
+        .label("not a schedule")
+        .help(help),
+    );
 }
 
 /// No value of a file holds a character a reader cannot see: a command written

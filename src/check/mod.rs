@@ -20,7 +20,7 @@ use crate::diag::{Problem, Source};
 use crate::load::{self, ENVIRONMENTS_FILE};
 use crate::model::Environments;
 
-pub use document::{control_characters, has_steps, inputs};
+pub use document::{control_characters, has_steps, inputs, rotation};
 pub use nested::nested_runbooks;
 pub use steps::steps;
 
@@ -105,6 +105,7 @@ pub fn load_runbook(
     if let Some(doc) = &doc {
         has_steps(doc, &node, &source, problems);
         inputs(doc, &node, &source, problems);
+        rotation(doc, &node, &source, problems);
     }
     let (mut steps, mut rollback) = load::runbook_steps(&node, &source, problems);
     let inputs = doc.as_ref().map(|d| &d.inputs);
