@@ -737,3 +737,64 @@ fn a_failed_run_of_a_read_only_runbook_does_not_refuse_the_next() {
     assert!(listed.iter().all(|r| r["resumable"] == true), "{listed:?}");
     last.abandon_unfinished();
 }
+
+/// A person's work is a change elsewhere: declined at the gate after a manual step that
+/// collected a token (made in a dashboard), the run keeps the token and says so, and does not
+/// claim that nothing was changed.
+#[test]
+fn a_decline_after_a_manual_step_keeps_what_the_person_made() {
+    let sb = common::sandbox();
+    let http = sb.get("SANDBOX_HTTP_URL");
+    let t = Test::new()
+        .with_sandbox(&sb)
+        .runbook(
+            "handed",
+            &format!(
+                r#"
+                version: 1
+                name: handed
+                summary: A token made by a person, then stored
+                steps:
+                  - id: create
+                    manual.confirm:
+                      instructions: Create the token in the dashboard.
+                      question: Created?
+                      collect:
+                        token: {{ description: The new token, secret: true, pattern: "[A-Za-z0-9-]{{16,64}}" }}
+                  - id: send
+                    confirm: Send the token now?
+                    http.request:
+                      method: POST
+                      url: "{http}/echo"
+                      json: {{ token: "{{{{ steps.create.token }}}}" }}
+                "#
+            ),
+        )
+        .args(&["run", "handed", "--env", "sandbox"]);
+    let mut p = Pty::spawn(&t);
+    p.expect("The new token");
+    p.send("Dashboard-token-0123456789");
+    p.send(ENTER);
+    p.expect("Created?");
+    p.send("y");
+    p.send(ENTER);
+    p.expect("Send the token now?");
+    p.send("n");
+    p.send(ENTER);
+    let code = p.finish();
+    assert_eq!(code, 3, "{}", p.output());
+    let out = p.output();
+    assert!(
+        !out.contains("nothing was changed elsewhere"),
+        "a person's work is a change: {out}"
+    );
+    assert!(out.contains("keeps"), "{out}");
+    assert_eq!(
+        journal_secrets(&t),
+        vec!["\"create\".\"token\"".to_string()]
+    );
+    let listed = runs(&t);
+    assert_eq!(listed[0]["resumable"], true, "{listed:?}");
+    t.again(&["abandon", listed[0]["run_id"].as_str().unwrap()])
+        .assert_code(0);
+}

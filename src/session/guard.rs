@@ -114,11 +114,15 @@ pub(super) fn preflight(
 }
 
 /// The steps (main and rollback) that change nothing elsewhere: read-only or local. A run
-/// stopped before any other step began has nothing elsewhere that needs its secrets.
+/// stopped before any other step began has nothing elsewhere that needs its secrets. A step a
+/// person does (`manual.confirm`) is never one: its effect is local to this machine, but the
+/// person may have just changed something elsewhere (created a token in a dashboard) that the
+/// values it collected belong to.
 pub(super) fn harmless(plan: &Plan) -> HashSet<String> {
     plan.steps
         .iter()
         .chain(&plan.rollback)
+        .filter(|s| !s.interactive)
         .filter(|s| matches!(s.effect, PlanEffect::ReadOnly | PlanEffect::Local))
         .map(|s| s.id.clone())
         .collect()
