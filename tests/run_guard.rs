@@ -636,12 +636,39 @@ fn a_run_of_another_runbook_that_writes_the_same_parameter_is_refused() {
                 runbook.run: { name: second }
             "#,
         )
+        // A runbook that writes the parameter its input names, run with that input.
+        .runbook(
+            "byparam",
+            r#"
+            version: 1
+            name: byparam
+            summary: Write the parameter named by an input
+            inputs:
+              param: { description: The parameter }
+            steps:
+              - id: put
+                ssm.put: { name: "{{ inputs.param }}", value: x, type: String, overwrite: true }
+            "#,
+        )
+        .runbook(
+            "outer2",
+            &format!(
+                r#"
+                version: 1
+                name: outer2
+                summary: Run `byparam` on the shared parameter
+                steps:
+                  - id: inner
+                    runbook.run: {{ name: byparam, inputs: {{ param: "{shared}" }} }}
+                "#
+            ),
+        )
         .args(&["run", "first", "--env", "sandbox", "--yes"]);
     t.run().assert_code(1);
     let id = runs(&t)[0]["run_id"].as_str().unwrap().to_string();
     assert_eq!(runs(&t)[0]["resumable"], true);
 
-    for name in ["second", "outer"] {
+    for name in ["second", "outer", "outer2"] {
         let refused = t.then(&["run", name, "--env", "sandbox", "--yes"]).run();
         refused.assert_code(2);
         let err = refused.stderr.replace('\n', " ").replace("│", "");
@@ -797,4 +824,60 @@ fn a_decline_after_a_manual_step_keeps_what_the_person_made() {
     assert_eq!(listed[0]["resumable"], true, "{listed:?}");
     t.again(&["abandon", listed[0]["run_id"].as_str().unwrap()])
         .assert_code(0);
+}
+
+/// A run that is still going counts too: while a run of one runbook waits at its gate (it has
+/// read the value it would roll back to), a run of another runbook that writes the same
+/// parameter is refused, even with `--new`, and told to wait.
+#[test]
+fn a_live_run_that_writes_the_same_parameter_refuses_another_runbook() {
+    let sb = common::sandbox();
+    let http = sb.get("SANDBOX_HTTP_URL");
+    let shared = "/runbook-guard-test/live/TOKEN";
+    let t = Test::new()
+        .with_sandbox(&sb)
+        .runbook(
+            "waiting",
+            &format!(
+                r#"
+                version: 1
+                name: waiting
+                summary: Write one parameter after a gate
+                steps:
+                  - id: key
+                    generate: {{ format: hex, bytes: 16 }}
+                  - id: put
+                    confirm: Write it now?
+                    ssm.put: {{ name: "{shared}", value: waiting, type: String, overwrite: true }}
+                "#
+            ),
+        )
+        .runbook("other", &writer("other", &http, shared))
+        .args(&["run", "waiting", "--env", "sandbox"]);
+    let mut p = Pty::spawn(&t);
+    p.expect("Write it now?");
+    for args in [
+        vec!["run", "other", "--env", "sandbox", "--yes"],
+        vec!["run", "other", "--env", "sandbox", "--yes", "--new"],
+    ] {
+        let refused = t.then(&args).run();
+        refused.assert_code(2);
+        let err = refused.stderr.replace('\n', " ").replace("│", "");
+        let err = err.split_whitespace().collect::<Vec<_>>().join(" ");
+        for want in [
+            "of `waiting` on `sandbox` is unfinished (running,".to_string(),
+            format!("it writes SSM parameter `{shared}`"),
+            "it is running now: wait until it ends".to_string(),
+        ] {
+            assert!(err.contains(&want), "{want}\n---\n{err}");
+        }
+    }
+    p.send("n");
+    p.send(ENTER);
+    assert_eq!(p.finish(), 3, "{}", p.output());
+    // Over (declined before any change): the other runbook starts now.
+    t.then(&["run", "other", "--env", "sandbox", "--yes"])
+        .run()
+        .abandon_unfinished()
+        .assert_code(1);
 }

@@ -123,6 +123,16 @@ fn read_holder(path: &Path) -> Result<Option<(LockHolder, FileId)>, LockError> {
     }
 }
 
+/// The holder of the lock of `runbook` on `env` when it is a live run (a run between its
+/// start and its journal's first record, at its first gate, holds only this).
+pub fn live_holder(state: &Path, runbook: &str, env: &str) -> Option<LockHolder> {
+    let path = state.join("locks").join(lock_name(runbook, env));
+    match read_holder(&path) {
+        Ok(Some((h, _))) if matches!(h.liveness(), Liveness::Alive) => Some(h),
+        _ => None,
+    }
+}
+
 impl RunLock {
     pub fn acquire(
         state: &Path,

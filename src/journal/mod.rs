@@ -28,7 +28,7 @@ mod runs;
 
 pub use event_log::EventLog;
 pub use format::{JRec, JValue, new_run_id, run_dir, state_dir, valid_run_id};
-pub use lock::{LockError, LockHolder, RunLock};
+pub use lock::{LockError, LockHolder, RunLock, live_holder};
 pub use recorder::{Health, HealthState, RunJournal, RunMeta, assume_done};
 pub use runs::{
     InFlight, Journal, Kept, RunSummary, kept, list_runs, load_run, read_journal, resume_point,

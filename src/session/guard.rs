@@ -146,9 +146,37 @@ pub(super) fn unfinished(
         return Vec::new();
     }
     let ours = writes(rb, library, env, inputs);
-    journal::list_runs(state)
+    let listed = journal::list_runs(state);
+    // A live run that has no journal yet (waiting at its first gate, having read the value
+    // it would roll back to) is known by its lock.
+    let live = library
+        .iter()
+        .filter(|other| other.name() != rb.name())
+        .filter_map(|other| {
+            journal::live_holder(state, other.name(), &env.name).map(|h| (other, h))
+        })
+        .filter(|(_, h)| !listed.iter().any(|r| r.run_id == h.run_id))
+        .map(|(other, h)| RunSummary {
+            run_id: h.run_id,
+            runbook: other.name().to_string(),
+            env: env.name.clone(),
+            status: "running".into(),
+            started: h.started,
+            operator: h.user,
+            resumable: false,
+            abandonable: false,
+            notes: Vec::new(),
+            records: Vec::new(),
+        })
+        .collect::<Vec<_>>();
+    listed
         .into_iter()
-        .filter(|r| r.resumable && r.env == env.name)
+        .chain(live)
+        // A live run of another runbook counts too: it may have read the value this run
+        // replaces (its rollback value), and it ends by writing its own. (A live run of the
+        // same runbook holds its lock, which refuses this one with its own message.)
+        .filter(|r| r.env == env.name && (r.resumable || r.status == "running"))
+        .filter(|r| r.resumable || r.runbook != rb.name())
         .filter_map(|run| {
             if run.runbook == rb.name() {
                 return Some(Unfinished {
@@ -171,6 +199,7 @@ pub(super) fn unfinished(
 
 /// An unfinished run a new one would start beside, and the SSM parameters both write (empty
 /// when it is a run of the same runbook).
+#[derive(Clone)]
 pub(super) struct Unfinished {
     pub(super) run: RunSummary,
     pub(super) shared: Vec<String>,
@@ -235,7 +264,25 @@ fn collect_writes(
             let Some(child) = library.iter().find(|r| r.name() == name) else {
                 continue;
             };
-            if !collect_writes(child, library, env, &IndexMap::new(), names, seen) {
+            // The inputs the step gives the child, as far as they are known before the run:
+            // a parameter name built from one (`{{ inputs.param }}`) is then known too.
+            let given: IndexMap<String, InputValue> = s
+                .params
+                .iter()
+                .filter_map(|(k, v)| {
+                    let name = k.strip_prefix("inputs.")?;
+                    crate::plan::is_known(v).then(|| {
+                        (
+                            name.to_string(),
+                            InputValue {
+                                value: v.clone(),
+                                secret: false,
+                            },
+                        )
+                    })
+                })
+                .collect();
+            if !collect_writes(child, library, env, &given, names, seen) {
                 return false;
             }
         }
@@ -305,12 +352,19 @@ pub(super) fn refuse_unfinished(runs: &[Unfinished], rb: &Runbook, env: &Environ
             age(&run.started)
         ),
     )
-    .help(format!(
-        "`runbook resume {}` goes on where it stopped; or `runbook run {} --env {} --new` abandons it (erasing the secrets its journal holds, recorded) and starts again",
-        run.run_id,
-        rb.name(),
-        env.name
-    ));
+    .help(if run.status == "running" {
+        format!(
+            "it is running now: wait until it ends (`runbook runs` shows it), then run `{}` again",
+            rb.name()
+        )
+    } else {
+        format!(
+            "`runbook resume {}` goes on where it stopped; or `runbook run {} --env {} --new` abandons it (erasing the secrets its journal holds, recorded) and starts again",
+            run.run_id,
+            rb.name(),
+            env.name
+        )
+    });
     Failure::invalid(p)
 }
 

@@ -183,6 +183,15 @@ impl Session {
         // Refused before anything else: two half-done rotations of one secret would each hold
         // a value the other overwrote.
         let unfinished = guard::unfinished(&state, rb, &catalog.runbooks, env, &values);
+        // `--new` abandons a stopped run; a running one cannot be abandoned from here.
+        let running: Vec<guard::Unfinished> = unfinished
+            .iter()
+            .filter(|u| u.run.status == "running")
+            .cloned()
+            .collect();
+        if !running.is_empty() {
+            return Err(guard::refuse_unfinished(&running, rb, env));
+        }
         if !unfinished.is_empty() && !start.new {
             return Err(guard::refuse_unfinished(&unfinished, rb, env));
         }
