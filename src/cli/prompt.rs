@@ -118,6 +118,37 @@ impl Prompter for TerminalPrompter {
         input.interact_text().map_err(map_err)
     }
 
+    fn ask_checked(
+        &self,
+        label: &str,
+        secret: bool,
+        twice: bool,
+        check: &(dyn Fn(&str) -> Result<(), String> + Sync),
+    ) -> Result<String, PromptError> {
+        let label = visible_line(label).into_owned();
+        // dialoguer judges the value before it draws its mark of acceptance: a refused value
+        // gets the refusal (`✘ …`) and the question again, never a tick first.
+        let judge = |v: &String| check(v).map_err(|why| visible(&why).into_owned());
+        if secret {
+            let mut password = Password::with_theme(&self.theme)
+                .with_prompt(label.clone())
+                .allow_empty_password(false)
+                .validate_with(judge);
+            if twice {
+                password = password.with_confirmation(
+                    format!("{label} (again, to be sure it is typed right)"),
+                    "the two entries differ; type it again, twice",
+                );
+            }
+            return password.interact().map_err(map_err);
+        }
+        Input::<String>::with_theme(&self.theme)
+            .with_prompt(label)
+            .validate_with(|v: &String| judge(v))
+            .interact_text()
+            .map_err(map_err)
+    }
+
     fn show(&self, markdown: &str) {
         eprintln!();
         for line in render_markdown(markdown).lines() {

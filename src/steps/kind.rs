@@ -197,6 +197,27 @@ pub trait Prompter: Send + Sync {
         default: Option<&str>,
         secret: bool,
     ) -> Result<String, PromptError>;
+    /// Ask for a value with no choices that `check` judges before it is taken: a refusal
+    /// says why and asks again (the value itself is never shown). `twice`: a hidden value
+    /// is typed a second time, and both are asked again when the two differ (a mistyped
+    /// secret nothing can check would otherwise be taken). A terminal shows no mark of
+    /// acceptance before the check has passed.
+    fn ask_checked(
+        &self,
+        label: &str,
+        secret: bool,
+        twice: bool,
+        check: &(dyn Fn(&str) -> Result<(), String> + Sync),
+    ) -> Result<String, PromptError> {
+        let _ = twice;
+        loop {
+            let value = self.ask(label, None, None, secret)?;
+            match check(&value) {
+                Ok(()) => return Ok(value),
+                Err(why) => self.show(&why),
+            }
+        }
+    }
     /// Show instructions (Markdown).
     fn show(&self, markdown: &str);
     /// True when the prompter can really ask someone.
