@@ -474,6 +474,16 @@ pub trait Kind: Send + Sync + 'static {
 
     fn effect(params: &Self::Params) -> Effect;
 
+    /// Whether an author may declare a step of these parameters `read_only: true`: yes when
+    /// the kind cannot tell what the step does (a command, a query) or already reads only;
+    /// `Err(what it changes)` when it writes by its nature.
+    fn may_be_read_only(params: &Self::Params) -> Result<(), String> {
+        match Self::effect(params) {
+            Effect::ReadOnly | Effect::Local => Ok(()),
+            Effect::Changes(what) => Err(what),
+        }
+    }
+
     /// Whether running the step again after a crash cut it short is harmless.
     fn idempotent(params: &Self::Params) -> bool {
         matches!(Self::effect(params), Effect::ReadOnly | Effect::Local)
@@ -569,6 +579,9 @@ pub trait DynKind: Send + Sync + fmt::Debug {
     fn instructions(&self, rendered: &Node) -> Option<String>;
     fn server_logged(&self) -> &'static [(&'static str, Logged)];
     fn idempotent(&self, params: &Node) -> bool;
+    /// See [`Kind::may_be_read_only`]; parameters that do not parse are not refused here
+    /// (their own error says why).
+    fn may_be_read_only(&self, params: &Node) -> Result<(), String>;
     fn describe(&self, rendered: &Node) -> Result<(String, Effect), DeError>;
     fn by_hand(&self, rendered: &Node, cx: &HandCx<'_>) -> Option<String>;
     fn ssh_hosts(&self, rendered: &Node, env: &Environment) -> Vec<String>;
@@ -635,6 +648,11 @@ impl<K: Kind> DynKind for Adapter<K> {
         params
             .deserialize::<K::Params>()
             .is_ok_and(|p| K::idempotent(&p))
+    }
+    fn may_be_read_only(&self, params: &Node) -> Result<(), String> {
+        params
+            .deserialize::<K::Params>()
+            .map_or(Ok(()), |p| K::may_be_read_only(&p))
     }
     fn describe(&self, rendered: &Node) -> Result<(String, Effect), DeError> {
         let p: K::Params = rendered.deserialize()?;
