@@ -13,6 +13,7 @@ mod check;
 mod completions;
 mod list;
 mod list_json;
+mod markdown;
 pub(crate) mod out;
 mod preflight;
 mod prompt;

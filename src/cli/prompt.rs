@@ -151,7 +151,7 @@ impl Prompter for TerminalPrompter {
 
     fn show(&self, markdown: &str) {
         eprintln!();
-        for line in render_markdown(markdown).lines() {
+        for line in render_markdown(markdown, instructions_width()).lines() {
             eprintln!("  {line}");
         }
         eprintln!();
@@ -220,7 +220,7 @@ impl Prompter for NoPrompter {
         Err(PromptError::NotInteractive)
     }
     fn show(&self, markdown: &str) {
-        for line in render_markdown(markdown).lines() {
+        for line in render_markdown(markdown, instructions_width()).lines() {
             eprintln!("  {line}");
         }
     }
@@ -234,20 +234,19 @@ pub fn is_interactive() -> bool {
     std::io::stdin().is_terminal() && std::io::stderr().is_terminal()
 }
 
-/// Markdown for a terminal: headings underlined, list bullets kept, emphasis markers dropped,
-/// control characters visible.
-pub fn render_markdown(md: &str) -> String {
-    let mut out = String::new();
-    for line in visible(md).lines() {
-        let t = line.trim_start();
-        if let Some(h) = t.strip_prefix("## ").or_else(|| t.strip_prefix("# ")) {
-            out.push_str(h);
-            out.push('\n');
-            out.push_str(&"─".repeat(h.chars().count()));
-        } else {
-            out.push_str(&line.replace("**", "").replace('`', ""));
-        }
-        out.push('\n');
-    }
-    out
+/// Markdown for a terminal `width` columns wide (see [`super::markdown`]), control
+/// characters visible.
+pub fn render_markdown(md: &str, width: usize) -> String {
+    super::markdown::render(&visible(md), width)
+}
+
+/// The width instructions are reflowed to on stderr: the terminal's, less the two columns
+/// they are indented by; 80 when stderr is not a terminal (a log keeps lines of its own).
+fn instructions_width() -> usize {
+    let cols = if std::io::stderr().is_terminal() {
+        super::ui::terminal_width()
+    } else {
+        80
+    };
+    cols.saturating_sub(2)
 }
