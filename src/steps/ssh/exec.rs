@@ -102,11 +102,14 @@ impl Kind for SshExec {
             && !pat.contains("{{")
             && let Err(err) = regex::Regex::new(pat)
         {
+            // The regex error is several lines with a caret; its last line says what is wrong.
+            let why = err.to_string();
+            let why = why.lines().last().unwrap_or("invalid").trim().to_string();
             cx.problem_at(
                 "report",
                 Problem::error(
                     Code::BadPattern,
-                    format!("invalid regular expression in `report`: {err}"),
+                    format!("invalid regular expression in `report`: {why}"),
                 ),
             );
         }
@@ -295,6 +298,12 @@ impl Kind for SshExec {
         s.push_str("\nCheck that ");
         s.push_str(&checks.join("; "));
         s.push_str(". Otherwise the step failed.");
+        if let Some(r) = &p.report {
+            s.push_str(&format!(
+                " Keep the lines of its output that match the regular expression `{r}`: they \
+                 are what the step found, the record of the check."
+            ));
+        }
         Some(s)
     }
 }
