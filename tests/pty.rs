@@ -336,6 +336,7 @@ fn a_refused_value_gets_no_tick_and_the_refusal_states_the_form() {
                       description: Access Key ID of the new token
                       secret: true
                       pattern: "[A-Za-z0-9]{16,64}"
+                    region: { description: The token's region, pattern: "[a-z]+-[0-9]" }
                   question: Stored it?
             "#,
         )
@@ -354,6 +355,20 @@ fn a_refused_value_gets_no_tick_and_the_refusal_states_the_form() {
     p.expect("[A-Za-z0-9]{16,64}");
     p.expect("Access Key ID of the new token");
     p.send(GOOD);
+    p.send(ENTER);
+    // A value that is not secret is judged the same way before it is taken.
+    p.expect("The token's region");
+    p.send("Europe");
+    p.send(ENTER);
+    p.expect("`region` does not have the expected form");
+    let before = p.output();
+    let asked = before.rfind("The token's region").unwrap();
+    assert!(
+        !before[asked..].contains('✔'),
+        "a tick before the refusal:\n{before}"
+    );
+    p.expect("[a-z]+-[0-9]");
+    p.send("eu-1");
     p.send(ENTER);
     p.expect("Stored it?");
     p.send("y");

@@ -145,8 +145,8 @@ fn clean(line: &str) -> String {
     line.replace("**", "").replace('`', "")
 }
 
-/// `text` in lines of at most `width` columns, broken at spaces (a word longer than a line is
-/// cut), the first line starting with `first`, the others with `hang`. A line that fits is
+/// `text` in lines of at most `width` columns, broken at spaces (a word longer than a line
+/// gets one of its own), the first line starting with `first`, the others with `hang`. A line that fits is
 /// returned as it is, its own spacing kept.
 fn fill(text: &str, width: usize, first: &str, hang: &str) -> Vec<String> {
     let cols = |s: &str| s.chars().count();
@@ -158,21 +158,16 @@ fn fill(text: &str, width: usize, first: &str, hang: &str) -> Vec<String> {
     let mut cur = format!("{first}{}", &text[..lead]);
     let mut empty = true;
     for word in text.split_whitespace() {
-        let mut word: Vec<char> = word.chars().collect();
-        if !empty && cols(&cur) + 1 + word.len() > width {
+        if !empty && cols(&cur) + 1 + cols(word) > width {
             lines.push(std::mem::replace(&mut cur, hang.to_string()));
             empty = true;
         }
         if !empty {
             cur.push(' ');
         }
-        // Longer than a whole line: cut where the line ends.
-        while cols(&cur) + word.len() > width && width > cols(&cur) {
-            let room = width - cols(&cur);
-            cur.extend(word.drain(..room));
-            lines.push(std::mem::replace(&mut cur, hang.to_string()));
-        }
-        cur.extend(word);
+        // A word longer than a whole line (a URL) stays whole on a line of its own: cut, it
+        // could no longer be copied in one piece.
+        cur.push_str(word);
         empty = false;
     }
     if !empty || lines.is_empty() {
@@ -251,12 +246,15 @@ mod tests {
     }
 
     #[test]
-    fn a_hard_line_break_is_kept_and_a_long_word_is_cut() {
+    fn a_hard_line_break_is_kept_and_a_long_word_is_never_cut() {
         assert_eq!(render("one  \ntwo\nthree\n", 80), "one\ntwo three\n");
         assert_eq!(render("x\\\ny\n", 80), "x\ny\n");
         assert_eq!(
-            render("abcdefghijklmnopqrstuvwxyz0123456789\n", 20),
-            "abcdefghijklmnopqrst\nuvwxyz0123456789\n"
+            render(
+                "Open https://dash.example.com/r2/api-tokens/create now\n",
+                20
+            ),
+            "Open\nhttps://dash.example.com/r2/api-tokens/create\nnow\n"
         );
     }
 }
