@@ -6,9 +6,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::diag::{Problem, Source};
-use crate::load::yaml::Node;
+use crate::load::yaml::{DeError, Node};
 use crate::model::{Environments, RunbookDoc, StepCommon};
-use crate::steps::{DynKind, OutputSpec};
+use crate::steps::{DynKind, Effect, OutputSpec};
 
 /// Everything found in a runbooks directory.
 pub struct Catalog {
@@ -91,11 +91,24 @@ impl Step {
         &self.common.id
     }
 
-    /// Safe to run again after a crash cut it short: the author's `idempotent:`, else the kind's.
+    /// Safe to run again after a crash cut it short: the author's `idempotent:`, else
+    /// `read_only: true` (a read is safe to repeat), else the kind's.
     pub fn idempotent(&self) -> bool {
         self.common
             .idempotent
-            .unwrap_or_else(|| self.kind.idempotent(&self.params))
+            .unwrap_or_else(|| self.common.read_only || self.kind.idempotent(&self.params))
+    }
+
+    /// The step's one-line action and effect from `rendered` parameters: the kind's, read-only
+    /// when the author declared it (`check` refused that for a kind that writes by nature).
+    /// Every place that shows or decides by a step's effect asks here, not the kind.
+    pub fn describe(&self, rendered: &Node) -> Result<(String, Effect), DeError> {
+        let (action, effect) = self.kind.describe(rendered)?;
+        let effect = match effect {
+            Effect::Changes(_) if self.common.read_only => Effect::ReadOnly,
+            e => e,
+        };
+        Ok((action, effect))
     }
 
     /// The span of a common field's value, or of the `id:` when absent.

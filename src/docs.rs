@@ -198,14 +198,50 @@ pub fn render(runbook: &Runbook, env: Option<&Environment>) -> String {
         );
     }
 
-    o.push_str("## Before you start\n\n");
-    if env.is_none() {
-        o.push_str(
-            "Values of the environment appear as `<env.NAME>`, its hosts as `<hosts.NAME>` and its \
-             AWS region as `<aws.region>`: take them from `runbooks/environments.yaml`, or render \
-             this page with `--env ENV`.\n\n",
+    // The steps first: the page's top explains the placeholders they use.
+    let mut body = String::new();
+    body.push_str("## Steps\n\n");
+    for (i, step) in runbook.steps.iter().enumerate() {
+        render_step(
+            &mut body,
+            &format!("{}", i + 1),
+            step,
+            runbook,
+            env,
+            &secrets,
+            &ctx,
         );
-    } else if env.is_some_and(|e| e.doc.protected) {
+    }
+    if !runbook.rollback.is_empty() {
+        body.push_str("## If verification fails\n\n");
+        body.push_str(
+            "Only when a step above sends you here: start at the rollback step it names and do \
+             every step from there to the end, in order. The rotation has then failed: say so \
+             in the incident or change record.\n\n",
+        );
+        for (i, step) in runbook.rollback.iter().enumerate() {
+            render_step(
+                &mut body,
+                &format!("R{}", i + 1),
+                step,
+                runbook,
+                env,
+                &secrets,
+                &ctx,
+            );
+        }
+    }
+    if !secrets.by_path.is_empty() {
+        let files: Vec<&str> = secrets.by_path.values().map(|s| s.file.as_str()).collect();
+        let _ = writeln!(
+            body,
+            "## When you are done\n\nDelete the files that hold secrets:\n\n```sh\nrm -f -- {}\n```",
+            files.join(" ")
+        );
+    }
+    o.push_str("## Before you start\n\n");
+    o.push_str(&placeholders(&body, &d.name, env.is_some()));
+    if env.is_some_and(|e| e.doc.protected) {
         o.push_str(
             "This is a protected environment: have a second person follow along before the first \
              change.\n\n",
@@ -230,49 +266,109 @@ pub fn render(runbook: &Runbook, env: Option<&Environment>) -> String {
         o.push('\n');
     }
 
-    o.push_str("## Steps\n\n");
-    for (i, step) in runbook.steps.iter().enumerate() {
-        render_step(
-            &mut o,
-            &format!("{}", i + 1),
-            step,
-            runbook,
-            env,
-            &secrets,
-            &ctx,
-        );
-    }
-    if !runbook.rollback.is_empty() {
-        o.push_str("## If verification fails\n\n");
-        o.push_str(
-            "Only when a step above sends you here: start at the rollback step it names and do \
-             every step from there to the end, in order. The rotation has then failed: say so \
-             in the incident or change record.\n\n",
-        );
-        for (i, step) in runbook.rollback.iter().enumerate() {
-            render_step(
-                &mut o,
-                &format!("R{}", i + 1),
-                step,
-                runbook,
-                env,
-                &secrets,
-                &ctx,
-            );
-        }
-    }
-    if !secrets.by_path.is_empty() {
-        let files: Vec<&str> = secrets.by_path.values().map(|s| s.file.as_str()).collect();
-        let _ = writeln!(
-            o,
-            "## When you are done\n\nDelete the files that hold secrets:\n\n```sh\nrm -f -- {}\n```",
-            files.join(" ")
-        );
-    }
+    o.push_str(&body);
     while o.ends_with("\n\n") {
         o.pop();
     }
     o
+}
+
+/// The note at the top of a page on the placeholders its steps use that a file of the
+/// environment fills in (`<env.ssm_prefix>`, `<hosts.app>`, `<port>` …): each family once,
+/// with the ones this page uses and where to find their values. Empty when there are none (a
+/// page rendered for an environment, whose values are all filled in).
+fn placeholders(body: &str, runbook: &str, for_env: bool) -> String {
+    static PLACEHOLDER: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(r"<([a-z][a-z_]*)((?:\.[A-Za-z0-9_]+)*)>").expect("a valid pattern")
+    });
+    let mut used: BTreeMap<&str, std::collections::BTreeSet<&str>> = BTreeMap::new();
+    for c in PLACEHOLDER.captures_iter(body) {
+        let (Some(all), Some(family)) = (c.get(0), c.get(1)) else {
+            continue;
+        };
+        used.entry(family.as_str())
+            .or_default()
+            .insert(all.as_str());
+    }
+    let here = |family: &str, general: &[&str]| {
+        let mut list: Vec<String> = used
+            .get(family)
+            .into_iter()
+            .flatten()
+            .filter(|p| !general.contains(p))
+            .map(|p| format!("`{p}`"))
+            .collect();
+        if list.len() > 6 {
+            list.truncate(5);
+            list.push("…".into());
+        }
+        if list.is_empty() {
+            String::new()
+        } else {
+            format!(" (here {})", list.join(", "))
+        }
+    };
+    let mut items = Vec::new();
+    if used.contains_key("env") {
+        items.push(format!(
+            "`<env.NAME>`{}: `NAME` under the environment's `vars:` (`<env.name>` is the \
+             environment's own name)",
+            here("env", &["<env.NAME>"])
+        ));
+    }
+    if used.contains_key("hosts") {
+        let via = used["hosts"].contains("<hosts.HOST>");
+        items.push(format!(
+            "`<hosts.NAME>`{}: host `NAME` under the environment's `hosts:`, as \
+             `USER@ADDRESS` (add `-p PORT` and `-i KEY_FILE` when it sets them){}",
+            here("hosts", &["<hosts.NAME>", "<hosts.HOST>"]),
+            if via {
+                "; `<hosts.HOST>` is the host the database's `via:` names"
+            } else {
+                ""
+            }
+        ));
+    }
+    if used.contains_key("aws") {
+        items.push(
+            "`<aws.region>`: the environment's `aws.region` (add `--profile` and \
+             `--endpoint-url` when it sets `aws.profile` or `aws.endpoint`)"
+                .to_string(),
+        );
+    }
+    if used.contains_key("databases") {
+        items.push(format!(
+            "`<databases.NAME.FIELD>`{}: `FIELD` of database `NAME` under the environment's \
+             `databases:`",
+            here("databases", &[])
+        ));
+    }
+    if used.contains_key("host") || used.contains_key("port") {
+        items.push(
+            "`<host>` and `<port>`: the host and port of the step's URL once its own \
+             placeholders are filled in (without a port in it, 443 for `https://`, 80 for \
+             `http://`)"
+                .to_string(),
+        );
+    }
+    if items.is_empty() {
+        return String::new();
+    }
+    let how = if for_env {
+        "Some values depend on what the steps read:".to_string()
+    } else {
+        format!(
+            "Values of the environment appear as placeholders in angle brackets: take them from \
+             `runbooks/environments.yaml`, or render this page for one environment with \
+             `runbook docs {runbook} --env ENV`, which fills them all in."
+        )
+    };
+    let mut s = format!("{how}\n\n");
+    for i in items {
+        s.push_str(&format!("- {i}\n"));
+    }
+    s.push('\n');
+    s
 }
 
 fn render_step(

@@ -217,6 +217,17 @@ pub fn for_run(
                 check_choice(name, &v, spec).map_err(Unbound::Invalid)?;
                 v
             }
+            // A secret typed at the prompt: long enough to mask, asked again when it is
+            // not, and typed twice, since nothing else can tell a mistyped one.
+            _ if prompter.interactive() && spec.secret && spec.choices.is_none() => {
+                let check = |v: &str| {
+                    crate::secret::check_len(v).map_err(|e| format!("`{name}`: {e}; try again"))
+                };
+                match prompter.ask_checked(&spec.description, true, true, &check) {
+                    Ok(v) => v,
+                    Err(_) => return Err(Unbound::Interrupted),
+                }
+            }
             _ if prompter.interactive() => {
                 match prompter.ask(
                     &spec.description,

@@ -107,6 +107,12 @@ pub struct StepCommon {
     /// step kind says (reads, `ssm.put` with overwrite, `set_password` are; commands are not).
     #[serde(default)]
     pub idempotent: Option<bool>,
+    /// The author vouches that the step only reads (an `ssh.exec` command that lists, a
+    /// query): plans, preflight, resume and the terminal treat it as read-only, and it may
+    /// run again after a crash. Only for a kind whose effect a file cannot show (a command);
+    /// a kind that writes by its nature (`ssm.put`, `set_password`) refuses it.
+    #[serde(default)]
+    pub read_only: bool,
 }
 
 /// The names of the common step fields, for telling them apart from step kinds.
@@ -119,6 +125,7 @@ pub const COMMON_FIELDS: &[&str] = &[
     "retry",
     "on_failure",
     "idempotent",
+    "read_only",
 ];
 
 #[derive(Debug, Clone, Deserialize, JsonSchema)]

@@ -151,7 +151,7 @@ fn plan_step(step: &Step, index: usize, ctx: &Value) -> PlannedStep {
         .filter(|(_, v)| v.contains(OPEN))
         .map(|(k, _)| k.clone())
         .collect();
-    let (action, effect) = match step.kind.describe(&rendered) {
+    let (action, effect) = match step.describe(&rendered) {
         Ok((action, effect)) => {
             let effect = match effect {
                 Effect::ReadOnly => PlanEffect::ReadOnly,

@@ -172,3 +172,51 @@ fn an_unknown_environment_is_refused() {
         run.stderr
     );
 }
+
+/// Rendered without an environment, a page explains once, before its steps, every kind of
+/// placeholder its steps use (`<port>`, `<host>`, `<hosts.app>` …) and how to fill it in.
+#[test]
+fn the_placeholders_a_page_uses_are_explained_at_its_top() {
+    let page = docs(&["db-password"]);
+    let (top, steps) = page.split_once("## Steps").unwrap();
+    let top = top.split_once("## Before you start").unwrap().1;
+    let family = regex::Regex::new(r"<([a-z][a-z_]*)(?:\.[A-Za-z0-9_]+)*>").unwrap();
+    let mut seen: Vec<String> = family
+        .captures_iter(steps)
+        .map(|c| c[1].to_string())
+        .filter(|f| !["steps", "inputs"].contains(&f.as_str()))
+        .collect();
+    seen.sort();
+    seen.dedup();
+    assert_eq!(
+        seen,
+        ["aws", "databases", "env", "host", "hosts", "port"],
+        "{steps}"
+    );
+    for explained in [
+        "`<env.NAME>` (here `<env.app_ca_file>`",
+        "`<hosts.NAME>` (here `<hosts.app>`)",
+        "`<hosts.HOST>` is the host the database's `via:` names",
+        "`<aws.region>`: the environment's `aws.region`",
+        "`<databases.NAME.FIELD>` (here `<databases.main.host>`",
+        "`<host>` and `<port>`: the host and port of the step's URL",
+        "`runbook docs db-password --env ENV`",
+    ] {
+        assert!(
+            top.contains(explained),
+            "`{explained}` not at the top:\n{top}"
+        );
+    }
+    // Each explained once.
+    assert_eq!(page.matches("`<host>` and `<port>`").count(), 1);
+    // For an environment, its values are filled in and nothing needs explaining.
+    let filled = docs(&["db-password", "--env", "production"]);
+    assert!(
+        !filled.contains("placeholders in angle brackets"),
+        "{filled}"
+    );
+    assert!(
+        !filled.contains("<port>") && !filled.contains("<hosts."),
+        "{filled}"
+    );
+}

@@ -275,3 +275,56 @@ fn a_given_image_is_audited_instead_of_the_running_one() {
         run.stderr
     );
 }
+
+/// On a terminal the audit's evidence stays on screen (a line of its own per check, not the
+/// spinner's passing message), and its steps, which only read, are planned and run as such.
+#[test]
+fn on_a_terminal_the_evidence_stays_and_the_steps_are_read_only() {
+    let sb = common::sandbox();
+    let _using = UsingImage::set(&sb, "musehub:clean");
+    let t = Test::new().with_sandbox(&sb);
+    std::fs::copy(
+        repo().join("runbooks/image-audit.yaml"),
+        t.runbooks_dir().join("image-audit.yaml"),
+    )
+    .unwrap();
+    let t = t.args(&["run", "image-audit", "--env", "sandbox", "--yes"]);
+    let mut p = common::pty::Pty::spawn(&t);
+    let code = p.finish();
+    let out = p.output();
+    assert_eq!(code, 0, "{out}");
+    for evidence in [
+        "audit: checked the creation commands of 12 layer(s)",
+        "audit: checked 3 ENV variable(s)",
+        "audit: no finding",
+    ] {
+        assert!(out.contains(evidence), "`{evidence}` not on screen:\n{out}");
+    }
+    assert!(!out.contains("CHANGES"), "{out}");
+
+    // The plan says so, and the run's log keeps the evidence as notes.
+    let plan = t.then(&["plan", "image-audit", "--env", "sandbox"]).run();
+    plan.assert_code(0);
+    let effects: Vec<&str> = plan
+        .stdout
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("effect: "))
+        .collect();
+    assert_eq!(effects, ["read-only"; 2], "{}", plan.stdout);
+    let log: Vec<runbook::engine::event::Event> = common::walk(&t.state_dir().join("runs"))
+        .into_iter()
+        .filter(|f| f.ends_with("events.jsonl"))
+        .flat_map(|f| common::parse_events(&std::fs::read_to_string(&f).unwrap(), "events"))
+        .collect();
+    let notes: Vec<&str> = log
+        .iter()
+        .filter_map(|e| match e {
+            runbook::engine::event::Event::Note { id, text } if id == "audit" => {
+                Some(text.as_str())
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(notes.len(), 4, "{log:?}");
+    assert!(notes[0].starts_with("checked the creation commands of 12 layer(s) of sha256:"));
+}

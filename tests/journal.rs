@@ -298,3 +298,59 @@ fn a_shared_lock_in_ssm_keeps_other_machines_apart() {
     t.again(&["run", "gen", "--env", "team"]).assert_code(0);
     assert!(!ssm_exists(&lock), "the lock is released after the run");
 }
+
+/// A run killed while a step was running, and the journal's in-flight step.
+fn killed_during(t: &Test, id: &str) {
+    use std::io::BufRead;
+    let mut cmd = t.command();
+    cmd.args(["run", "reads", "--env", "sandbox", "--output", "json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .stdin(Stdio::null());
+    let mut child = cmd.spawn().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    for line in std::io::BufReader::new(stdout).lines() {
+        let Ok(line) = line else { break };
+        let e: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+        if e["event"] == "step_started" && e["id"] == id {
+            child.kill().unwrap(); // SIGKILL: the step stays "running" in the journal
+            break;
+        }
+    }
+    let _ = child.wait();
+}
+
+/// A step its author declared read-only is run again when a run died while it was running;
+/// the same command without the declaration is not repeated blindly.
+#[test]
+fn an_in_flight_read_only_step_is_run_again_on_resume() {
+    let sb = common::sandbox();
+    for read_only in [true, false] {
+        let t = Test::new().with_sandbox(&sb).runbook(
+            "reads",
+            &format!(
+                r#"
+                version: 1
+                name: reads
+                summary: a slow look at the host
+                steps:
+                  - id: look
+                    read_only: {read_only}
+                    ssh.exec: {{ host: app, command: "sleep 2; uname" }}
+                "#
+            ),
+        );
+        killed_during(&t, "look");
+        let resume = t.again(&["resume"]);
+        if read_only {
+            resume.assert_code(0);
+        } else {
+            resume.assert_code(2);
+            assert!(
+                resume.stderr.contains("was running when run"),
+                "{}",
+                resume.stderr
+            );
+        }
+    }
+}

@@ -297,6 +297,10 @@ fn a_collected_secret_is_not_echoed() {
     p.expect("Paste the new token");
     p.send(SECRET);
     p.send(ENTER);
+    // No pattern can check it: it is typed twice.
+    p.expect("again, to be sure");
+    p.send(SECRET);
+    p.send(ENTER);
     p.expect("Stored it?");
     p.send("y");
     p.send(ENTER);
@@ -307,6 +311,141 @@ fn a_collected_secret_is_not_echoed() {
     assert!(!out.contains(SECRET), "the secret was echoed:\n{out}");
     let journal: String = events(&t).iter().map(|e| e.to_string()).collect();
     assert!(!journal.contains(SECRET), "the secret is in the journal");
+}
+
+/// A value of the wrong form is refused before anything marks it accepted, and the refusal
+/// states the form; the value itself is never shown.
+#[test]
+fn a_refused_value_gets_no_tick_and_the_refusal_states_the_form() {
+    const BAD: &str = "not-the-form-7Qx!";
+    const GOOD: &str = "Abcdefgh12345678Zz";
+    let t = Test::new()
+        .with_repo_environments()
+        .runbook(
+            "dashboard",
+            r#"
+            version: 1
+            name: dashboard
+            summary: Collect a key id from a dashboard
+            steps:
+              - id: create_token
+                manual.confirm:
+                  instructions: Create an API token in the dashboard.
+                  collect:
+                    key_id:
+                      description: Access Key ID of the new token
+                      secret: true
+                      pattern: "[A-Za-z0-9]{16,64}"
+                    region: { description: The token's region, pattern: "[a-z]+-[0-9]" }
+                  question: Stored it?
+            "#,
+        )
+        .args(&["run", "dashboard", "--env", "sandbox"]);
+    let mut p = Pty::spawn(&t);
+    p.expect("Access Key ID of the new token");
+    p.send(BAD);
+    p.send(ENTER);
+    p.expect("does not have the expected form");
+    let before = p.output();
+    let asked = before.rfind("Access Key ID of the new token").unwrap();
+    assert!(
+        !before[asked..].contains('✔'),
+        "a tick before the refusal:\n{before}"
+    );
+    p.expect("[A-Za-z0-9]{16,64}");
+    p.expect("Access Key ID of the new token");
+    p.send(GOOD);
+    p.send(ENTER);
+    // A value that is not secret is judged the same way before it is taken.
+    p.expect("The token's region");
+    p.send("Europe");
+    p.send(ENTER);
+    p.expect("`region` does not have the expected form");
+    let before = p.output();
+    let asked = before.rfind("The token's region").unwrap();
+    assert!(
+        !before[asked..].contains('✔'),
+        "a tick before the refusal:\n{before}"
+    );
+    p.expect("[a-z]+-[0-9]");
+    p.send("eu-1");
+    p.send(ENTER);
+    p.expect("Stored it?");
+    p.send("y");
+    p.send(ENTER);
+    let code = p.finish();
+    let out = p.output();
+    assert_eq!(code, 0, "{out}");
+    assert!(finished_ok(&t, "create_token"));
+    assert!(
+        !out.contains(BAD) && !out.contains(GOOD),
+        "a value was echoed:\n{out}"
+    );
+    // A secret with a pattern is checked, so it is asked once.
+    assert!(!out.contains("again, to be sure"), "{out}");
+}
+
+/// A secret nothing can check is typed twice, in a manual step and as an input asked at the
+/// start of a run; two entries that differ are refused and both are asked again.
+#[test]
+fn an_unchecked_secret_is_typed_twice_and_a_mismatch_is_asked_again() {
+    const FIRST: &str = "first-typing-4e8b1c";
+    const SLIP: &str = "first-typing-4e8b1v";
+    const INPUT: &str = "input-secret-93af27";
+    let t = Test::new()
+        .with_repo_environments()
+        .runbook(
+            "dashboard",
+            r#"
+            version: 1
+            name: dashboard
+            summary: Collect a token from a dashboard
+            inputs:
+              admin_token: { description: The admin token, secret: true }
+            steps:
+              - id: create_token
+                manual.confirm:
+                  instructions: Create an API token in the dashboard.
+                  collect:
+                    token: { description: Paste the new token, secret: true }
+                  question: Stored it?
+            "#,
+        )
+        .args(&["run", "dashboard", "--env", "sandbox"]);
+    let mut p = Pty::spawn(&t);
+    p.expect("The admin token");
+    p.send("short");
+    p.send(ENTER);
+    p.expect("try again");
+    p.expect("The admin token");
+    p.send(INPUT);
+    p.send(ENTER);
+    p.expect("again, to be sure");
+    p.send(INPUT);
+    p.send(ENTER);
+    p.expect("Paste the new token");
+    p.send(FIRST);
+    p.send(ENTER);
+    p.expect("again, to be sure");
+    p.send(SLIP);
+    p.send(ENTER);
+    p.expect("the two entries differ");
+    p.expect("Paste the new token");
+    p.send(FIRST);
+    p.send(ENTER);
+    p.expect("again, to be sure");
+    p.send(FIRST);
+    p.send(ENTER);
+    p.expect("Stored it?");
+    p.send("y");
+    p.send(ENTER);
+    let code = p.finish();
+    let out = p.output();
+    assert_eq!(code, 0, "{out}");
+    assert!(finished_ok(&t, "create_token"));
+    for v in [FIRST, SLIP, INPUT] {
+        assert!(!out.contains(v), "`{v}` was echoed:\n{out}");
+    }
 }
 
 #[test]

@@ -279,3 +279,77 @@ fn a_warning_stays_on_the_terminal_in_the_event_log_and_in_the_summary() {
         "{log:?}"
     );
 }
+
+/// A manual step's instructions on an 80-column terminal: the paragraph a template made
+/// ragged is reflowed to the width, the code block and the list keep their lines.
+#[test]
+fn manual_instructions_are_reflowed_to_the_terminal() {
+    let t = Test::new()
+        .runbook(
+            "tell",
+            r#"
+            version: 1
+            name: tell
+            summary: Tell the team
+            inputs:
+              who: { description: Who restarts the workers }
+            steps:
+              - id: tell
+                manual.confirm:
+                  instructions: |
+                    ## Tell {{ inputs.who }}
+                    Post in the channel that {{ inputs.who }} may now restart the
+                    workers of the queue, and that the old token stops working at
+                    midnight.
+                    ```sh
+                    curl -X POST https://chat.example/hooks/rotation   --data 'done'
+                    ```
+                    - keep the thread open
+                    - say when it is done
+                  question: Told them?
+            "#,
+        )
+        .args(&[
+            "run",
+            "tell",
+            "--input",
+            "who=the on-call engineer of the payments team in Europe",
+        ]);
+    let tmux = Tmux::start(&script(&t), 80, 40);
+    let start = Instant::now();
+    let screen = loop {
+        let screen = tmux.capture(true, false);
+        if screen.contains("Told them?") {
+            break screen;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "never asked:\n{screen}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let lines: Vec<&str> = screen.lines().map(str::trim_end).collect();
+    let at = lines
+        .iter()
+        .position(|l| l.starts_with("  Post in the channel"))
+        .unwrap_or_else(|| panic!("no instructions:\n{screen}"));
+    assert_eq!(
+        lines[at..at + 7],
+        [
+            "  Post in the channel that the on-call engineer of the payments team in Europe",
+            "  may now restart the workers of the queue, and that the old token stops working",
+            "  at midnight.",
+            "  ```sh",
+            "  curl -X POST https://chat.example/hooks/rotation   --data 'done'",
+            "  ```",
+            "  - keep the thread open",
+        ],
+        "{screen}"
+    );
+    let _ = tmux
+        .cmd()
+        .args(["send-keys", "-t", "run", "y", "Enter"])
+        .status();
+    let all = tmux.wait_for_exit();
+    assert!(all.contains("[exit 0]"), "{all}");
+}

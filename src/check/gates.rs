@@ -15,7 +15,7 @@ use crate::steps::Effect;
 /// run can read (a templated number) count as a change.
 pub(super) fn changes(step: &Step) -> bool {
     !matches!(
-        step.kind.describe(&step.params),
+        step.describe(&step.params),
         Ok((_, Effect::ReadOnly | Effect::Local))
     )
 }

@@ -146,6 +146,25 @@ pub fn steps(
                 );
             }
             check_ranges(step, source, problems);
+            // The author's word that a step only reads is taken where the kind cannot tell
+            // (a command), never against what the kind knows it changes.
+            if step.common.read_only
+                && let Err(what) = step.kind.may_be_read_only(&step.params)
+            {
+                problems.push(
+                    Problem::error(
+                        Code::NotReadOnly,
+                        format!(
+                            "step `{}` cannot be read-only: `{}` changes {what}",
+                            step.id(),
+                            step.kind.name()
+                        ),
+                    )
+                    .at(source, step.span_of("read_only"))
+                    .label("declared read-only here")
+                    .help("remove `read_only: true`; plans, preflight and resume must see this change"),
+                );
+            }
             if let Some(retry) = &step.common.retry
                 && retry.attempts == 0
             {

@@ -15,6 +15,7 @@ mod completions;
 mod json;
 mod list;
 mod list_json;
+mod markdown;
 pub(crate) mod out;
 mod preflight;
 mod prompt;

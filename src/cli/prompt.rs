@@ -118,9 +118,40 @@ impl Prompter for TerminalPrompter {
         input.interact_text().map_err(map_err)
     }
 
+    fn ask_checked(
+        &self,
+        label: &str,
+        secret: bool,
+        twice: bool,
+        check: &(dyn Fn(&str) -> Result<(), String> + Sync),
+    ) -> Result<String, PromptError> {
+        let label = visible_line(label).into_owned();
+        // dialoguer judges the value before it draws its mark of acceptance: a refused value
+        // gets the refusal (`✘ …`) and the question again, never a tick first.
+        let judge = |v: &String| check(v).map_err(|why| visible(&why).into_owned());
+        if secret {
+            let mut password = Password::with_theme(&self.theme)
+                .with_prompt(label.clone())
+                .allow_empty_password(false)
+                .validate_with(judge);
+            if twice {
+                password = password.with_confirmation(
+                    format!("{label} (again, to be sure it is typed right)"),
+                    "the two entries differ; type it again, twice",
+                );
+            }
+            return password.interact().map_err(map_err);
+        }
+        Input::<String>::with_theme(&self.theme)
+            .with_prompt(label)
+            .validate_with(|v: &String| judge(v))
+            .interact_text()
+            .map_err(map_err)
+    }
+
     fn show(&self, markdown: &str) {
         eprintln!();
-        for line in render_markdown(markdown).lines() {
+        for line in render_markdown(markdown, instructions_width()).lines() {
             eprintln!("  {line}");
         }
         eprintln!();
@@ -189,7 +220,7 @@ impl Prompter for NoPrompter {
         Err(PromptError::NotInteractive)
     }
     fn show(&self, markdown: &str) {
-        for line in render_markdown(markdown).lines() {
+        for line in render_markdown(markdown, instructions_width()).lines() {
             eprintln!("  {line}");
         }
     }
@@ -203,20 +234,19 @@ pub fn is_interactive() -> bool {
     std::io::stdin().is_terminal() && std::io::stderr().is_terminal()
 }
 
-/// Markdown for a terminal: headings underlined, list bullets kept, emphasis markers dropped,
-/// control characters visible.
-pub fn render_markdown(md: &str) -> String {
-    let mut out = String::new();
-    for line in visible(md).lines() {
-        let t = line.trim_start();
-        if let Some(h) = t.strip_prefix("## ").or_else(|| t.strip_prefix("# ")) {
-            out.push_str(h);
-            out.push('\n');
-            out.push_str(&"─".repeat(h.chars().count()));
-        } else {
-            out.push_str(&line.replace("**", "").replace('`', ""));
-        }
-        out.push('\n');
-    }
-    out
+/// Markdown for a terminal `width` columns wide (see [`super::markdown`]), control
+/// characters visible.
+pub fn render_markdown(md: &str, width: usize) -> String {
+    super::markdown::render(&visible(md), width)
+}
+
+/// The width instructions are reflowed to on stderr: the terminal's, less the two columns
+/// they are indented by; 80 when stderr is not a terminal (a log keeps lines of its own).
+fn instructions_width() -> usize {
+    let cols = if std::io::stderr().is_terminal() {
+        super::ui::terminal_width()
+    } else {
+        80
+    };
+    cols.saturating_sub(2)
 }

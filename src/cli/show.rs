@@ -59,7 +59,11 @@ impl Ctx {
         );
         if let Some(desc) = &d.description {
             println!();
-            print!("{}", prompt::render_markdown(desc));
+            // Reflowed to the terminal on stdout, else to 80 columns.
+            let width = console::Term::stdout()
+                .size_checked()
+                .map_or(80, |(_, cols)| (cols as usize).clamp(40, 200));
+            print!("{}", prompt::render_markdown(desc, width));
         }
         if !d.inputs.is_empty() {
             println!("\ninputs:");

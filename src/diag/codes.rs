@@ -121,6 +121,7 @@ codes! {
     SsmKeyId = "runbook::ssm-key-id": "`key_id` on an SSM parameter that is not a SecureString.",
     SsmIfExists = "runbook::ssm-if-exists": "`overwrite` contradicts `if_exists`.",
     SsmSecretUnencrypted = "runbook::ssm-secret-unencrypted": "A secret stored as a plain SSM `String`.",
+    NotReadOnly = "runbook::not-read-only": "`read_only: true` on a step whose kind writes by its nature.",
     SkipCollects = "runbook::skip-collects": "A manual step that collects values is `unattended: skip`.",
     SkipShowsSecret = "runbook::skip-shows-secret": "A manual step whose text shows a secret is `unattended: skip`.",
     // The command line and runs

@@ -180,6 +180,19 @@ impl Prompter for MaskedPrompter<'_> {
         self.bus
             .suspend(|| self.inner.ask(&l, choices, default, secret))
     }
+    fn ask_checked(
+        &self,
+        label: &str,
+        secret: bool,
+        twice: bool,
+        check: &(dyn Fn(&str) -> Result<(), String> + Sync),
+    ) -> Result<String, PromptError> {
+        let l = self.bus.redactor.redact(label).into_owned();
+        // What a refusal says is masked like every other text.
+        let masked = |v: &str| check(v).map_err(|why| self.bus.redactor.redact(&why).into_owned());
+        self.bus
+            .suspend(|| self.inner.ask_checked(&l, secret, twice, &masked))
+    }
     fn show(&self, markdown: &str) {
         let m = self.bus.redactor.redact(markdown).into_owned();
         self.bus.suspend(|| self.inner.show(&m));

@@ -119,7 +119,7 @@ impl Engine<'_> {
             Ok(n) => n,
             Err((e, at)) => return fail(state, StepError::new(e), at, Instant::now()),
         };
-        let (action, effect) = match step.kind.describe(&rendered) {
+        let (action, effect) = match step.describe(&rendered) {
             Ok(d) => d,
             Err(e) => {
                 return fail(

@@ -197,6 +197,27 @@ pub trait Prompter: Send + Sync {
         default: Option<&str>,
         secret: bool,
     ) -> Result<String, PromptError>;
+    /// Ask for a value with no choices that `check` judges before it is taken: a refusal
+    /// says why and asks again (the value itself is never shown). `twice`: a hidden value
+    /// is typed a second time, and both are asked again when the two differ (a mistyped
+    /// secret nothing can check would otherwise be taken). A terminal shows no mark of
+    /// acceptance before the check has passed.
+    fn ask_checked(
+        &self,
+        label: &str,
+        secret: bool,
+        twice: bool,
+        check: &(dyn Fn(&str) -> Result<(), String> + Sync),
+    ) -> Result<String, PromptError> {
+        let _ = twice;
+        loop {
+            let value = self.ask(label, None, None, secret)?;
+            match check(&value) {
+                Ok(()) => return Ok(value),
+                Err(why) => self.show(&why),
+            }
+        }
+    }
     /// Show instructions (Markdown).
     fn show(&self, markdown: &str);
     /// True when the prompter can really ask someone.
@@ -453,6 +474,16 @@ pub trait Kind: Send + Sync + 'static {
 
     fn effect(params: &Self::Params) -> Effect;
 
+    /// Whether an author may declare a step of these parameters `read_only: true`: yes when
+    /// the kind cannot tell what the step does (a command, a query) or already reads only;
+    /// `Err(what it changes)` when it writes by its nature.
+    fn may_be_read_only(params: &Self::Params) -> Result<(), String> {
+        match Self::effect(params) {
+            Effect::ReadOnly | Effect::Local => Ok(()),
+            Effect::Changes(what) => Err(what),
+        }
+    }
+
     /// Whether running the step again after a crash cut it short is harmless.
     fn idempotent(params: &Self::Params) -> bool {
         matches!(Self::effect(params), Effect::ReadOnly | Effect::Local)
@@ -548,6 +579,9 @@ pub trait DynKind: Send + Sync + fmt::Debug {
     fn instructions(&self, rendered: &Node) -> Option<String>;
     fn server_logged(&self) -> &'static [(&'static str, Logged)];
     fn idempotent(&self, params: &Node) -> bool;
+    /// See [`Kind::may_be_read_only`]; parameters that do not parse are not refused here
+    /// (their own error says why).
+    fn may_be_read_only(&self, params: &Node) -> Result<(), String>;
     fn describe(&self, rendered: &Node) -> Result<(String, Effect), DeError>;
     fn by_hand(&self, rendered: &Node, cx: &HandCx<'_>) -> Option<String>;
     fn ssh_hosts(&self, rendered: &Node, env: &Environment) -> Vec<String>;
@@ -614,6 +648,11 @@ impl<K: Kind> DynKind for Adapter<K> {
         params
             .deserialize::<K::Params>()
             .is_ok_and(|p| K::idempotent(&p))
+    }
+    fn may_be_read_only(&self, params: &Node) -> Result<(), String> {
+        params
+            .deserialize::<K::Params>()
+            .map_or(Ok(()), |p| K::may_be_read_only(&p))
     }
     fn describe(&self, rendered: &Node) -> Result<(String, Effect), DeError> {
         let p: K::Params = rendered.deserialize()?;

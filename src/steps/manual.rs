@@ -177,27 +177,37 @@ impl Kind for ManualConfirm {
                 .pattern
                 .as_ref()
                 .and_then(|pat| regex::Regex::new(&format!("^(?:{pat})$")).ok());
-            let value = loop {
-                let v = tokio::task::block_in_place(|| {
-                    prompter.ask(&c.description, None, None, c.secret)
-                })
-                .map_err(prompt_err)?;
-                let v = v.trim().to_string();
+            // Judged before it is taken, so a refused value never looks accepted; the refusal
+            // names the form it must have, never the value.
+            let check = |v: &str| -> Result<(), String> {
+                let v = v.trim();
                 if v.is_empty() {
-                    prompter.show(&format!("`{name}` cannot be empty."));
-                } else if c.secret && crate::secret::check_len(&v).is_err() {
-                    prompter.show(&format!(
-                        "`{name}` is a secret and needs at least {} characters; try again.",
+                    Err(format!("`{name}` cannot be empty; try again"))
+                } else if c.secret && crate::secret::check_len(v).is_err() {
+                    Err(format!(
+                        "`{name}` is a secret and needs at least {} characters; try again",
                         crate::secret::MIN_SECRET_LEN
-                    ));
-                } else if re.as_ref().is_some_and(|re| !re.is_match(&v)) {
-                    prompter.show(&format!(
-                        "`{name}` does not have the expected form; try again."
-                    ));
+                    ))
+                } else if let (Some(re), Some(pat)) = (&re, &c.pattern)
+                    && !re.is_match(v)
+                {
+                    Err(format!(
+                        "`{name}` does not have the expected form: the whole value must match \
+                         the regular expression `{pat}`; try again"
+                    ))
                 } else {
-                    break v;
+                    Ok(())
                 }
             };
+            // A secret no pattern can check is typed twice: a slip of the finger would
+            // otherwise go on to be stored as the new credential.
+            let twice = c.secret && c.pattern.is_none();
+            let value = tokio::task::block_in_place(|| {
+                prompter.ask_checked(&c.description, c.secret, twice, &check)
+            })
+            .map_err(prompt_err)?
+            .trim()
+            .to_string();
             if c.secret {
                 (cx.add_secret)(&value)?;
             }

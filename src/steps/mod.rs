@@ -229,6 +229,12 @@ environments:
                     kind.idempotent(&params),
                     "{name}: {effect:?} but not idempotent"
                 );
+                // A step that reads only may say so.
+                assert_eq!(kind.may_be_read_only(&params), Ok(()), "{name}");
+            }
+            // A refusal names what the step changes.
+            if let Err(what) = kind.may_be_read_only(&params) {
+                assert_eq!(effect, Effect::Changes(what), "{name}");
             }
 
             let secrets = hand::Secrets::default();

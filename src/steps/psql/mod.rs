@@ -224,6 +224,15 @@ impl Kind for Psql {
         }
     }
 
+    /// SQL the kind cannot judge read-only (a function that only reads) its author can
+    /// vouch for; a password set is a change whatever anyone says.
+    fn may_be_read_only(p: &Params) -> Result<(), String> {
+        match Self::effect(p) {
+            Effect::Changes(what) if p.set_password.is_some() => Err(what),
+            _ => Ok(()),
+        }
+    }
+
     /// Setting a role's password to the same value again is harmless; arbitrary SQL is not.
     fn idempotent(p: &Params) -> bool {
         p.set_password.is_some() || p.sql.as_deref().is_some_and(read_only)

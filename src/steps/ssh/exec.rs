@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use super::expect::{Checks, ExitCodes, tails};
+use super::expect::{Checks, ExitCodes, report, tails};
 use super::fan::fan_out;
 use super::params::{BOTH_HOST_AND_HOSTS, NEITHER_HOST_NOR_HOSTS, Params, Targets, unknown_group};
 use super::pool::{close_all, host_need, reap_orphans, warm_up};
@@ -98,6 +98,21 @@ impl Kind for SshExec {
                 );
             }
         }
+        if let Some(pat) = &p.report
+            && !pat.contains("{{")
+            && let Err(err) = regex::Regex::new(pat)
+        {
+            // The regex error is several lines with a caret; its last line says what is wrong.
+            let why = err.to_string();
+            let why = why.lines().last().unwrap_or("invalid").trim().to_string();
+            cx.problem_at(
+                "report",
+                Problem::error(
+                    Code::BadPattern,
+                    format!("invalid regular expression in `report`: {why}"),
+                ),
+            );
+        }
         let e = &p.expect;
         for (field, pat) in [
             ("stdout_matches", &e.stdout_matches),
@@ -172,6 +187,11 @@ impl Kind for SshExec {
         p.targets(env).unwrap_or_default()
     }
 
+    /// What a command does, only its author knows.
+    fn may_be_read_only(_: &Params) -> Result<(), String> {
+        Ok(())
+    }
+
     fn effect(p: &Params) -> Effect {
         Effect::Changes(match (&p.host, &p.hosts) {
             (_, Some(Targets::One(g))) => format!("runs a command on every host of group `{g}`"),
@@ -186,10 +206,12 @@ impl Kind for SshExec {
     async fn run(p: Params, cx: &RunCx<'_>) -> Result<Outputs, StepError> {
         check_env(&p.env)?;
         let checks = Checks::compile(&p.expect)?;
+        report(p.report.as_deref(), cx, "", "")?;
         let hosts = p.targets(cx.env)?;
         if p.hosts.is_none() {
             let host = &hosts[0];
             let ran = exec(cx, host, &p, cx.progress).await?;
+            report(p.report.as_deref(), cx, "", &ran.stdout)?;
             if let Err(f) = checks.judge(&p.expect, &ran) {
                 return Err(StepError::new(f.message).with_detail(tails(&ran.stdout, &ran.stderr)));
             }
@@ -276,6 +298,12 @@ impl Kind for SshExec {
         s.push_str("\nCheck that ");
         s.push_str(&checks.join("; "));
         s.push_str(". Otherwise the step failed.");
+        if let Some(r) = &p.report {
+            s.push_str(&format!(
+                " Keep the lines of its output that match the regular expression `{r}`: they \
+                 are what the step found, the record of the check."
+            ));
+        }
         Some(s)
     }
 }

@@ -1,6 +1,6 @@
 //! `expect:` of `ssh.exec`: what a command's result must look like (exit codes, patterns on
 //! its output, values of its JSON), judged the same way on every host, and the output a
-//! failure shows.
+//! failure shows; and the lines `report:` keeps as what the step found.
 
 use std::fmt::Write as _;
 
@@ -9,7 +9,7 @@ use serde::Deserialize;
 
 use crate::one_or_many::OneOrMany;
 use crate::steps::common::json_path;
-use crate::steps::kind::StepError;
+use crate::steps::kind::{RunCx, StepError};
 
 #[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -225,6 +225,28 @@ fn line_of(s: &str, at: usize) -> &str {
     let start = s[..at].rfind('\n').map_or(0, |i| i + 1);
     let end = s[at..].find('\n').map_or(s.len(), |i| at + i);
     s[start..end].trim()
+}
+
+/// The lines of `stdout` that `report:` matches, each a note of the step (`prefix`: the host,
+/// on several hosts), whether the step then passes its `expect:` or not: what it found is
+/// the evidence either way.
+pub(super) fn report(
+    pattern: Option<&str>,
+    cx: &RunCx<'_>,
+    prefix: &str,
+    stdout: &str,
+) -> Result<(), StepError> {
+    let Some(pat) = pattern else {
+        return Ok(());
+    };
+    let re = regex::Regex::new(pat)
+        .map_err(|e| StepError::new(format!("invalid regular expression in `report`: {e}")))?;
+    for line in stdout.lines().map(|l| l.trim_end_matches('\r')) {
+        if re.is_match(line) {
+            (cx.note)(&format!("{prefix}{line}"));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

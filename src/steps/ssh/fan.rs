@@ -78,6 +78,13 @@ pub(super) async fn fan_out(
             };
             let (ran, failure) = match exec(cx, host, p, &progress).await {
                 Ok(ran) => {
+                    // Checked at the step's start: a bad pattern fails it before any host.
+                    let _ = super::expect::report(
+                        p.report.as_deref(),
+                        cx,
+                        &format!("{host}: "),
+                        &ran.stdout,
+                    );
                     let failure = checks.judge(&p.expect, &ran).err();
                     (Some(ran), failure)
                 }

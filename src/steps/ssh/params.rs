@@ -43,6 +43,11 @@ pub struct Params {
     /// What the result must look like; the step fails otherwise.
     #[serde(default)]
     pub expect: Expect,
+    /// A regular expression: the lines of stdout it matches are what the step found
+    /// (`checked 12 layers`), kept as notes on every output and in the run's event log. A
+    /// terminal shows them as lines of their own; other output only passes by.
+    #[serde(default)]
+    pub report: Option<String>,
 }
 
 /// The hosts of a multi-host `ssh.exec`: a list of hosts, or a group's name (`One`).
