@@ -82,6 +82,9 @@ fn start(sb: &Sandbox) -> String {
             false,
         );
     }
+    if ssm_value(&format!("{PREFIX}/DB_USER")) != "musehub" {
+        back_to_the_classic_role(sb);
+    }
     assert_eq!(
         ssm_value(&format!("{PREFIX}/DB_USER")),
         "musehub",
@@ -93,6 +96,59 @@ fn start(sb: &Sandbox) -> String {
         "precondition: SSM holds musehub's password"
     );
     classic
+}
+
+/// A sandbox an alternating rotation left on `musehub_blue` or `musehub_green` (someone tried
+/// the runbook by hand): the classic role gets a new password, set as a SCRAM verifier through
+/// the admin login (the plaintext never reaches the server's log), SSM names it again, and the
+/// app is redeployed with it.
+fn back_to_the_classic_role(sb: &Sandbox) {
+    use std::io::Write;
+    let mut bytes = [0u8; 18];
+    getrandom::fill(&mut bytes).unwrap();
+    let password: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let mut child = Command::new("python3")
+        .arg(common::repo().join("scripts/sandbox.d/scram_verifier.py"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(password.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "scram_verifier.py");
+    let verifier = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let ok = Command::new("psql")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            "5433",
+            "-U",
+            "runbook_admin",
+            "-d",
+            "musehub",
+        ])
+        .args(["-qAtX", "-w", "-c"])
+        .arg(format!("ALTER ROLE musehub PASSWORD '{verifier}'"))
+        .env("PGPASSWORD", sb.get("SANDBOX_PG_ADMIN_PASSWORD"))
+        .env("PGCONNECT_TIMEOUT", "5")
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "ALTER ROLE musehub as the sandbox's admin");
+    put(&format!("{PREFIX}/DB_USER"), "musehub", "String", true);
+    put(
+        &format!("{PREFIX}/DB_PASSWORD"),
+        &password,
+        "SecureString",
+        true,
+    );
+    redeploy(sb);
 }
 
 /// Redeploy the app with what SSM holds, through the app host's SSH login as a runbook does:

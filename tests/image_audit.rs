@@ -290,6 +290,9 @@ fn on_a_terminal_the_evidence_stays_and_the_steps_are_read_only() {
     .unwrap();
     let t = t.args(&["run", "image-audit", "--env", "sandbox", "--yes"]);
     let mut p = common::pty::Pty::spawn(&t);
+    // On a terminal the optional input is asked, with its default: no other image.
+    p.expect("An image reference to audit");
+    p.send("\r");
     let code = p.finish();
     let out = p.output();
     assert_eq!(code, 0, "{out}");

@@ -52,10 +52,24 @@ impl Pty {
 
     /// Read to the end and return the exit code.
     pub fn finish(&mut self) -> i32 {
-        if let Ok(c) = self.session.expect(Eof) {
-            self.seen.extend_from_slice(c.before());
-            for m in c.matches() {
-                self.seen.extend_from_slice(m);
+        match self.session.expect(Eof) {
+            Ok(c) => {
+                self.seen.extend_from_slice(c.before());
+                for m in c.matches() {
+                    self.seen.extend_from_slice(m);
+                }
+            }
+            // Still running after the timeout (waiting for an answer nobody gives): stop it,
+            // so the test fails with what it showed instead of hanging.
+            Err(e) => {
+                let _ = self
+                    .session
+                    .get_process_mut()
+                    .kill(expectrl::process::unix::Signal::SIGKILL);
+                panic!(
+                    "runbook did not end: {e}\n--- output so far\n{}",
+                    String::from_utf8_lossy(&self.seen)
+                );
             }
         }
         match self.session.get_process().wait().expect("wait for runbook") {
