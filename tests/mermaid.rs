@@ -48,9 +48,7 @@ fn parser_dir() -> PathBuf {
     let want: Vec<String> = PACKAGES.iter().map(|(p, v)| format!("{p}@{v}")).collect();
     let want = want.join(" ");
     let marker = dir.join(".runbook-ready");
-    if fs::read_to_string(&marker).is_err_and(|_| true)
-        || fs::read_to_string(&marker).unwrap() != want
-    {
+    if !fs::read_to_string(&marker).is_ok_and(|m| m == want) {
         if !have("node") || !have("npm") {
             eprintln!("mermaid parser: installing nodejs and npm with apt-get");
             run(Command::new("apt-get").args(["update", "-q"]));
