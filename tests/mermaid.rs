@@ -189,7 +189,7 @@ steps:
     generate: {{ format: hex }}
   - id: store
     title: "{{{{ inputs.note }}}}"
-    confirm: '{HOSTILE} store "{{{{ inputs.token }}}}"?'
+    confirm: 'store "{{{{ inputs.token }}}}"? {HOSTILE}'
     when: '"x" in "{{{{ inputs.token }}}}"'
     ssm.put:
       name: /app/x
@@ -228,6 +228,15 @@ rollback:
         .run();
     plan.assert_code(0);
     assert!(!plan.stdout.contains(canary), "{}", plan.stdout);
+    // The gate's label reads the secret, masked as everywhere in the plan.
+    assert!(
+        plan.stdout.contains(&format!(
+            "{{\"gate: store #34;{}#34;?",
+            runbook::steps::MASK
+        )),
+        "{}",
+        plan.stdout
+    );
     let docs = Test::new()
         .with_repo_environments()
         .runbook("hostile", &yaml)
