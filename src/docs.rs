@@ -12,9 +12,11 @@ use minijinja::Value;
 use minijinja::value::{Object, ObjectRepr};
 
 use crate::catalog::{Runbook, Step};
+use crate::flowchart::{FlowStep, mermaid};
 use crate::model::{Environment, OnFailure};
-use crate::steps::Secrecy;
+use crate::plan::PlanEffect;
 use crate::steps::hand::{HandCx, Secrets, file_name};
+use crate::steps::{Effect, Secrecy};
 use crate::template::{self, render_node};
 
 /// A value only a run can know, shown by its name: `<steps.image.json[0].ID>`, or `$NAME` for a
@@ -167,6 +169,14 @@ pub fn render(runbook: &Runbook, env: Option<&Environment>) -> String {
          rollback and no secret ever shown. This page is for doing it by hand.\n",
         d.name
     );
+    o.push_str(
+        "## At a glance\n\nThe steps in order, the questions to stop at, what changes where, and \
+         where a failure leads (a step with no arrow for it stops the run):\n\n",
+    );
+    let flow =
+        |steps: &[Step]| -> Vec<FlowStep> { steps.iter().map(|s| flow_step(s, &ctx)).collect() };
+    o.push_str(&mermaid(&flow(&runbook.steps), &flow(&runbook.rollback)));
+    o.push('\n');
 
     if !d.inputs.is_empty() {
         o.push_str("## Inputs\n\n");
@@ -369,6 +379,36 @@ fn placeholders(body: &str, runbook: &str, for_env: bool) -> String {
     }
     s.push('\n');
     s
+}
+
+/// A step as the flowchart shows it, with this page's values (placeholders, never a secret).
+fn flow_step(step: &Step, ctx: &Value) -> FlowStep {
+    let render = |s: &str| template::render(s, ctx).unwrap_or_else(|_| s.to_string());
+    let rendered = render_node(&step.params, ctx).unwrap_or_else(|_| step.params.clone());
+    let effect = match step.describe(&rendered) {
+        Ok((_, Effect::ReadOnly)) => PlanEffect::ReadOnly,
+        Ok((_, Effect::Local)) => PlanEffect::Local,
+        Ok((_, Effect::Changes(what))) => PlanEffect::Changes(what),
+        Err(_) => PlanEffect::Unknown(String::new()),
+    };
+    FlowStep {
+        id: step.id().to_string(),
+        kind: step.kind.name().to_string(),
+        title: step.common.title.as_deref().map(render),
+        gate: step.common.confirm.as_deref().map(render),
+        effect,
+        when: step
+            .common
+            .when
+            .as_deref()
+            .map(|w| template::strip_braces(w).to_string()),
+        on_failure: step.common.on_failure.clone(),
+        nested: step.kind.nested_runbook(&rendered).map(|n| {
+            n.name
+                .as_str()
+                .map_or_else(|| step.kind.name().to_string(), str::to_string)
+        }),
+    }
 }
 
 fn render_step(

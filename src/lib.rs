@@ -34,6 +34,7 @@ pub mod diag;
 pub mod display;
 pub mod docs;
 pub mod engine;
+pub mod flowchart;
 pub mod inputs;
 pub mod journal;
 pub mod load;

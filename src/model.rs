@@ -27,6 +27,7 @@ pub const FORMAT_VERSION: u32 = 1;
 )]
 pub struct RunbookDoc {
     /// Format version; must be 1.
+    #[schemars(extend("const" = FORMAT_VERSION))]
     pub version: u32,
     /// Name used on the command line (`runbook run NAME`); the file is `NAME.yaml`.
     pub name: String,
@@ -46,6 +47,7 @@ pub struct RunbookDoc {
     #[serde(default)]
     pub inputs: IndexMap<String, InputSpec>,
     /// The steps, run in order.
+    #[schemars(length(min = 1))]
     pub steps: Vec<StepDoc>,
     /// Compensation steps, run only when a step with `on_failure: <rollback step id>` fails.
     #[serde(default)]
@@ -55,6 +57,11 @@ pub struct RunbookDoc {
 /// An input of a runbook.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+// A secret input has no default: the file would hold the secret.
+#[schemars(extend(
+    "if" = { "properties": { "secret": { "const": true } }, "required": ["secret"] },
+    "then" = { "not": patterns::given("default") }
+))]
 pub struct InputSpec {
     /// Shown when the operator is asked for the value.
     pub description: String,
@@ -84,6 +91,7 @@ impl<'de> Deserialize<'de> for StepDoc {
 #[serde(deny_unknown_fields)]
 pub struct StepCommon {
     /// Unique within the runbook; other steps read its outputs as `steps.<id>.<output>`.
+    #[schemars(regex(pattern = patterns::ID))]
     pub id: String,
     /// Human title shown in plans and progress.
     #[serde(default)]
@@ -96,6 +104,7 @@ pub struct StepCommon {
     pub confirm: Option<String>,
     /// Give up on the step after this long, e.g. `30s`, `5m`.
     #[serde(default)]
+    #[schemars(extend("not" = patterns::outside(ranges::TIMEOUT)))]
     pub timeout: Option<Dur>,
     /// Try the step again when it fails.
     #[serde(default)]
@@ -132,12 +141,15 @@ pub const COMMON_FIELDS: &[&str] = &[
 #[serde(deny_unknown_fields)]
 pub struct Retry {
     /// Total attempts, including the first.
+    #[schemars(range(min = ranges::RETRY_ATTEMPTS.0, max = ranges::RETRY_ATTEMPTS.1))]
     pub attempts: u32,
     /// Wait before the second attempt.
     #[serde(default = "Retry::default_delay")]
+    #[schemars(extend("not" = patterns::outside(ranges::RETRY_DELAY)))]
     pub delay: Dur,
     /// Multiply the wait by this after each attempt (1 = constant).
     #[serde(default = "Retry::default_backoff")]
+    #[schemars(range(min = ranges::BACKOFF.0, max = ranges::BACKOFF.1))]
     pub backoff: f64,
 }
 
@@ -177,6 +189,7 @@ impl JsonSchema for OnFailure {
         json_schema!({
             "description": "`abort` (default), `continue`, or the id of a step under `rollback:`",
             "type": "string",
+            "pattern": patterns::ID,
             "examples": ["abort", "continue", "restore_old_password"]
         })
     }
@@ -296,6 +309,73 @@ pub mod ranges {
     }
 }
 
+/// What the JSON Schemas say of strings that `check` reads (the editor's share of its rules).
+/// Patterns are ECMAScript regular expressions, as JSON Schema and editors read them.
+pub mod patterns {
+    use std::time::Duration;
+
+    /// A field given a value (not left out, not `null`): what `check` reads as set.
+    pub fn given(field: &str) -> serde_json::Value {
+        serde_json::json!({
+            "required": [field],
+            "properties": { field: { "not": { "type": "null" } } }
+        })
+    }
+
+    /// A step id: an identifier, so templates can read `steps.<id>.<output>`.
+    pub const ID: &str = "^[A-Za-z_][A-Za-z0-9_]*$";
+
+    /// The unit names `parse_duration` (humantime) reads, with the most digits a count of each
+    /// may have within the 7-day limit. Months and years are left out: one is already over it.
+    const UNITS: &[(&str, usize)] = &[
+        ("nanos|nsec|ns", 15),
+        ("usec|us|µs", 12),
+        ("millis|msec|ms", 9),
+        ("seconds|second|secs|sec|s", 6),
+        ("minutes|minute|mins|min|m", 5),
+        ("hours|hour|hrs|hr|h", 3),
+        ("days|day|d", 1),
+        ("weeks|week|wks|wk|w", 1),
+    ];
+
+    /// A duration as `parse_duration` reads it: counts (an optional fraction) and units,
+    /// `30s`, `1h 30m`, `1.5h`; a count with more digits than 7 days can hold is refused.
+    pub fn duration() -> String {
+        let terms: Vec<String> = UNITS
+            .iter()
+            .map(|(names, digits)| format!(r"[0-9]{{1,{digits}}}(\.[0-9]+)?\s*({names})"))
+            .collect();
+        format!(r"^\s*(0*({})\s*)+$", terms.join("|"))
+    }
+
+    /// A duration outside `(min, max)` as far as a pattern can tell, to put under `not`: zero
+    /// when the range starts above it, a count of hours, days or weeks when one is already
+    /// over the range's end. (`null`, of an optional field, is not a string, so not outside.)
+    pub fn outside(range: (Duration, Duration)) -> serde_json::Value {
+        let mut any = Vec::new();
+        if range.0 > Duration::ZERO {
+            any.push(serde_json::json!({ "pattern": r"^\s*(0+(\.0+)?\s*[A-Za-zµ]+\s*)+$" }));
+        }
+        let over: String = [('h', 3600), ('d', 86400), ('w', 7 * 86400)]
+            .iter()
+            .filter(|(_, secs)| Duration::from_secs(*secs) > range.1)
+            .map(|(first, _)| *first)
+            .collect();
+        if !over.is_empty() {
+            any.push(serde_json::json!({ "pattern": format!(r"[0-9.]*[1-9][0-9.]*\s*[{over}]") }));
+        }
+        serde_json::json!({ "type": "string", "anyOf": any })
+    }
+
+    /// An `http` or `https` URL with a host (any letter case, as URLs are read), or a template
+    /// (`{{ … }}`), which `check` leaves to the run.
+    pub const HTTP_URL: &str = r"^([Hh][Tt][Tt][Pp][Ss]?://[^/?#\s@]*@?[^/?#\s@:]+|.*\{\{)";
+
+    /// An HTTP method or header name (a token: RFC 9110's characters), or a template, which
+    /// `check` leaves to the run.
+    pub const HTTP_TOKEN: &str = r"^([!#$%&'*+.^_`|~0-9A-Za-z-]+|.*\{\{.*)$";
+}
+
 impl JsonSchema for Dur {
     fn schema_name() -> std::borrow::Cow<'static, str> {
         "Duration".into()
@@ -303,7 +383,7 @@ impl JsonSchema for Dur {
     fn json_schema(_: &mut SchemaGenerator) -> Schema {
         json_schema!({
             "type": "string",
-            "pattern": "^([0-9]+(ns|us|ms|s|m|h|d) ?)+$",
+            "pattern": patterns::duration(),
             "examples": ["30s", "5m", "1h30m"]
         })
     }
@@ -318,6 +398,7 @@ impl JsonSchema for Dur {
 )]
 pub struct EnvironmentsDoc {
     /// Format version; must be 1.
+    #[schemars(extend("const" = FORMAT_VERSION))]
     pub version: u32,
     pub environments: IndexMap<String, EnvironmentDoc>,
 }
@@ -360,6 +441,7 @@ pub struct SharedLockSpec {
     pub parameter_prefix: String,
     /// A lock older than this is stale (its holder crashed) and is taken over.
     #[serde(default = "SharedLockSpec::default_ttl")]
+    #[schemars(extend("not" = patterns::outside(ranges::LOCK_EXPIRY)))]
     pub expires_after: Dur,
 }
 
@@ -390,6 +472,7 @@ pub struct HostSpec {
     /// Host name or address (or an alias of `~/.ssh/config`).
     pub address: String,
     #[serde(default)]
+    #[schemars(range(min = ranges::PORT.0, max = ranges::PORT.1))]
     pub port: Option<u16>,
     #[serde(default)]
     pub user: Option<String>,
@@ -404,6 +487,7 @@ pub struct HostSpec {
     pub host_key_checking: HostKeyChecking,
     /// Connect timeout.
     #[serde(default)]
+    #[schemars(extend("not" = patterns::outside(ranges::CONNECT_TIMEOUT)))]
     pub connect_timeout: Option<Dur>,
 }
 
@@ -422,6 +506,7 @@ pub struct DatabaseSpec {
     #[serde(default = "DatabaseSpec::default_host")]
     pub host: String,
     #[serde(default = "DatabaseSpec::default_port")]
+    #[schemars(range(min = ranges::PORT.0, max = ranges::PORT.1))]
     pub port: u16,
     /// Database name.
     pub name: String,

@@ -50,6 +50,12 @@ pub struct PlannedStep {
     pub params: Vec<(String, String)>,
     /// Needs an operator (manual step).
     pub interactive: bool,
+    /// `on_failure` as written, for the flowchart (`on_failure` above is its text).
+    #[serde(skip)]
+    pub failure: Option<crate::model::OnFailure>,
+    /// The runbook a `runbook.run` step runs, rendered.
+    #[serde(skip)]
+    pub nested: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -186,6 +192,12 @@ fn plan_step(step: &Step, index: usize, ctx: &Value) -> PlannedStep {
         }),
         params,
         interactive: step.kind.interactive(&step.params),
+        failure: step.common.on_failure.clone(),
+        nested: step.kind.nested_runbook(&rendered).map(|n| {
+            n.name
+                .as_str()
+                .map_or_else(|| step.kind.name().to_string(), str::to_string)
+        }),
     }
 }
 

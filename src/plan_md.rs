@@ -4,6 +4,7 @@
 use std::fmt::Write;
 
 use crate::display::{md_code, visible};
+use crate::flowchart::{FlowStep, mermaid};
 use crate::plan::{Plan, PlanEffect, PlannedStep};
 
 impl Plan {
@@ -40,6 +41,8 @@ impl Plan {
         }
         o.push('\n');
         table(&mut o, &self.steps);
+        o.push('\n');
+        o.push_str(&self.flowchart());
 
         let gated: Vec<&PlannedStep> = self.steps.iter().filter(|s| s.gate.is_some()).collect();
         if !gated.is_empty() {
@@ -107,6 +110,28 @@ impl Plan {
             table(&mut o, &self.rollback);
         }
         o
+    }
+}
+
+impl Plan {
+    /// The plan's shape as a Mermaid flowchart (labels from the masked plan).
+    pub fn flowchart(&self) -> String {
+        let flow = |steps: &[PlannedStep]| -> Vec<FlowStep> {
+            steps
+                .iter()
+                .map(|s| FlowStep {
+                    id: s.id.clone(),
+                    kind: s.kind.to_string(),
+                    title: s.title.clone(),
+                    gate: s.gate.clone(),
+                    effect: s.effect.clone(),
+                    when: s.when.clone(),
+                    on_failure: s.failure.clone(),
+                    nested: s.nested.clone(),
+                })
+                .collect()
+        };
+        mermaid(&flow(&self.steps), &flow(&self.rollback))
     }
 }
 

@@ -2,6 +2,8 @@
 
 use base64::Engine;
 use schemars::JsonSchema;
+
+use crate::model::patterns::given;
 use serde::Deserialize;
 
 use super::kind::{CheckCx, Effect, Kind, Output, OutputSpec, Outputs, RunCx, StepError};
@@ -26,16 +28,28 @@ pub enum Format {
 
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+// Which formats take `bytes` and which `length` (a Fernet key takes neither), as `check` says.
+#[schemars(extend("allOf" = [
+    { "if": { "properties": { "format": { "const": "fernet" } } },
+      "then": { "not": { "anyOf": [given("bytes"), given("length")] } } },
+    { "if": { "properties": { "format": { "const": "alphanumeric" } } },
+      "then": { "not": given("bytes") } },
+    { "if": { "properties": { "format": { "enum": ["hex", "base64", "base64url"] } } },
+      "then": { "not": given("length") } }
+]))]
 pub struct Params {
     pub format: Format,
     /// Random bytes for hex/base64/base64url (default 32).
     #[serde(default)]
+    #[schemars(range(min = MIN, max = MAX))]
     pub bytes: Option<u32>,
     /// Characters for alphanumeric (default 32).
     #[serde(default)]
+    #[schemars(range(min = MIN, max = MAX))]
     pub length: Option<u32>,
 }
 
+const MIN: u32 = 16;
 const MAX: u32 = 4096;
 
 impl Kind for Generate {
@@ -85,13 +99,13 @@ impl Kind for Generate {
             _ => {}
         }
         let n = p.bytes.or(p.length).unwrap_or(32);
-        if !(16..=MAX).contains(&n) {
+        if !(MIN..=MAX).contains(&n) {
             let field = if p.bytes.is_some() { "bytes" } else { "length" };
             cx.problem_at(
                 field,
                 Problem::error(
                     Code::GenerateSize,
-                    format!("{n} is out of range: a secret needs 16 to {MAX}"),
+                    format!("{n} is out of range: a secret needs {MIN} to {MAX}"),
                 ),
             );
         }

@@ -14,6 +14,11 @@ pub struct ManualConfirm;
 
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+// A step nobody attends collects nothing: later steps would read values nobody gave.
+#[schemars(extend(
+    "if" = { "properties": { "unattended": { "const": "skip" } }, "required": ["unattended"] },
+    "then" = { "properties": { "collect": { "maxProperties": 0 } } }
+))]
 pub struct Params {
     /// What the operator must do, in Markdown.
     pub instructions: String,

@@ -15,7 +15,8 @@ use super::client::{
     status_text,
 };
 use crate::diag::{Code, Problem};
-use crate::model::{Dur, Environment};
+use crate::model::{Dur, Environment, patterns, ranges};
+use crate::one_or_many::OneOrMany;
 use crate::steps::common::lock;
 use crate::steps::kind::{
     Check, CheckCx, Effect, Kind, Logged, Need, NeedCx, Needs, Output, OutputSpec, Outputs,
@@ -28,9 +29,11 @@ pub struct HttpCheck;
 #[serde(deny_unknown_fields)]
 pub struct Params {
     /// The URL to request (`http` or `https`). With `via`, as seen from that host.
+    #[schemars(regex(pattern = patterns::HTTP_URL))]
     pub url: String,
     /// The HTTP method (default GET).
     #[serde(default = "default_method")]
+    #[schemars(regex(pattern = patterns::HTTP_TOKEN))]
     pub method: String,
     /// Request headers.
     #[serde(default)]
@@ -40,6 +43,7 @@ pub struct Params {
     pub body: Option<String>,
     /// The expected status code, or a list of accepted ones (default 200).
     #[serde(default)]
+    #[schemars(with = "Option<OneOrMany<client::StatusCodeSchema>>")]
     pub expect_status: Option<ExpectStatus>,
     /// The response body must contain this text.
     #[serde(default)]
@@ -50,12 +54,15 @@ pub struct Params {
     /// How many requests to make before giving up (default 1): the step polls until the
     /// response matches, e.g. while a service restarts.
     #[serde(default = "default_attempts")]
+    #[schemars(range(min = ranges::HTTP_ATTEMPTS.0, max = ranges::HTTP_ATTEMPTS.1))]
     pub attempts: u32,
     /// The wait between two attempts (default 2s).
     #[serde(default = "default_delay")]
+    #[schemars(extend("not" = patterns::outside(ranges::HTTP_DELAY)))]
     pub delay: Dur,
     /// The limit for one request (default 10s).
     #[serde(default = "default_request_timeout")]
+    #[schemars(extend("not" = patterns::outside(ranges::REQUEST_TIMEOUT)))]
     pub request_timeout: Dur,
     /// A host of the environment to make the request from, through an SSH tunnel. Or several:
     /// a list of hosts, or the name of one of the environment's `groups`; every host then

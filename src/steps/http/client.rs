@@ -29,6 +29,19 @@ impl Via {
 /// One status code or a list of them.
 pub type ExpectStatus = OneOrMany<u16>;
 
+/// The schema of one expected status code (read as any `u16`; `check` refuses one outside
+/// 100 to 599).
+pub(super) struct StatusCodeSchema;
+
+impl schemars::JsonSchema for StatusCodeSchema {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "StatusCode".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({ "type": "integer", "minimum": 100, "maximum": 599 })
+    }
+}
+
 /// The `body` output keeps at most this much of the response.
 pub(super) const BODY_LIMIT: usize = 64 * 1024;
 /// How much of the body a failure shows.

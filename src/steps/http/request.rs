@@ -21,7 +21,8 @@ use super::client::{
 };
 use super::sigv4::{self, Sigv4};
 use crate::diag::{Code, Problem};
-use crate::model::{Dur, Environment};
+use crate::model::{Dur, Environment, patterns, ranges};
+use crate::one_or_many::OneOrMany;
 use crate::steps::common::json_path;
 use crate::steps::hand::HandCx;
 use crate::steps::kind::{
@@ -33,14 +34,22 @@ pub struct HttpRequest;
 
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+// One body: `json` or `body`.
+#[schemars(extend("not" = { "allOf": [patterns::given("json"), patterns::given("body")] }))]
 pub struct Params {
     /// The HTTP method: GET, HEAD, POST, PUT, PATCH or DELETE. Anything but GET and HEAD
     /// changes something.
+    #[schemars(regex(pattern = patterns::HTTP_TOKEN))]
     pub method: String,
     /// The URL to send to (`http` or `https`). With `via`, as seen from that host.
+    #[schemars(regex(pattern = patterns::HTTP_URL))]
     pub url: String,
     /// Request headers. A value read from a secret (a token) is masked everywhere.
     #[serde(default)]
+    #[schemars(extend(
+        "propertyNames" = { "pattern": patterns::HTTP_TOKEN },
+        "additionalProperties" = { "type": "string", "pattern": "^[^\r\n]*$" }
+    ))]
     pub headers: IndexMap<String, String>,
     /// A JSON body: this mapping, sent as JSON (with `Content-Type: application/json` unless
     /// `headers` sets one).
@@ -51,6 +60,7 @@ pub struct Params {
     pub body: Option<String>,
     /// The expected status code, or a list of accepted ones (default: any 2xx).
     #[serde(default)]
+    #[schemars(with = "Option<OneOrMany<client::StatusCodeSchema>>")]
     pub expect_status: Option<ExpectStatus>,
     /// The response body must contain this text.
     #[serde(default)]
@@ -63,6 +73,7 @@ pub struct Params {
     pub expect_json: Vec<JsonEquals>,
     /// The limit for the request (default 10s).
     #[serde(default = "default_request_timeout")]
+    #[schemars(extend("not" = patterns::outside(ranges::REQUEST_TIMEOUT)))]
     pub request_timeout: Dur,
     /// A host of the environment to send the request from, through an SSH tunnel.
     #[serde(default)]

@@ -26,6 +26,7 @@ use super::kind::{
 use crate::diag::{Code, Problem};
 use crate::load::yaml::Node;
 use crate::model::SslMode;
+use crate::model::patterns::given;
 use crate::template;
 use connect::{Login, PASSWORD_REFUSED, Password, User, connect, db_error, sslmode_name};
 use password::{Credential, credential};
@@ -35,6 +36,12 @@ pub struct Psql;
 
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+// Exactly one of `sql` and `set_password`; `params` go with `sql`.
+#[schemars(extend(
+    "oneOf" = [given("sql"), given("set_password")],
+    "if" = given("set_password"),
+    "then" = { "properties": { "params": { "maxItems": 0 } } }
+))]
 pub struct Params {
     /// A database of the environment (`databases:` in environments.yaml).
     pub database: String,

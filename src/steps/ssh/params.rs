@@ -6,12 +6,19 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 
 use super::expect::Expect;
-use crate::model::Environment;
+use crate::model::patterns::given;
+use crate::model::{Environment, ranges};
 use crate::one_or_many::OneOrMany;
 use crate::steps::kind::StepError;
 
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+// `host` or `hosts`, never both; what only several hosts have, only with `hosts`.
+#[schemars(extend(
+    "oneOf" = [given("host"), given("hosts")],
+    "if" = given("host"),
+    "then" = { "not": { "anyOf": [given("parallel"), given("max_failures"), given("batch")] } }
+))]
 pub struct Params {
     /// One host of the environment (`hosts:` in environments.yaml). Give `host` or `hosts`.
     #[serde(default)]
@@ -22,14 +29,17 @@ pub struct Params {
     pub hosts: Option<Targets>,
     /// With `hosts`: how many hosts run the command at the same time (default 1).
     #[serde(default)]
+    #[schemars(range(min = ranges::PARALLEL.0, max = ranges::PARALLEL.1))]
     pub parallel: Option<u32>,
     /// With `hosts`: how many hosts may fail with the step still succeeding (default 0). One
     /// more failure stops starting new hosts, lets the running ones finish, and fails the step.
     #[serde(default)]
+    #[schemars(range(min = ranges::MAX_FAILURES.0, max = ranges::MAX_FAILURES.1))]
     pub max_failures: Option<u32>,
     /// With `hosts`: a rolling change in batches of this many hosts. A batch starts only when
     /// every host of the previous one finished and the failures are within `max_failures`.
     #[serde(default)]
+    #[schemars(range(min = ranges::BATCH.0, max = ranges::BATCH.1))]
     pub batch: Option<u32>,
     /// Run by the remote user's login shell. Never put a secret here: use `env` or `stdin`.
     pub command: String,
