@@ -48,4 +48,5 @@ pub mod select;
 pub mod session;
 pub mod state;
 pub mod steps;
+pub mod table;
 pub mod template;

@@ -248,6 +248,9 @@ impl Plan {
             plural(self.steps.len(), "step"),
             plural(self.gates(), "gate")
         );
+        if self.protected {
+            let _ = writeln!(o, "  {}", protected_line(&self.env));
+        }
         let _ = writeln!(o);
         for s in &self.steps {
             render_step(&mut o, s, &self.steps);
@@ -264,6 +267,109 @@ impl Plan {
         }
         o
     }
+}
+
+/// What "protected" means for the operator, in the text plan, the compact plan and the
+/// Markdown plan alike.
+pub(crate) fn protected_line(env: &str) -> String {
+    format!(
+        "`{}` is a protected environment: at the first gate you also type its name (or pass --confirm-env)",
+        visible_line(env)
+    )
+}
+
+impl Plan {
+    /// The plan as a run shows it before its first step: one line a step (its number, `GATE`
+    /// when it asks a person, its id, what it changes), the rollback in one line, so the gate
+    /// asked next is still on a small screen. `runbook plan` shows every step whole. `width`:
+    /// the terminal's, to which each line is cut (`…`).
+    pub fn render_compact(&self, width: Option<usize>) -> String {
+        use std::fmt::Write;
+        let cut = |line: String| match width {
+            Some(w) if line.chars().count() > w => {
+                let mut t: String = line.chars().take(w.saturating_sub(1)).collect();
+                t.push('…');
+                t
+            }
+            _ => line,
+        };
+        let mut o = String::new();
+        let protected = if self.protected { " (protected)" } else { "" };
+        let _ = writeln!(
+            o,
+            "{}",
+            cut(format!(
+                "Plan: {} on {}{protected}",
+                visible_line(&self.runbook),
+                visible_line(&self.env)
+            ))
+        );
+        let _ = writeln!(o, "  {}", visible_line(&self.summary));
+        let _ = writeln!(
+            o,
+            "  {}, {}; nothing has run. Every step whole: `runbook plan {} --env {}`",
+            plural(self.steps.len(), "step"),
+            plural(self.gates(), "gate"),
+            visible_line(&self.runbook),
+            visible_line(&self.env)
+        );
+        if self.protected {
+            let _ = writeln!(o, "  {}", protected_line(&self.env));
+        }
+        let total = self.steps.len();
+        let digits = total.to_string().len();
+        let w_id = self
+            .steps
+            .iter()
+            .map(|s| visible_line(&s.id).chars().count())
+            .max()
+            .unwrap_or(0);
+        for s in &self.steps {
+            let mark = if s.gate.is_some() { "GATE" } else { "" };
+            let line = format!(
+                "  {:>digits$}/{total} {mark:4} {:w_id$}  {}",
+                s.index,
+                visible_line(&s.id),
+                compact_effect(s)
+            );
+            let _ = writeln!(o, "{}", cut(line.trim_end().to_string()));
+        }
+        if !self.rollback.is_empty() {
+            let ids: Vec<String> = self
+                .rollback
+                .iter()
+                .map(|s| visible_line(&s.id).into_owned())
+                .collect();
+            let _ = writeln!(
+                o,
+                "{}",
+                cut(format!(
+                    "  rollback, only if a step with `on_failure` fails: {}",
+                    ids.join(", ")
+                ))
+            );
+        }
+        let _ = writeln!(o);
+        o
+    }
+}
+
+/// A step's effect in a few words, for the compact plan: what it changes, or that it changes
+/// nothing elsewhere.
+fn compact_effect(s: &PlannedStep) -> String {
+    let mut e = match &s.effect {
+        PlanEffect::ReadOnly => "read-only".to_string(),
+        PlanEffect::Local => "local only".to_string(),
+        PlanEffect::Changes(what) => format!("CHANGES {}", visible_line(what)),
+        PlanEffect::Unknown(_) => "unknown until run time".to_string(),
+    };
+    if s.interactive {
+        e.push_str(" (asks you)");
+    }
+    if s.when.is_some() {
+        e.push_str(" (only when …)");
+    }
+    e
 }
 
 /// `text` (control characters visible) with every line after the first indented by `indent`

@@ -111,22 +111,31 @@ fn quote(s: &std::ffi::OsStr) -> String {
 /// A shell script that runs the test's command as `Test::run` would, prints its exit code,
 /// and waits (so the pane stays to be captured).
 fn script(t: &Test) -> std::path::PathBuf {
-    let cmd = t.command();
+    script_of(t, &[t])
+}
+
+/// A shell script that runs each command in turn (in the directory of `t`), then prints the
+/// last one's exit code and waits.
+fn script_of(t: &Test, commands: &[&Test]) -> std::path::PathBuf {
     let mut line = String::from("exec 2>&1\n");
-    if let Some(dir) = cmd.get_current_dir() {
-        line.push_str(&format!("cd {}\n", quote(dir.as_os_str())));
-    }
-    line.push_str("env");
-    for (k, v) in cmd.get_envs() {
-        if let Some(v) = v {
-            line.push_str(&format!(" {}={}", k.to_string_lossy(), quote(v)));
+    for c in commands {
+        let cmd = c.command();
+        if let Some(dir) = cmd.get_current_dir() {
+            line.push_str(&format!("cd {}\n", quote(dir.as_os_str())));
         }
+        line.push_str("env");
+        for (k, v) in cmd.get_envs() {
+            if let Some(v) = v {
+                line.push_str(&format!(" {}={}", k.to_string_lossy(), quote(v)));
+            }
+        }
+        line.push_str(&format!(" {}", quote(cmd.get_program())));
+        for a in cmd.get_args() {
+            line.push_str(&format!(" {}", quote(a)));
+        }
+        line.push('\n');
     }
-    line.push_str(&format!(" {}", quote(cmd.get_program())));
-    for a in cmd.get_args() {
-        line.push_str(&format!(" {}", quote(a)));
-    }
-    line.push_str("\necho \"[exit $?]\"\nsleep 600\n");
+    line.push_str("echo \"[exit $?]\"\nsleep 600\n");
     let path = t.dir.path().join("run.sh");
     std::fs::write(&path, line).unwrap();
     path
@@ -278,4 +287,79 @@ fn a_warning_stays_on_the_terminal_in_the_event_log_and_in_the_summary() {
         }),
         "{log:?}"
     );
+}
+
+/// `list`, `preflight` and `runs` on a terminal of 80 and of 120 columns: no line wider than
+/// the terminal, and what is too long for its column wraps there at a space (a runbook's name
+/// and a check's name stay whole). On a pipe, every row stays one line.
+#[test]
+fn tables_fit_80_and_120_columns_and_rows_stay_whole_on_a_pipe() {
+    let sb = common::sandbox();
+    let t = common::shipped(&sb).runbook("screen", RUNBOOK);
+    let commands = [
+        t.then(&["list"]),
+        t.then(&["preflight", "db-password", "--env", "sandbox"]),
+        t.then(&["run", "screen", "--env", "sandbox", "--no-preflight"]),
+        t.then(&["runs"]),
+    ];
+    for width in [80u16, 120] {
+        let tmux = Tmux::start(
+            &script_of(&t, &commands.iter().collect::<Vec<_>>()),
+            width,
+            40,
+        );
+        let all = tmux.wait_for_exit();
+        assert!(all.contains("[exit 0]"), "{all}");
+        for line in all.lines() {
+            assert!(
+                line.trim_end().chars().count() <= width as usize,
+                "wider than {width} columns: {line:?}\n{all}"
+            );
+        }
+        let lines: Vec<&str> = all.lines().map(str::trim_end).collect();
+        // Names and checks whole, at the start of their row.
+        for name in [
+            "compromise-response ",
+            "db-password-alternating ",
+            "webhook-secret ",
+        ] {
+            assert!(
+                lines.iter().any(|l| l.starts_with(name)),
+                "`{name}` not whole at {width}:\n{all}"
+            );
+        }
+        assert!(
+            lines.iter().any(|l| l.starts_with("ssh        app  ")),
+            "{all}"
+        );
+        // Cells wrap at spaces: every word of a long summary is on the screen whole.
+        let summary =
+            "Respond to a suspected secret compromise - rotate, audit access, revoke, record";
+        for word in summary.split(' ') {
+            assert!(
+                lines
+                    .iter()
+                    .any(|l| l.split_whitespace().any(|w| w == word)),
+                "`{word}` cut at {width}:\n{all}"
+            );
+        }
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.starts_with("RUN ") && l.ends_with("OPERATOR")),
+            "{all}"
+        );
+    }
+    // On a pipe: one line a runbook, a check, a run.
+    let list = t.again(&["list"]);
+    list.assert_code(0);
+    let rows = list.stdout.lines().count();
+    let files = std::fs::read_dir(t.runbooks_dir())
+        .unwrap()
+        .filter(|e| {
+            let n = e.as_ref().unwrap().file_name();
+            n != "environments.yaml" && n.to_string_lossy().ends_with(".yaml")
+        })
+        .count();
+    assert_eq!(rows, files + 1, "{}", list.stdout);
 }

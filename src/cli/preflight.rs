@@ -1,7 +1,7 @@
 //! `runbook preflight NAME --env E`: the read-only checks of [`crate::preflight`] as a table,
 //! exit 0 when none failed and 1 otherwise.
 
-use super::{Ctx, prompt};
+use super::{Ctx, prompt, ui};
 use crate::display::visible_line;
 use crate::preflight;
 use crate::secret::Redactor;
@@ -35,7 +35,13 @@ impl Ctx {
             &redactor,
         ));
         runtime.shutdown_background();
-        print!("{}", preflight::table(&checks));
+        let width = ui::stdout_width();
+        let table = preflight::table(&checks, width);
+        // The table fits; a failure's detail under it is wrapped here.
+        match width {
+            Some(w) => print!("{}", ui::wrap(&table, w)),
+            None => print!("{table}"),
+        }
         if preflight::passed(&checks) {
             Ok(())
         } else {
