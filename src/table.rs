@@ -73,7 +73,7 @@ mod tests {
 
     #[test]
     fn with_a_width_no_line_is_wider_and_words_stay_whole() {
-        for width in [40, 60, 80] {
+        for width in [60, 80, 120] {
             let text = render(
                 &["NAME", "ROTATION", "SUMMARY"],
                 &["NAME"],

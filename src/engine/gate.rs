@@ -134,7 +134,7 @@ impl Engine<'_> {
             format!("  {approves}")
         };
         let full = format!(
-            "GATE of step `{id}`\n  does: {}\n  effect: {effect}\n{approves}{question}",
+            "GATE at step `{id}`:\n  does: {}\n  effect: {effect}\n{approves}{question}",
             self.at_prompt(action).replace("\n    ", "\n        ")
         );
         let mut approved = tokio::task::block_in_place(|| prompter.confirm(&full))?;
