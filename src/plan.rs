@@ -307,11 +307,9 @@ impl Plan {
         let _ = writeln!(o, "  {}", visible_line(&self.summary));
         let _ = writeln!(
             o,
-            "  {}, {}; nothing has run. Every step whole: `runbook plan {} --env {}`",
+            "  {}, {}; nothing has run.",
             plural(self.steps.len(), "step"),
             plural(self.gates(), "gate"),
-            visible_line(&self.runbook),
-            visible_line(&self.env)
         );
         if self.protected {
             let _ = writeln!(o, "  {}", protected_line(&self.env));
@@ -349,6 +347,15 @@ impl Plan {
                 ))
             );
         }
+        let _ = writeln!(
+            o,
+            "{}",
+            cut(format!(
+                "  each step in full: runbook plan {} --env {}",
+                visible_line(&self.runbook),
+                visible_line(&self.env)
+            ))
+        );
         let _ = writeln!(o);
         o
     }
@@ -366,8 +373,8 @@ fn compact_effect(s: &PlannedStep) -> String {
     if s.interactive {
         e.push_str(" (asks you)");
     }
-    if s.when.is_some() {
-        e.push_str(" (only when …)");
+    if let Some(when) = &s.when {
+        e.push_str(&format!(" (only when: {})", visible_line(when)));
     }
     e
 }
