@@ -314,6 +314,10 @@ impl Plan {
         if self.protected {
             let _ = writeln!(o, "  {}", protected_line(&self.env));
         }
+        let _ = writeln!(
+            o,
+            "  GATE: asks you before it runs; change: changes something elsewhere"
+        );
         let total = self.steps.len();
         let digits = total.to_string().len();
         let w_id = self
@@ -323,12 +327,17 @@ impl Plan {
             .max()
             .unwrap_or(0);
         for s in &self.steps {
-            let mark = if s.gate.is_some() { "GATE" } else { "" };
+            let mark = match (&s.gate, &s.effect) {
+                (Some(_), _) => "GATE",
+                (None, PlanEffect::Changes(_)) => "change",
+                (None, PlanEffect::Unknown(_)) => "?",
+                (None, _) => "",
+            };
             let line = format!(
-                "  {:>digits$}/{total} {mark:4} {:w_id$}  {}",
+                "  {:>digits$}/{total} {mark:6} {:w_id$}  {}",
                 s.index,
                 visible_line(&s.id),
-                compact_effect(s)
+                compact_what(s)
             );
             let _ = writeln!(o, "{}", cut(line.trim_end().to_string()));
         }
@@ -341,10 +350,7 @@ impl Plan {
             let _ = writeln!(
                 o,
                 "{}",
-                cut(format!(
-                    "  rollback, only if a step with `on_failure` fails: {}",
-                    ids.join(", ")
-                ))
+                cut(format!("  rollback, if a step fails: {}", ids.join(", ")))
             );
         }
         let _ = writeln!(
@@ -361,14 +367,12 @@ impl Plan {
     }
 }
 
-/// A step's effect in a few words, for the compact plan: what it changes, or that it changes
-/// nothing elsewhere.
-fn compact_effect(s: &PlannedStep) -> String {
-    let mut e = match &s.effect {
-        PlanEffect::ReadOnly => "read-only".to_string(),
-        PlanEffect::Local => "local only".to_string(),
-        PlanEffect::Changes(what) => format!("CHANGES {}", visible_line(what)),
-        PlanEffect::Unknown(_) => "unknown until run time".to_string(),
+/// A step in a few words, for the compact plan: its title (else its action's first line),
+/// and whether it asks a person or depends on a condition.
+fn compact_what(s: &PlannedStep) -> String {
+    let mut e = match &s.title {
+        Some(t) => visible_line(t).into_owned(),
+        None => visible_line(s.action.lines().next().unwrap_or_default()).into_owned(),
     };
     if s.interactive {
         e.push_str(" (asks you)");

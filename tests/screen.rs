@@ -424,7 +424,7 @@ fn the_gate_being_asked_is_on_the_screen_at_80x24_and_120x40() {
         }
         if rows >= 40 {
             assert!(screen.contains("Plan: db-password on sandbox"), "{screen}");
-            assert!(screen.contains("GATE alter_role"), "{screen}");
+            assert!(screen.contains("4/7 GATE   alter_role"), "{screen}");
         }
         for line in screen.lines() {
             assert!(line.chars().count() <= cols as usize, "{line:?}\n{screen}");
