@@ -574,3 +574,43 @@ fn summaries_add_up_after_a_failure_and_after_a_resume() {
         summary(&resumed.stderr)
     ));
 }
+
+/// A run resumed inside its rollback says which step failed once: "`x` failed", never
+/// "step `x` failed failed".
+#[test]
+fn a_rollback_resumed_names_the_failed_step_once() {
+    let sb = common::sandbox();
+    let marker = format!("/tmp/runbook-sandbox/{}", common::unique("undo"));
+    let t = Test::new()
+        .with_sandbox(&sb)
+        .runbook(
+            "undo",
+            &format!(
+                r#"
+                version: 1
+                name: undo
+                summary: a step that fails, and a rollback that fails until a file exists
+                steps:
+                  - id: change
+                    on_failure: undo
+                    ssh.exec: {{ host: app, command: "false" }}
+                rollback:
+                  - id: undo
+                    ssh.exec: {{ host: app, command: "test -f {marker}" }}
+                "#
+            ),
+        )
+        .args(&["run", "undo", "--env", "sandbox", "--no-preflight"]);
+    let failed = t.run();
+    failed.assert_code(1);
+    std::fs::write(&marker, "").unwrap();
+    let resumed = t.again(&["resume", "--no-preflight"]);
+    let _ = std::fs::remove_file(&marker);
+    let text = t.redactor().apply(&resumed.stderr);
+    assert!(!text.contains("failed failed"), "{text}");
+    assert!(
+        text.contains("rollback: change failed, running rollback from undo"),
+        "{text}"
+    );
+    resumed.assert_code(1);
+}
