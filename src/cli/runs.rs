@@ -175,7 +175,7 @@ impl Ctx {
                     "{}",
                     crate::table::render(
                         &["RUN", "RUNBOOK", "ENV", "STATUS", "STARTED", "OPERATOR"],
-                        &["RUN", "RUNBOOK", "ENV", "STATUS"],
+                        &["RUN", "RUNBOOK", "ENV", "STATUS", "STARTED"],
                         &rows,
                         ui::stdout_width()
                     )
