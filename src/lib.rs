@@ -49,4 +49,5 @@ pub mod select;
 pub mod session;
 pub mod state;
 pub mod steps;
+pub mod table;
 pub mod template;

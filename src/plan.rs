@@ -260,6 +260,9 @@ impl Plan {
             plural(self.steps.len(), "step"),
             plural(self.gates(), "gate")
         );
+        if self.protected {
+            let _ = writeln!(o, "  {}", protected_line(&self.env));
+        }
         let _ = writeln!(o);
         for s in &self.steps {
             render_step(&mut o, s, &self.steps);
@@ -276,6 +279,120 @@ impl Plan {
         }
         o
     }
+}
+
+/// What "protected" means for the operator, in the text plan, the compact plan and the
+/// Markdown plan alike.
+pub(crate) fn protected_line(env: &str) -> String {
+    format!(
+        "`{}` is a protected environment: at the first gate you also type its name (or pass --confirm-env)",
+        visible_line(env)
+    )
+}
+
+impl Plan {
+    /// The plan as a run shows it before its first step: one line a step (its number, `GATE`
+    /// when it asks a person, its id, what it changes), the rollback in one line, so the gate
+    /// asked next is still on a small screen. `runbook plan` shows every step whole. `width`:
+    /// the terminal's, to which each line is cut (`…`).
+    pub fn render_compact(&self, width: Option<usize>) -> String {
+        use std::fmt::Write;
+        let cut = |line: String| match width {
+            Some(w) if line.chars().count() > w => {
+                let mut t: String = line.chars().take(w.saturating_sub(1)).collect();
+                t.push('…');
+                t
+            }
+            _ => line,
+        };
+        let mut o = String::new();
+        let protected = if self.protected { " (protected)" } else { "" };
+        let _ = writeln!(
+            o,
+            "{}",
+            cut(format!(
+                "Plan: {} on {}{protected}",
+                visible_line(&self.runbook),
+                visible_line(&self.env)
+            ))
+        );
+        let _ = writeln!(o, "  {}", visible_line(&self.summary));
+        let _ = writeln!(
+            o,
+            "  {}, {}; nothing has run.",
+            plural(self.steps.len(), "step"),
+            plural(self.gates(), "gate"),
+        );
+        if self.protected {
+            let _ = writeln!(o, "  {}", protected_line(&self.env));
+        }
+        let _ = writeln!(
+            o,
+            "  GATE: asks you before it runs; change: changes something elsewhere"
+        );
+        let total = self.steps.len();
+        let digits = total.to_string().len();
+        let w_id = self
+            .steps
+            .iter()
+            .map(|s| visible_line(&s.id).chars().count())
+            .max()
+            .unwrap_or(0);
+        for s in &self.steps {
+            let mark = match (&s.gate, &s.effect) {
+                (Some(_), _) => "GATE",
+                (None, PlanEffect::Changes(_)) => "change",
+                (None, PlanEffect::Unknown(_)) => "?",
+                (None, _) => "",
+            };
+            let line = format!(
+                "  {:>digits$}/{total} {mark:6} {:w_id$}  {}",
+                s.index,
+                visible_line(&s.id),
+                compact_what(s)
+            );
+            let _ = writeln!(o, "{}", cut(line.trim_end().to_string()));
+        }
+        if !self.rollback.is_empty() {
+            let ids: Vec<String> = self
+                .rollback
+                .iter()
+                .map(|s| visible_line(&s.id).into_owned())
+                .collect();
+            let _ = writeln!(
+                o,
+                "{}",
+                cut(format!("  rollback, if a step fails: {}", ids.join(", ")))
+            );
+        }
+        let _ = writeln!(
+            o,
+            "{}",
+            cut(format!(
+                "  each step in full: runbook plan {} --env {}",
+                visible_line(&self.runbook),
+                visible_line(&self.env)
+            ))
+        );
+        let _ = writeln!(o);
+        o
+    }
+}
+
+/// A step in a few words, for the compact plan: its title (else its action's first line),
+/// and whether it asks a person or depends on a condition.
+fn compact_what(s: &PlannedStep) -> String {
+    let mut e = match &s.title {
+        Some(t) => visible_line(t).into_owned(),
+        None => visible_line(s.action.lines().next().unwrap_or_default()).into_owned(),
+    };
+    if s.interactive {
+        e.push_str(" (asks you)");
+    }
+    if let Some(when) = &s.when {
+        e.push_str(&format!(" (only when: {})", visible_line(when)));
+    }
+    e
 }
 
 /// `text` (control characters visible) with every line after the first indented by `indent`

@@ -165,9 +165,9 @@ fn status_text(s: Status) -> &'static str {
     }
 }
 
-/// The checks as an aligned table, then what each failure said, then a count. Targets and
+/// The checks as an aligned table (fitted to `width`, the terminal's, when given), then what each failure said, then a count. Targets and
 /// reasons name hosts, parameters and remote answers: shown with control characters visible.
-pub fn table(checks: &[Check]) -> String {
+pub fn table(checks: &[Check], width: Option<usize>) -> String {
     let shown: Vec<Check> = checks
         .iter()
         .map(|c| {
@@ -190,34 +190,23 @@ pub fn table(checks: &[Check]) -> String {
         })
         .collect();
     let checks = &shown[..];
-    let mut o = String::new();
-    let w_check = checks
+    let rows: Vec<Vec<String>> = checks
         .iter()
-        .map(|c| c.check.len())
-        .max()
-        .unwrap_or(0)
-        .max(5);
-    let w_target = checks
-        .iter()
-        .map(|c| c.target.chars().count())
-        .max()
-        .unwrap_or(0)
-        .max(6);
-    let _ = writeln!(
-        o,
-        "{:w_check$}  {:w_target$}  RESULT  REASON",
-        "CHECK", "TARGET"
+        .map(|c| {
+            vec![
+                c.check.to_string(),
+                c.target.clone(),
+                status_text(c.status).to_string(),
+                c.reason.clone(),
+            ]
+        })
+        .collect();
+    let mut o = crate::table::render(
+        &["CHECK", "TARGET", "RESULT", "REASON"],
+        &["CHECK", "RESULT"],
+        &rows,
+        width,
     );
-    for c in checks {
-        let _ = writeln!(
-            o,
-            "{:w_check$}  {:w_target$}  {:6}  {}",
-            c.check,
-            c.target,
-            status_text(c.status),
-            c.reason
-        );
-    }
     for c in checks.iter().filter(|c| c.status == Status::Fail) {
         if let Some(d) = &c.detail {
             let _ = writeln!(o, "\n{} {}:", c.check, c.target);

@@ -464,7 +464,7 @@ fn a_run_time_template_error_points_at_the_template_in_the_file() {
             [TIME] run [RUN-ID]: places on sandbox, 2 steps
             [TIME] step 1/2 hand: FAILED in [DURATION]: template: invalid operation: unable to calculate 10 // 0
               at runbooks/places.yaml:11:24
-            [TIME] run [RUN-ID]: FAILED in [DURATION] (0 ok, 1 failed, 0 skipped): step `hand` failed: template: invalid operation: unable to calculate 10 // 0
+            [TIME] run [RUN-ID]: FAILED in [DURATION] (0 ok, 1 failed, 0 skipped, 1 not run): step `hand` failed: template: invalid operation: unable to calculate 10 // 0
             ",
         )
         .status(1);

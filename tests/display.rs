@@ -350,7 +350,7 @@ fn a_long_command_at_the_gate_says_where_to_read_it_whole() {
     p.send(ENTER);
     assert_eq!(p.finish(), 3, "{}", p.output());
     let out = p.output();
-    // A run on a terminal shows the whole plan first; the gate comes after it.
+    // A run on a terminal shows the plan first; the gate comes after it.
     let gate = &out[out.rfind("step `long`:").expect("the gate's text")..];
     assert!(gate.contains("echo line 14"), "{out}");
     assert!(!gate.contains("echo line 15"), "{out}");

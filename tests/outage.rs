@@ -163,7 +163,7 @@ fn a_person_at_the_gates_adds_no_outage_to_the_db_password_rotation() {
             prompts += 1;
             std::thread::sleep(ANSWER_AFTER);
             p.send("y\r");
-            p.expect("· yes");
+            p.expect("approved by");
         }
         assert_eq!(p.finish(), 0, "{}", p.output());
     });

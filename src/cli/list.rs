@@ -1,8 +1,8 @@
-//! `runbook list`: the runbooks of the directory as a table (`--output json`: `list_json.rs`);
+//! `runbook list`: the runbooks of the directory as a table fitted to the terminal (`--output json`: `list_json.rs`);
 //! files with problems are counted on stderr and left to `runbook check`.
 
 use super::args::Output;
-use super::{Ctx, list_json};
+use super::{Ctx, list_json, ui};
 use crate::display::visible_line;
 use crate::session::Failure;
 
@@ -14,27 +14,28 @@ impl Ctx {
             list_json::print(&catalog);
             return Ok(());
         }
-        let w = catalog
+        let rows: Vec<Vec<String>> = catalog
             .runbooks
             .iter()
-            .map(|r| r.name().len())
-            .max()
-            .unwrap_or(4)
-            .max(4);
-        println!(
-            "{:w$}  {:<16}  {:<28}  SUMMARY",
-            "NAME", "ROTATION", "IMPACT"
+            .map(|rb| {
+                let d = &rb.doc;
+                vec![
+                    visible_line(&d.name).into_owned(),
+                    visible_line(d.rotation.as_deref().unwrap_or("-")).into_owned(),
+                    visible_line(d.impact.as_deref().unwrap_or("-")).into_owned(),
+                    visible_line(&d.summary).into_owned(),
+                ]
+            })
+            .collect();
+        print!(
+            "{}",
+            crate::table::render(
+                &["NAME", "ROTATION", "IMPACT", "SUMMARY"],
+                &["NAME"],
+                &rows,
+                ui::stdout_width()
+            )
         );
-        for rb in &catalog.runbooks {
-            let d = &rb.doc;
-            println!(
-                "{:w$}  {:<16}  {:<28}  {}",
-                visible_line(&d.name),
-                visible_line(d.rotation.as_deref().unwrap_or("-")),
-                visible_line(d.impact.as_deref().unwrap_or("-")),
-                visible_line(&d.summary)
-            );
-        }
         let errors = catalog.problems.iter().filter(|p| p.is_error()).count();
         if errors > 0 {
             eprintln!(

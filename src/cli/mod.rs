@@ -280,8 +280,13 @@ impl Ctx {
                 if !f.problems.is_empty() {
                     self.report(&f.problems);
                 }
+                // On a terminal, wrapped to it (a preflight table's failure details).
+                let width = ui::stderr_width();
                 for line in &f.lines {
-                    eprintln!("{line}");
+                    match width {
+                        Some(w) => eprintln!("{}", ui::wrap(line, w)),
+                        None => eprintln!("{line}"),
+                    }
                 }
                 exit::code(f.kind)
             }

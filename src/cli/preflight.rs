@@ -2,7 +2,7 @@
 //! exit 0 when none failed and 1 otherwise.
 
 use super::args::Output;
-use super::{Ctx, json, prompt};
+use super::{Ctx, json, prompt, ui};
 use crate::display::visible_line;
 use crate::preflight;
 use crate::secret::Redactor;
@@ -39,7 +39,15 @@ impl Ctx {
         runtime.shutdown_background();
         let passed = preflight::passed(&checks);
         match output {
-            Output::Human => print!("{}", preflight::table(&checks)),
+            Output::Human => {
+                let width = ui::stdout_width();
+                let table = preflight::table(&checks, width);
+                // The table fits; a failure's detail under it is wrapped here.
+                match width {
+                    Some(w) => print!("{}", ui::wrap(&table, w)),
+                    None => print!("{table}"),
+                }
+            }
             // One document, failed checks included: they are the answer (exit 1 still says
             // one failed).
             Output::Json => json::print_document(serde_json::json!({

@@ -5,6 +5,7 @@
 
 use std::io::IsTerminal;
 
+use console::{Term, style};
 use dialoguer::theme::ColorfulTheme;
 use dialoguer::{Confirm, Input, Password, Select};
 
@@ -35,31 +36,61 @@ fn map_err(e: dialoguer::Error) -> PromptError {
     PromptError::Interrupted
 }
 
+/// What a prompt left on the screen when Ctrl-C ended it: its line, with the default it
+/// showed (`› no`), which would read like an answer. Replaced by a line that says what
+/// happened, and the cursor dialoguer hid is shown again.
+fn not_answered(term: &Term, prompt: &str) -> PromptError {
+    let _ = term.clear_line();
+    let _ = term.write_line(&format!(
+        "{} {prompt} {}",
+        style("✗").red(),
+        style("· not answered (Ctrl-C): the run stops here").red()
+    ));
+    let _ = term.show_cursor();
+    PromptError::Interrupted
+}
+
 impl Prompter for TerminalPrompter {
+    /// A gate: once answered, its lines give way to the run's one line for it (approved or
+    /// declined, by whom).
     fn confirm(&self, question: &str) -> Result<bool, PromptError> {
-        Confirm::with_theme(&self.theme)
-            .with_prompt(one_line_prompt(question))
+        let term = Term::stderr();
+        let (prompt, above) = one_line_prompt(question);
+        match Confirm::with_theme(&self.theme)
+            .with_prompt(&prompt)
             .default(false)
             .wait_for_newline(true)
-            .interact_opt()
-            .map_err(map_err)
-            .map(|a| a.unwrap_or(false))
+            .report(false)
+            .interact_on_opt(&term)
+        {
+            Ok(a) => {
+                let _ = term.clear_last_lines(above);
+                Ok(a.unwrap_or(false))
+            }
+            Err(_) => Err(not_answered(&term, &prompt)),
+        }
     }
 
     fn type_to_confirm(&self, question: &str, expected: &str) -> Result<bool, PromptError> {
+        let term = Term::stderr();
         loop {
-            let typed: String = Input::with_theme(&self.theme)
-                .with_prompt(one_line_prompt(&format!(
-                    "{question} (or press Enter to stop)"
-                )))
+            let (prompt, above) = one_line_prompt(&format!("{question} (or press Enter to stop)"));
+            let typed: String = match Input::with_theme(&self.theme)
+                .with_prompt(&prompt)
                 .allow_empty(true)
-                .interact_text()
-                .map_err(map_err)?;
+                .report(false)
+                .interact_text_on(&term)
+            {
+                Ok(t) => t,
+                Err(_) => return Err(not_answered(&term, &prompt)),
+            };
             let typed = typed.trim();
             if typed == expected {
+                let _ = term.clear_last_lines(above);
                 return Ok(true);
             }
             if typed.is_empty() {
+                let _ = term.clear_last_lines(above);
                 return Ok(false);
             }
             eprintln!(
@@ -95,12 +126,13 @@ impl Prompter for TerminalPrompter {
                 .ok_or(PromptError::Interrupted)?;
             return Ok(choices[i].clone());
         }
+        let term = Term::stderr();
         if secret {
             return Password::with_theme(&self.theme)
-                .with_prompt(label)
+                .with_prompt(label.as_ref())
                 .allow_empty_password(false)
-                .interact()
-                .map_err(map_err);
+                .interact_on(&term)
+                .map_err(|_| not_answered(&term, &label));
         }
         let mut input = Input::<String>::with_theme(&self.theme);
         match default {
@@ -112,10 +144,12 @@ impl Prompter for TerminalPrompter {
                     .default(d.to_string())
                     .show_default(false);
             }
-            Some(d) => input = input.with_prompt(label).default(d.to_string()),
-            None => input = input.with_prompt(label),
+            Some(d) => input = input.with_prompt(label.as_ref()).default(d.to_string()),
+            None => input = input.with_prompt(label.as_ref()),
         }
-        input.interact_text().map_err(map_err)
+        input
+            .interact_text_on(&term)
+            .map_err(|_| not_answered(&term, &label))
     }
 
     fn ask_checked(
@@ -164,15 +198,17 @@ impl Prompter for TerminalPrompter {
     fn step(&self, question: &str) -> Result<StepAnswer, PromptError> {
         // A typed letter and Enter, no default: a stray Enter must neither run a step nor
         // end the run.
+        let term = Term::stderr();
+        let (prompt, _) = one_line_prompt(&format!(
+            "{question} [y]es / [n]o, stop / [c]ontinue without asking"
+        ));
         let answer: String = Input::with_theme(&self.theme)
-            .with_prompt(one_line_prompt(&format!(
-                "{question} [y]es / [n]o, stop / [c]ontinue without asking"
-            )))
+            .with_prompt(&prompt)
             .validate_with(|a: &String| -> Result<(), &str> {
                 parse_step_answer(a).map(|_| ()).ok_or("answer y, n or c")
             })
-            .interact_text()
-            .map_err(map_err)?;
+            .interact_text_on(&term)
+            .map_err(|_| not_answered(&term, &prompt))?;
         parse_step_answer(&answer).ok_or(PromptError::Interrupted)
     }
 }
@@ -187,17 +223,19 @@ fn parse_step_answer(a: &str) -> Option<StepAnswer> {
 }
 
 /// Print all of `question` but its last line (wrapped to the terminal), and return that line
-/// for the prompt: a prompt wider than the terminal wraps, and the prompt's redraw on every
-/// key then repeats its first lines on the screen.
-fn one_line_prompt(question: &str) -> String {
+/// for the prompt, and how many lines were printed above it (each fits the terminal, so a
+/// caller can clear them): a prompt wider than the terminal wraps, and the prompt's redraw
+/// on every key then repeats its first lines on the screen.
+fn one_line_prompt(question: &str) -> (String, usize) {
     let width = super::ui::terminal_width().saturating_sub(12);
     let wrapped = super::ui::wrap(&visible(question.trim_end()), width);
     let mut lines: Vec<&str> = wrapped.lines().collect();
     let last = lines.pop().unwrap_or_default().trim_start().to_string();
+    let above = lines.len();
     for l in lines {
         eprintln!("{l}");
     }
-    last
+    (last, above)
 }
 
 /// Used when stdin or stderr is not a terminal: it never asks, so a gate can never hang.

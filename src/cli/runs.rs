@@ -65,6 +65,19 @@ impl Frontend for Terminal {
         eprintln!("{text}");
     }
 
+    fn width(&self) -> Option<usize> {
+        ui::stderr_width()
+    }
+
+    /// Above the running step's spinner when there is one; else on a line of its own.
+    fn interrupted(&self, text: &str) {
+        // Wrapped here: a line wider than the terminal breaks the spinner's redraw.
+        let text = ui::wrap(&format!("Ctrl-C: {text}"), ui::terminal_width());
+        if self.output != Output::Human || !ui::above_progress(&text) {
+            eprintln!("\n{text}");
+        }
+    }
+
     /// A spinner on a terminal (stderr, human output); nothing on a pipe, where the line that
     /// follows says how it went.
     fn status(&self, text: Option<&str>) {
@@ -133,21 +146,36 @@ impl Ctx {
         match output {
             Output::Json => json::print_document(serde_json::json!({ "runs": runs })),
             Output::Human => {
-                println!(
-                    "{:<22}  {:<18}  {:<12}  {:<12}  {:<20}  OPERATOR",
-                    "RUN", "RUNBOOK", "ENV", "STATUS", "STARTED"
+                let rows: Vec<Vec<String>> = runs
+                    .iter()
+                    .map(|r| {
+                        let status = if r.resumable {
+                            format!("{} *", r.status)
+                        } else {
+                            r.status.clone()
+                        };
+                        [
+                            &r.run_id,
+                            &r.runbook,
+                            &r.env,
+                            &status,
+                            &r.started,
+                            &r.operator,
+                        ]
+                        .iter()
+                        .map(|v| crate::display::visible_line(v).into_owned())
+                        .collect()
+                    })
+                    .collect();
+                print!(
+                    "{}",
+                    crate::table::render(
+                        &["RUN", "RUNBOOK", "ENV", "STATUS", "STARTED", "OPERATOR"],
+                        &["RUN", "RUNBOOK", "ENV", "STATUS", "STARTED"],
+                        &rows,
+                        ui::stdout_width()
+                    )
                 );
-                for r in &runs {
-                    let status = if r.resumable {
-                        format!("{} *", r.status)
-                    } else {
-                        r.status.clone()
-                    };
-                    println!(
-                        "{:<22}  {:<18}  {:<12}  {:<12}  {:<20}  {}",
-                        r.run_id, r.runbook, r.env, status, r.started, r.operator
-                    );
-                }
                 if runs.iter().any(|r| r.resumable) {
                     println!(
                         "\n* resumable: `runbook resume [RUN]` continues at the first unfinished step"

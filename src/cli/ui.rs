@@ -72,9 +72,63 @@ impl TerminalSink {
     }
 }
 
+/// The spinner of the running step, while one is drawn: what Ctrl-C's message is printed
+/// above (the terminal's `^C` lands on the spinner's line, which is redrawn, so no frozen
+/// copy of it stays on the screen).
+fn active() -> std::sync::MutexGuard<'static, Option<ProgressBar>> {
+    static ACTIVE: std::sync::Mutex<Option<ProgressBar>> = std::sync::Mutex::new(None);
+    ACTIVE.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Print `text`, what Ctrl-C did, above the running step's spinner; false when none is drawn.
+///
+/// indicatif fills the spinner's line with spaces to the terminal's edge, so the terminal's
+/// echo of the key (`^C`, when the terminal echoes control characters) wraps to a line of its
+/// own: that line is cleared and the cursor put back on the spinner's, which the spinner then
+/// clears itself before `text`. Without it, a frozen copy of the spinner stays above `^C`.
+pub fn above_progress(text: &str) -> bool {
+    match active().as_ref() {
+        Some(bar) if !bar.is_hidden() => {
+            if echoes_control_keys() {
+                let term = console::Term::stderr();
+                let _ = term.clear_line();
+                let _ = term.move_cursor_up(1);
+            }
+            bar.println(text);
+            true
+        }
+        _ => false,
+    }
+}
+
+/// Whether the terminal on stderr echoes a control key as `^C` (ECHO and ECHOCTL).
+fn echoes_control_keys() -> bool {
+    // SAFETY: tcgetattr only writes the struct it is given, which is plain data.
+    let mut t: libc::termios = unsafe { std::mem::zeroed() };
+    if unsafe { libc::tcgetattr(2, &mut t) } != 0 {
+        return false;
+    }
+    t.c_lflag & libc::ECHO != 0 && t.c_lflag & libc::ECHOCTL != 0
+}
+
 /// The width of the terminal on stderr, at least 40 columns.
 pub fn terminal_width() -> usize {
     (console::Term::stderr().size().1 as usize).clamp(40, 200)
+}
+
+/// The width a table printed on stdout must fit: the terminal's, or `None` when stdout is
+/// not a terminal (a pipe or a file keeps one line a row).
+pub fn stdout_width() -> Option<usize> {
+    use std::io::IsTerminal;
+    std::io::stdout()
+        .is_terminal()
+        .then(|| (console::Term::stdout().size().1 as usize).max(20))
+}
+
+/// The width of stderr when it is a terminal (`None` otherwise).
+pub fn stderr_width() -> Option<usize> {
+    use std::io::IsTerminal;
+    std::io::stderr().is_terminal().then(terminal_width)
 }
 
 /// `text` with every line longer than `width` columns wrapped at spaces (or anywhere, for a
@@ -222,6 +276,7 @@ impl Sink for TerminalSink {
                 );
                 bar.set_draw_target(ProgressDrawTarget::stderr());
                 bar.enable_steady_tick(Duration::from_millis(100));
+                *active() = Some(bar.clone());
                 if let Some(old) = self.bar.replace(bar) {
                     old.finish_and_clear();
                 }
@@ -244,18 +299,29 @@ impl Sink for TerminalSink {
                     style(format!("skipped ({reason})")).dim()
                 ));
             }
+            // The one line an answered gate leaves (the prompt clears its own): the answer,
+            // who gave it, and the question, cut to the line.
             Event::Gate {
-                id, approved, by, ..
+                id,
+                approved,
+                by,
+                question,
             } => {
-                let what = if *approved {
-                    style("approved").green()
+                let (mark, what) = if *approved {
+                    (style("✔").green(), style("approved").green())
                 } else {
-                    style("declined").red()
+                    (style("✗").red(), style("declined").red())
                 };
-                self.line(&format!(
-                    "{} gate of {id} {what} by {by}",
-                    style("?").yellow()
-                ));
+                let head = format!("gate of {id} {what} by {by}");
+                let room = self
+                    .width
+                    .saturating_sub(console::measure_text_width(&head) + 5);
+                let question = if room >= 12 {
+                    format!(": {}", self.cut(question, room))
+                } else {
+                    String::new()
+                };
+                self.line(&format!("{mark} {head}{question}"));
             }
             Event::Note { id, text } if !id.is_empty() => {
                 self.line(&format!("{} {id}: {text}", style("!").yellow()));
@@ -274,12 +340,12 @@ impl Sink for TerminalSink {
                 let line = match outcome {
                     ManualOutcome::Done => format!(
                         "{} manual step {id} {} by {by}",
-                        style("?").yellow(),
+                        style("✔").green(),
                         style("done").green()
                     ),
                     ManualOutcome::Declined => format!(
                         "{} manual step {id} {} by {by}",
-                        style("?").yellow(),
+                        style("✗").red(),
                         style("declined").red()
                     ),
                     ManualOutcome::NotDoneByAPerson => format!(
@@ -316,6 +382,7 @@ impl Sink for TerminalSink {
                 ..
             } => {
                 if let Some(b) = self.bar.take() {
+                    active().take();
                     b.finish_and_clear();
                 }
                 let (mark, word) = match status {
@@ -362,12 +429,14 @@ impl Sink for TerminalSink {
                 ok,
                 failed,
                 skipped,
+                not_run,
                 message,
                 run_id,
                 warnings,
                 outstanding,
             } => {
                 if let Some(b) = self.bar.take() {
+                    active().take();
                     b.finish_and_clear();
                 }
                 let word = match status {
@@ -378,8 +447,9 @@ impl Sink for TerminalSink {
                     RunStatus::Interrupted => style("interrupted").yellow().bold(),
                 };
                 self.line(&format!(
-                    "{word} in {} — {ok} ok, {failed} failed, {skipped} skipped (run {run_id})",
-                    fmt_ms(*duration_ms)
+                    "{word} in {} — {} (run {run_id})",
+                    fmt_ms(*duration_ms),
+                    counts(*ok, *failed, *skipped, *not_run)
                 ));
                 if let Some(m) = message {
                     self.line(&format!("  {m}"));
@@ -405,6 +475,7 @@ impl Sink for TerminalSink {
 
     fn finish(&mut self) {
         if let Some(b) = self.bar.take() {
+            active().take();
             b.finish_and_clear();
         }
     }
@@ -530,14 +601,16 @@ impl<W: Write + Send> Sink for PlainSink<W> {
                 ok,
                 failed,
                 skipped,
+                not_run,
                 message,
                 warnings,
                 outstanding,
             } => {
                 let mut s = format!(
-                    "run {run_id}: {} in {} ({ok} ok, {failed} failed, {skipped} skipped)",
+                    "run {run_id}: {} in {} ({})",
                     run_word(*status),
-                    fmt_ms(*duration_ms)
+                    fmt_ms(*duration_ms),
+                    counts(*ok, *failed, *skipped, *not_run)
                 );
                 if let Some(m) = message {
                     s.push_str(&format!(": {m}"));
@@ -592,6 +665,16 @@ fn summary_lines(warnings: &[Noted], outstanding: &[Noted]) -> Vec<(bool, String
         out.extend(outstanding.iter().map(item));
     }
     out
+}
+
+/// The steps of a run, counted so that they add up to all of them: the steps it never
+/// reached are "not run" (said only when there are some).
+fn counts(ok: usize, failed: usize, skipped: usize, not_run: usize) -> String {
+    let mut s = format!("{ok} ok, {failed} failed, {skipped} skipped");
+    if not_run > 0 {
+        s.push_str(&format!(", {not_run} not run"));
+    }
+    s
 }
 
 fn status_word(s: StepStatus) -> &'static str {

@@ -108,6 +108,10 @@ pub enum Event {
         ok: usize,
         failed: usize,
         skipped: usize,
+        /// Main steps the run never reached (it failed, was declined or interrupted before
+        /// them), so that ok + failed + skipped + not_run is every step. Added within format 1.
+        #[serde(default, skip_serializing_if = "is_zero")]
+        not_run: usize,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         message: Option<String>,
         /// Every warning of the run, repeated for the summary. Added within format 1.
@@ -233,6 +237,7 @@ impl Event {
                 ok: _,
                 failed: _,
                 skipped: _,
+                not_run: _,
                 message,
                 warnings,
                 outstanding,
@@ -377,6 +382,10 @@ impl Bus {
             s.finish();
         }
     }
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 #[cfg(test)]

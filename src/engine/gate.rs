@@ -7,7 +7,7 @@ use super::event::{Bus, Event, RunStatus};
 use super::record::Record;
 use super::types::{Engine, Flow};
 use crate::catalog::Step;
-use crate::steps::{PromptError, Prompter, StepAnswer};
+use crate::steps::{Effect, PromptError, Prompter, StepAnswer};
 
 impl Engine<'_> {
     /// A step's action as a question shows it: every line (the lines after the first
@@ -98,6 +98,7 @@ impl Engine<'_> {
         id: &str,
         question: &str,
         action: &str,
+        effect: &Effect,
         approves: &str,
         prompter: &MaskedPrompter<'_>,
     ) -> Result<bool, PromptError> {
@@ -120,10 +121,21 @@ impl Engine<'_> {
         if !prompter.interactive() {
             return Err(PromptError::NotInteractive);
         }
-        // What will happen first, the question last: a terminal prompts on the last line.
+        // What will happen first (what the step does, what it changes, as the plan says),
+        // the question last: a terminal prompts on the last line.
+        let effect = match effect {
+            Effect::ReadOnly => "read-only".to_string(),
+            Effect::Local => "local only (changes nothing elsewhere)".to_string(),
+            Effect::Changes(what) => format!("CHANGES {what}"),
+        };
+        let approves = if approves.is_empty() {
+            String::new()
+        } else {
+            format!("  {approves}")
+        };
         let full = format!(
-            "step `{id}`: {}\n{approves}{question}",
-            self.at_prompt(action)
+            "GATE at step `{id}`:\n  does: {}\n  effect: {effect}\n{approves}{question}",
+            self.at_prompt(action).replace("\n    ", "\n        ")
         );
         let mut approved = tokio::task::block_in_place(|| prompter.confirm(&full))?;
         if approved && self.env.doc.protected && !self.nesting.env_confirmed.load(Ordering::SeqCst)
@@ -157,17 +169,22 @@ impl Engine<'_> {
 pub(super) struct MaskedPrompter<'a> {
     pub(super) inner: &'a dyn Prompter,
     pub(super) bus: &'a Bus,
+    /// Told while a question waits, so Ctrl-C there is reported as what it does.
+    pub(super) interrupt: &'a super::types::Interrupt,
 }
 
 impl Prompter for MaskedPrompter<'_> {
     fn confirm(&self, question: &str) -> Result<bool, PromptError> {
         let q = self.bus.redactor.redact(question).into_owned();
-        self.bus.suspend(|| self.inner.confirm(&q))
+        self.interrupt
+            .asking(|| self.bus.suspend(|| self.inner.confirm(&q)))
     }
     fn type_to_confirm(&self, question: &str, expected: &str) -> Result<bool, PromptError> {
         let q = self.bus.redactor.redact(question).into_owned();
-        self.bus
-            .suspend(|| self.inner.type_to_confirm(&q, expected))
+        self.interrupt.asking(|| {
+            self.bus
+                .suspend(|| self.inner.type_to_confirm(&q, expected))
+        })
     }
     fn ask(
         &self,
@@ -177,8 +194,10 @@ impl Prompter for MaskedPrompter<'_> {
         secret: bool,
     ) -> Result<String, PromptError> {
         let l = self.bus.redactor.redact(label).into_owned();
-        self.bus
-            .suspend(|| self.inner.ask(&l, choices, default, secret))
+        self.interrupt.asking(|| {
+            self.bus
+                .suspend(|| self.inner.ask(&l, choices, default, secret))
+        })
     }
     fn ask_checked(
         &self,
@@ -202,7 +221,8 @@ impl Prompter for MaskedPrompter<'_> {
     }
     fn step(&self, question: &str) -> Result<StepAnswer, PromptError> {
         let q = self.bus.redactor.redact(question).into_owned();
-        self.bus.suspend(|| self.inner.step(&q))
+        self.interrupt
+            .asking(|| self.bus.suspend(|| self.inner.step(&q)))
     }
 }
 

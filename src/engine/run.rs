@@ -41,6 +41,7 @@ impl Engine<'_> {
         let prompter = MaskedPrompter {
             inner: self.prompter,
             bus: &self.bus,
+            interrupt: &self.interrupt,
         };
         for outs in self.resume.outputs.values() {
             for o in outs.iter().filter(|o| o.secret) {
@@ -62,6 +63,8 @@ impl Engine<'_> {
         let depth = self.interrupt.depth();
         let steps = &self.runbook.steps;
         let mut rollback = self.resume.rollback.clone();
+        // The main steps this run accounts for (ran, failed, skipped); the others did not run.
+        let mut not_run = 0;
         if rollback.is_none() {
             for (i, step) in steps.iter().enumerate() {
                 if let Some(selected) = &self.options.selected
@@ -77,6 +80,7 @@ impl Engine<'_> {
                     continue;
                 }
                 if self.resume.done.contains(step.id()) {
+                    state.skipped += 1;
                     self.bus.emit(Event::StepSkipped {
                         index: i + 1,
                         total,
@@ -155,11 +159,13 @@ impl Engine<'_> {
                     }
                 }
             }
-        } else if let Some((target, failed)) = &rollback {
+            not_run = total.saturating_sub(state.ok + state.failed + state.skipped);
+        } else if let Some((target, failed)) = rollback.take() {
             self.bus.emit(Event::RollbackStarted {
                 failed: failed.clone(),
                 from: target.clone(),
             });
+            rollback = Some((target, format!("step `{failed}` failed")));
         }
         self.interrupt.close_to(depth);
         if let Some((target, why)) = rollback {
@@ -223,6 +229,7 @@ impl Engine<'_> {
             ok: state.ok,
             failed: state.failed,
             skipped: state.skipped,
+            not_run,
             message: message.clone(),
             warnings,
             outstanding,

@@ -151,7 +151,7 @@ impl Engine<'_> {
                 step.kind.warm_up(&rendered, self.env, resources);
             }
             let approves = approves(list, g, at);
-            match self.gate(&id, &question, &action, &approves, prompter) {
+            match self.gate(&id, &question, &action, &effect, &approves, prompter) {
                 Ok(true) => state.approved = Some((step.rollback, g)),
                 Ok(false) => {
                     return Flow::Stop(
@@ -162,7 +162,9 @@ impl Engine<'_> {
                 Err(PromptError::Interrupted) => {
                     return Flow::Stop(
                         RunStatus::Interrupted,
-                        Some(format!("interrupted at the gate of step `{id}`")),
+                        Some(format!(
+                            "stopped at the gate of step `{id}` (Ctrl-C): it and the steps after it did not run"
+                        )),
                     );
                 }
                 Err(PromptError::NotInteractive) => {

@@ -26,6 +26,9 @@ pub struct Interrupt {
     notify: Arc<tokio::sync::Notify>,
     /// The windows open now, innermost last (a nested runbook's inside its parent's).
     windows: Arc<Mutex<Vec<Window>>>,
+    /// A question is on the screen (or was when Ctrl-C ended it): Ctrl-C there ends the
+    /// question and the run at once, and the prompt says so, not the signal's message.
+    asking: Arc<AtomicBool>,
 }
 
 /// A change window: the steps a gate approved, from the first of them that changed something
@@ -103,6 +106,9 @@ impl Interrupt {
     /// What the operator is told when Ctrl-C raised the state to `level`: exactly what the
     /// run does now.
     pub fn message(&self, level: u8) -> Option<String> {
+        if self.asking.load(Ordering::SeqCst) {
+            return None;
+        }
         let windows = self.windows();
         let w = windows.last();
         match (level, w) {
@@ -130,6 +136,21 @@ impl Interrupt {
             )),
             _ => None,
         }
+    }
+
+    /// Ask a person: while `ask` waits, Ctrl-C is the prompt's to report. One that ended
+    /// the question leaves the mark set: the signal may be handled after the prompt returned,
+    /// and the run stops at once anyway.
+    pub(super) fn asking<T>(
+        &self,
+        ask: impl FnOnce() -> Result<T, crate::steps::PromptError>,
+    ) -> Result<T, crate::steps::PromptError> {
+        self.asking.store(true, Ordering::SeqCst);
+        let answer = ask();
+        if !matches!(answer, Err(crate::steps::PromptError::Interrupted)) {
+            self.asking.store(false, Ordering::SeqCst);
+        }
+        answer
     }
 
     fn windows(&self) -> std::sync::MutexGuard<'_, Vec<Window>> {

@@ -288,7 +288,7 @@ pub fn resume_point(run: &RunSummary) -> (Resume, Option<InFlight>, IndexMap<Str
                 }
             }
             JRec::Rollback { failed, from, .. } => {
-                resume.rollback = Some((from.clone(), format!("step `{failed}` failed")));
+                resume.rollback = Some((from.clone(), failed.clone()));
             }
             _ => {}
         }

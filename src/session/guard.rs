@@ -107,7 +107,7 @@ pub(super) fn preflight(
         problems: vec![p],
         lines: Vec::new(),
     };
-    for line in preflight::table(&checks).lines() {
+    for line in preflight::table(&checks, front.width()).lines() {
         f = f.line(line);
     }
     Err(f)

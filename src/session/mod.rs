@@ -41,6 +41,15 @@ pub trait Frontend: Send + Sync {
     fn say(&self, text: &str);
     /// One line for the operator (stderr), as it is.
     fn line(&self, text: &str);
+    /// What Ctrl-C did, said when it is pressed (a line of its own after the terminal's `^C`).
+    fn interrupted(&self, text: &str) {
+        self.line(&format!("\n{text}"));
+    }
+    /// The columns a table shown to the operator (stderr) must fit: `None` when it is not a
+    /// terminal.
+    fn width(&self) -> Option<usize> {
+        None
+    }
     /// A passing status line while something slow goes on (preflight): a terminal shows the
     /// latest until `None` clears it; elsewhere nothing is shown.
     fn status(&self, text: Option<&str>);

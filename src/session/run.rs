@@ -195,8 +195,9 @@ impl Session {
         if !unfinished.is_empty() && !start.new {
             return Err(guard::refuse_unfinished(&unfinished, rb, env));
         }
+        // One line a step: the full plan would scroll the first gate off a small screen.
         if interactive {
-            self.front.say(&plan.render_text());
+            self.front.say(&plan.render_compact(self.front.width()));
         }
         if let Some(sel) = &selected {
             let skipped: Vec<&str> = rb
@@ -561,7 +562,7 @@ impl Session {
                     // What the engine does now: inside a change window, not what it does
                     // elsewhere (the message says which).
                     if let Some(m) = signals.message(signals.raise()) {
-                        front.line(&format!("\n{m}"));
+                        front.interrupted(&m);
                     }
                 }
             });
