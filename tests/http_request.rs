@@ -729,3 +729,45 @@ fn a_body_cut_at_its_limit_inside_a_secret_is_secret() {
     r.assert_code(0);
     assert_eq!(r.finished("read")["outputs"]["body"], "••••••");
 }
+
+/// A login that carried a secret gets a session back in headers no word list names (a
+/// `Location` with a token in its fragment, an `X-Sess-Id`; the sandbox makes them from the
+/// request's body, reversed, which no mask knows): the headers are secret, and the session
+/// shows nowhere. An answer with only the headers every server sends stays readable.
+#[test]
+fn after_a_request_that_carried_a_secret_an_unusual_header_makes_the_headers_secret() {
+    let sb = sandbox();
+    let url = sb.get("SANDBOX_HTTP_URL");
+    let secret = format!("pw{}", unique("login").replace('-', ""));
+    let steps = format!(
+        r#"
+        - id: login
+          http.request:
+            method: POST
+            url: "{url}/login"
+            body: "{{{{ inputs.token }}}}"
+        - id: plain
+          http.request:
+            method: POST
+            url: "{url}/ok"
+            body: "{{{{ inputs.token }}}}"
+        "#
+    );
+    let r = run(
+        &sb,
+        TOKEN_INPUT,
+        &steps,
+        &[("RUNBOOK_INPUT_TOKEN", &secret)],
+    );
+    r.abandon_unfinished();
+    r.assert_code(0);
+    assert_eq!(r.finished("login")["outputs"]["headers"], "••••••");
+    // The second answer has only the headers every server sends: its headers stay an open
+    // output (their values that the first, secret, headers also had are masked from then on).
+    let plain = &r.finished("plain")["outputs"]["headers"];
+    assert_eq!(plain["content-length"], "2", "{plain}");
+    let session: String = secret.chars().rev().collect();
+    let all = r.all_bytes();
+    assert_no_leak("the run's output and files", &all, &secret);
+    assert_no_leak("the run's output and files", &all, &session);
+}

@@ -39,9 +39,8 @@ fn check(command: &str) -> common::Run {
 }
 
 fn warnings(run: &common::Run) -> Vec<serde_json::Value> {
-    run.stdout
-        .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+    common::checked_problems(&run.stdout)
+        .into_iter()
         .filter(|p| p["code"] == "runbook::unquoted-in-shell")
         .collect()
 }

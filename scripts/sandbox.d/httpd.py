@@ -60,7 +60,7 @@ class Handler(BaseHTTPRequestHandler):
         path = self.path.split("?", 1)[0]
         parts = [p for p in path.split("/") if p]
         if path == "/":
-            return self.send_text(200, "runbook sandbox httpd: /ok /status/<code> /flaky/<key>/<n> /echo /slow/<ms>\n")
+            return self.send_text(200, "runbook sandbox httpd: /ok /status/<code> /flaky/<key>/<n> /echo /login /slow/<ms>\n")
         if parts == ["ok"]:
             return self.send_text(200, "ok")
         if len(parts) == 2 and parts[0] == "status" and parts[1].isdigit() and 100 <= int(parts[1]) <= 599:
@@ -85,6 +85,19 @@ class Handler(BaseHTTPRequestHandler):
                 "body": body.decode("utf-8", "replace"),
             }
             return self.send_text(200, json.dumps(doc, indent=2) + "\n", "application/json")
+        if parts == ["login"]:
+            # A login that hands back a session no client could know: made from the request's
+            # body (reversed), in headers no word list names.
+            session = body.decode("utf-8", "replace")[::-1]
+            self.send_response(200)
+            self.send_header("X-Sess-Id", session)
+            self.send_header("Location", "/home#access_token=" + session.encode().hex())
+            self.send_header("Content-Type", "text/plain; charset=utf-8")
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(b"ok")
+            return
         if len(parts) == 2 and parts[0] == "slow" and parts[1].isdigit():
             time.sleep(min(int(parts[1]), 60000) / 1000.0)
             return self.send_text(200, "slow ok")

@@ -445,8 +445,15 @@ impl Kind for HttpRequest {
 
         // A header that carries a credential back (a session cookie, a token made for this
         // login) is one no mask knows yet: it makes the headers secret, like a repeated one.
+        // After a request that carried a secret, so does any header but the few every HTTP
+        // server sends (a `Location` with a token in its fragment, an `X-Sess-Id`).
+        // (The headers every server sends are not read for a repeated secret: their values,
+        // such as a content type, may be masked text since an earlier answer was secret.)
         let headers_secret = headers.keys().any(|k| carries_credential(k))
-            || headers.values().any(|v| v.as_str().is_some_and(holds));
+            || headers
+                .iter()
+                .any(|(k, v)| !plain_header(k) && v.as_str().is_some_and(holds))
+            || (answer_secret && headers.keys().any(|k| !plain_header(k)));
         let headers = serde_json::Value::Object(headers);
         // The body answers a request that held a secret: it may hold another (a token the
         // API hands back), so it is one, and so is its JSON. The headers (a content type, a
@@ -565,6 +572,39 @@ fn carries_credential(name: &str) -> bool {
     ]
     .iter()
     .any(|w| name.contains(w))
+}
+
+/// A response header every HTTP server sends, which never carries a credential back: what a
+/// request that carried a secret may get back without its headers becoming secret.
+fn plain_header(name: &str) -> bool {
+    matches!(
+        name,
+        "content-type"
+            | "content-length"
+            | "content-encoding"
+            | "content-language"
+            | "date"
+            | "server"
+            | "connection"
+            | "keep-alive"
+            | "transfer-encoding"
+            | "cache-control"
+            | "pragma"
+            | "expires"
+            | "last-modified"
+            | "etag"
+            | "vary"
+            | "age"
+            | "accept-ranges"
+            | "retry-after"
+            | "alt-svc"
+            | "via"
+            | "strict-transport-security"
+            | "x-content-type-options"
+            | "x-frame-options"
+            | "referrer-policy"
+            | "content-security-policy"
+    ) || name.starts_with("access-control-")
 }
 
 /// Whether the engine can mask a value marked secret: a string must be long enough.
