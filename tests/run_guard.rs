@@ -800,8 +800,7 @@ fn a_decline_after_a_manual_step_keeps_what_the_person_made() {
         .args(&["run", "handed", "--env", "sandbox"]);
     let mut p = Pty::spawn(&t);
     p.expect("The new token");
-    p.send("Dashboard-token-0123456789");
-    p.send(ENTER);
+    p.type_hidden("Dashboard-token-0123456789");
     p.expect("Created?");
     p.send("y");
     p.send(ENTER);

@@ -45,6 +45,23 @@ impl Pty {
         }
     }
 
+    /// Type `text` and Enter into a hidden prompt (a secret), once the program has turned the
+    /// terminal's echo off for it. Keys sent before that can be lost: the terminal mode change
+    /// discards input not yet read.
+    pub fn type_hidden(&mut self, text: &str) {
+        let start = std::time::Instant::now();
+        while self.session.get_process().get_echo().unwrap_or(false) {
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "the hidden prompt never turned echo off\n--- output so far\n{}",
+                String::from_utf8_lossy(&self.seen)
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        self.send(text);
+        self.send("\r");
+    }
+
     pub fn send(&mut self, keys: &str) {
         self.session.send(keys).expect("write to the pty");
         self.session.flush().expect("flush the pty");
