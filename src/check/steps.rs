@@ -176,6 +176,25 @@ pub fn steps(
                     .at(source, step.span_of("retry")),
                 );
             }
+            // A retried step runs again after a failure that may have come after its effect
+            // (a POST whose answer timed out): only a step that is safe to repeat may retry.
+            if let Some(retry) = &step.common.retry
+                && retry.attempts > 1
+                && !step.idempotent()
+            {
+                problems.push(
+                    Problem::warning(
+                        Code::RetryRepeatsChange,
+                        format!(
+                            "step `{}` retries a change: a failed attempt may already have made it, and the next one makes it again",
+                            step.id()
+                        ),
+                    )
+                    .at(source, step.span_of("retry"))
+                    .label("retried here")
+                    .help("remove `retry:`, or say `idempotent: true` on the step when making it twice is harmless"),
+                );
+            }
             known.insert(
                 step.id().to_string(),
                 Known {
