@@ -45,15 +45,27 @@ impl Pty {
         }
     }
 
-    /// Type `text` and Enter into a hidden prompt (a secret), once the program has turned the
-    /// terminal's echo off for it. Keys sent before that can be lost: the terminal mode change
-    /// discards input not yet read.
+    /// Type `text` and Enter into a hidden prompt (a secret), once the program reads it.
+    /// Keys sent before can be lost: the hidden read turns echo off with `TCSAFLUSH`, which
+    /// discards input not yet read. (A pty spawned here starts with echo off, so the echo flag
+    /// cannot tell; a thread of the program blocked reading the terminal can.)
     pub fn type_hidden(&mut self, text: &str) {
+        let pid = self.session.get_process().pid().as_raw();
+        let reading = || {
+            std::fs::read_dir(format!("/proc/{pid}/task"))
+                .into_iter()
+                .flatten()
+                .flatten()
+                .any(|t| {
+                    std::fs::read_to_string(t.path().join("wchan"))
+                        .is_ok_and(|w| matches!(w.trim(), "wait_woken" | "n_tty_read"))
+                })
+        };
         let start = std::time::Instant::now();
-        while self.session.get_process().get_echo().unwrap_or(false) {
+        while !reading() {
             assert!(
                 start.elapsed() < Duration::from_secs(30),
-                "the hidden prompt never turned echo off\n--- output so far\n{}",
+                "the hidden prompt never read the terminal\n--- output so far\n{}",
                 String::from_utf8_lossy(&self.seen)
             );
             std::thread::sleep(Duration::from_millis(10));
