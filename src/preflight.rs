@@ -110,6 +110,7 @@ pub async fn preflight_scoped(
         holds_secret: &holds_secret,
         assume_yes: false,
         nested: None,
+        record: None,
     };
     let cx = ProbeCx::new(run, &ctx_json, &gathered.readable);
     let total = gathered.needs.len();

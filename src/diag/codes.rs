@@ -104,6 +104,7 @@ codes! {
     AmbiguousVia = "runbook::ambiguous-via": "`via` names a host group in one environment and a host in another.",
     // Step kinds
     GenerateSize = "runbook::generate-size": "A `generate` size its format does not take (`bytes` or `length`), or out of range.",
+    BadReportName = "runbook::bad-report-name": "A `report.write` name that cannot be a file name in the run's directory.",
     BadPattern = "runbook::bad-pattern": "A regular expression that does not compile.",
     BadUrl = "runbook::bad-url": "A URL that cannot be read, or is not http or https.",
     BadMethod = "runbook::bad-method": "Not an HTTP method.",

@@ -32,6 +32,11 @@ pub enum Record<'a> {
     StepStarted {
         phase: Phase,
         id: &'a str,
+        /// The step's kind, its title as shown (masked), and what it writes for good
+        /// ([`crate::steps::DynKind::writes_named_by`], rendered), for the run's history.
+        kind: &'a str,
+        title: &'a str,
+        writes: Option<&'a str>,
     },
     /// A manual step's work, and who did it (or why nobody did).
     Manual {
@@ -60,6 +65,19 @@ pub trait Recorder: Send {
     fn record(&mut self, rec: Record<'_>) -> std::io::Result<()>;
     /// Make every record so far durable.
     fn sync(&mut self) -> std::io::Result<()>;
+    /// The run so far, as recorded (see [`crate::steps::RunRecord::history`]).
+    fn history(&mut self) -> std::io::Result<crate::steps::RunHistory> {
+        Err(std::io::Error::other("this run keeps no journal"))
+    }
+    /// Write a document of the run beside its journal (see
+    /// [`crate::steps::RunRecord::write_document`]).
+    fn write_document(&mut self, _name: &str, _text: &str) -> std::io::Result<std::path::PathBuf> {
+        Err(std::io::Error::other("this run keeps no journal"))
+    }
+    /// `text` with the run's secrets masked, as the recorder writes them.
+    fn mask(&self, text: &str) -> String {
+        text.to_string()
+    }
 }
 
 /// Where a resumed run starts: the outputs of finished steps, which steps not to run again,
@@ -71,4 +89,21 @@ pub struct Resume {
     pub done: HashSet<String>,
     /// The rollback had started from this step; `failed` is the step whose failure started it.
     pub rollback: Option<(String, String)>,
+}
+
+/// A step reads its run's record through the run's recorder (see [`crate::steps::RunRecord`]).
+impl crate::steps::RunRecord for std::sync::Arc<std::sync::Mutex<Box<dyn Recorder>>> {
+    fn history(&self) -> std::io::Result<crate::steps::RunHistory> {
+        self.lock().unwrap_or_else(|e| e.into_inner()).history()
+    }
+
+    fn write_document(&self, name: &str, text: &str) -> std::io::Result<std::path::PathBuf> {
+        self.lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .write_document(name, text)
+    }
+
+    fn mask(&self, text: &str) -> String {
+        self.lock().unwrap_or_else(|e| e.into_inner()).mask(text)
+    }
 }

@@ -315,9 +315,19 @@ impl Engine<'_> {
                     approved,
                     by,
                 }),
-                Record::StepStarted { phase, id } => {
-                    r.record(Record::StepStarted { phase, id: &p(id) })
-                }
+                Record::StepStarted {
+                    phase,
+                    id,
+                    kind,
+                    title,
+                    writes,
+                } => r.record(Record::StepStarted {
+                    phase,
+                    id: &p(id),
+                    kind,
+                    title,
+                    writes,
+                }),
                 Record::Manual { id, outcome, by } => r.record(Record::Manual {
                     id: &p(id),
                     outcome,

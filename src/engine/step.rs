@@ -208,8 +208,24 @@ impl Engine<'_> {
 
         // Durable before anything happens elsewhere: the "running" mark (so a crash leaves an
         // in-flight step, not a silent one) and every earlier output, secrets included.
+        let title = match &step.common.title {
+            Some(t) => taint::render(t, &ctx, redactor).unwrap_or_else(|_| t.clone()),
+            None => step.kind.name().to_string(),
+        };
+        let writes = step
+            .kind
+            .writes_named_by()
+            .and_then(|field| rendered.get(field))
+            .and_then(|n| n.as_str())
+            .map(|w| redactor.redact(w).into_owned());
         let recorded = self
-            .record(Record::StepStarted { phase, id: &id })
+            .record(Record::StepStarted {
+                phase,
+                id: &id,
+                kind: step.kind.name(),
+                title: &title,
+                writes: writes.as_deref(),
+            })
             .and_then(|()| {
                 if effect == Effect::Local {
                     Ok(())
@@ -226,10 +242,7 @@ impl Engine<'_> {
             index,
             total,
             id: id.clone(),
-            title: match &step.common.title {
-                Some(t) => taint::render(t, &ctx, redactor).unwrap_or_else(|_| t.clone()),
-                None => step.kind.name().to_string(),
-            },
+            title,
             kind: step.kind.name().to_string(),
             action,
         });
@@ -270,6 +283,10 @@ impl Engine<'_> {
             holds_secret: &holds_secret,
             assume_yes: self.options.assume_yes,
             nested: Some(&EngineNested { engine: self }),
+            record: self
+                .recorder
+                .as_ref()
+                .map(|r| r as &dyn crate::steps::RunRecord),
         };
 
         let retry = step.common.retry.clone();

@@ -109,11 +109,17 @@ pub struct JValue {
     pub fingerprint: Option<String>,
 }
 
+/// What a step is, for the run's history: its kind, title (as shown, masked) and what it
+/// writes for good (an SSM parameter's name).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StepAbout {
+    pub kind: String,
+    pub title: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub writes: Option<String>,
+}
+
 /// One line of `journal.jsonl`.
-#[expect(
-    clippy::large_enum_variant,
-    reason = "one Meta per journal; records are read once, not kept in bulk"
-)]
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "rec", rename_all = "snake_case")]
 pub enum JRec {
@@ -184,6 +190,9 @@ pub enum JRec {
         at: String,
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         outputs: Vec<JValue>,
+        /// On the `running` record: what the step is (absent in journals of older versions).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        about: Option<StepAbout>,
     },
     Rollback {
         failed: String,

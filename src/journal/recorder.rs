@@ -13,11 +13,11 @@ use crate::engine::event::{RunStatus, StepStatus};
 use crate::engine::record::{Record, Recorder};
 use crate::engine::{InputValue, operator};
 use crate::journal::audit::append_audit;
-use crate::journal::format::{JRec, JValue, check_run_id, now, run_dir};
+use crate::journal::format::{JRec, JValue, StepAbout, check_run_id, now, run_dir};
 use crate::journal::runs::{InFlight, read_journal};
 use crate::secret::Redactor;
 use crate::state::{self, Fingerprints, hostname};
-use crate::steps::Output;
+use crate::steps::{HistoryEvent, HistoryStep, Output, RunHistory};
 
 fn status_word(s: StepStatus) -> String {
     serde_json::to_value(s)
@@ -328,12 +328,23 @@ impl Recorder for RunJournal {
                 by: by.into(),
                 at,
             },
-            Record::StepStarted { phase, id } => JRec::Step {
+            Record::StepStarted {
+                phase,
+                id,
+                kind,
+                title,
+                writes,
+            } => JRec::Step {
                 phase,
                 id: id.into(),
                 status: "running".into(),
                 at,
                 outputs: Vec::new(),
+                about: Some(StepAbout {
+                    kind: kind.into(),
+                    title: title.into(),
+                    writes: writes.map(str::to_string),
+                }),
             },
             Record::StepFinished {
                 phase,
@@ -346,6 +357,7 @@ impl Recorder for RunJournal {
                 status: status_word(status),
                 at,
                 outputs: jvalues(outputs),
+                about: None,
             },
             Record::RollbackStarted { failed, from } => JRec::Rollback {
                 failed: failed.into(),
@@ -382,6 +394,160 @@ impl Recorder for RunJournal {
     fn sync(&mut self) -> std::io::Result<()> {
         self.file.sync_data().inspect_err(|e| self.health.fail(e))
     }
+
+    fn history(&mut self) -> std::io::Result<RunHistory> {
+        // Every record so far is written (appends are unbuffered): the file is the run.
+        Ok(history_of(&read_journal(&self.path)?.records))
+    }
+
+    fn mask(&self, text: &str) -> String {
+        match &self.redactor {
+            Some(r) => r.redact(text).into_owned(),
+            None => text.to_string(),
+        }
+    }
+
+    fn write_document(&mut self, name: &str, text: &str) -> std::io::Result<PathBuf> {
+        let text = &self.mask(text);
+        let valid = !name.is_empty()
+            && name.len() <= 64
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if !valid || name == "journal" {
+            return Err(std::io::Error::other(format!(
+                "`{name}` is not a document name (letters, digits, `-`, `_`; not `journal`)"
+            )));
+        }
+        let dir = self
+            .path
+            .parent()
+            .ok_or_else(|| std::io::Error::other("the journal has no directory"))?;
+        let path = dir.join(format!("{name}.md"));
+        // Private, whole or not at all: a temporary file renamed over the old document.
+        let tmp = state::temp_name(&path);
+        let written = state::create_new(&tmp).and_then(|mut f| {
+            f.write_all(text.as_bytes())?;
+            f.sync_all()
+        });
+        if let Err(e) = written.and_then(|()| std::fs::rename(&tmp, &path)) {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(e);
+        }
+        File::open(dir)?.sync_all()?;
+        Ok(path)
+    }
+}
+
+/// A run's history from its journal's records: no secret value (those of secret outputs are
+/// left out), each step with when it started and ended.
+fn history_of(records: &[JRec]) -> RunHistory {
+    let mut h = RunHistory::default();
+    for rec in records {
+        match rec {
+            JRec::Meta {
+                run_id,
+                runbook,
+                env,
+                operator,
+                host,
+                started,
+                git_commit,
+                aws_identity,
+                ..
+            } => {
+                h.run_id.clone_from(run_id);
+                h.runbook.clone_from(runbook);
+                h.env.clone_from(env);
+                h.operator.clone_from(operator);
+                h.host.clone_from(host);
+                h.started.clone_from(started);
+                h.git_commit.clone_from(git_commit);
+                h.aws_identity.clone_from(aws_identity);
+            }
+            JRec::Resumed { at, operator, .. } => h.resumed.push((at.clone(), operator.clone())),
+            JRec::Gate {
+                id,
+                approved,
+                by,
+                at,
+            } => h.events.push(HistoryEvent::Gate {
+                id: id.clone(),
+                approved: *approved,
+                by: by.clone(),
+                at: at.clone(),
+            }),
+            JRec::Manual {
+                id,
+                outcome,
+                by,
+                at,
+            } => h.events.push(HistoryEvent::Manual {
+                id: id.clone(),
+                outcome: outcome.as_str().to_string(),
+                by: by.clone(),
+                at: at.clone(),
+            }),
+            JRec::Rollback { failed, at, .. } => h.events.push(HistoryEvent::RollbackStarted {
+                failed: failed.clone(),
+                at: at.clone(),
+            }),
+            JRec::Step {
+                phase,
+                id,
+                status,
+                at,
+                outputs,
+                about,
+            } => {
+                let rollback = *phase == crate::engine::record::Phase::Rollback;
+                let public: Vec<(String, serde_json::Value)> = outputs
+                    .iter()
+                    .filter(|o| !o.secret)
+                    .filter_map(|o| Some((o.name.clone(), o.value.clone()?)))
+                    .collect();
+                // The step's latest start that has not ended (a retry after a resume starts it
+                // again): its end goes there.
+                let open = h.events.iter_mut().rev().find_map(|e| match e {
+                    HistoryEvent::Step(s)
+                        if s.id == *id && s.rollback == rollback && s.ended.is_none() =>
+                    {
+                        Some(s)
+                    }
+                    _ => None,
+                });
+                if status == "running" {
+                    h.events.push(HistoryEvent::Step(HistoryStep {
+                        id: id.clone(),
+                        rollback,
+                        kind: about.as_ref().map(|a| a.kind.clone()),
+                        title: about.as_ref().map(|a| a.title.clone()),
+                        writes: about.as_ref().and_then(|a| a.writes.clone()),
+                        started: Some(at.clone()),
+                        ended: None,
+                        status: status.clone(),
+                        outputs: Vec::new(),
+                    }));
+                } else if let Some(s) = open {
+                    s.ended = Some(at.clone());
+                    s.status.clone_from(status);
+                    s.outputs = public;
+                } else {
+                    // Ended without a start on record: skipped, or done before a resume.
+                    h.events.push(HistoryEvent::Step(HistoryStep {
+                        id: id.clone(),
+                        rollback,
+                        ended: Some(at.clone()),
+                        status: status.clone(),
+                        outputs: public,
+                        ..HistoryStep::default()
+                    }));
+                }
+            }
+            JRec::End { .. } | JRec::Abandoned { .. } => {}
+        }
+    }
+    h
 }
 
 /// Debug builds only: fail the journal's appends after the number of them in `var`, as a full
@@ -406,6 +572,7 @@ pub fn assume_done(j: &mut RunJournal, step: &InFlight) -> std::io::Result<()> {
         status: "ok".into(),
         at: now(),
         outputs: Vec::new(),
+        about: None,
     })?;
     j.sync()
 }

@@ -332,6 +332,80 @@ pub struct RunCx<'a> {
     pub assume_yes: bool,
     /// Runs another runbook within this run (absent outside a run, e.g. in preflight).
     pub nested: Option<&'a dyn Nested>,
+    /// The run's own record: what it did so far, and a place for documents of it (absent
+    /// outside a run, and in a run that keeps no journal).
+    pub record: Option<&'a dyn RunRecord>,
+}
+
+/// What a step can read of the run it is part of, and write beside its journal.
+pub trait RunRecord: Send + Sync {
+    /// The run so far, as its journal holds it: this process's records and those of the
+    /// process a resume continues. No secret value is in it.
+    fn history(&self) -> std::io::Result<RunHistory>;
+    /// Write `text` to the document `name` of the run (a private file beside its journal,
+    /// replaced whole), and say where it is.
+    fn write_document(&self, name: &str, text: &str) -> std::io::Result<std::path::PathBuf>;
+    /// `text` with every secret the run knows masked, as the run's files have it.
+    fn mask(&self, text: &str) -> String;
+}
+
+/// A run as its journal tells it (see [`RunRecord::history`]). Times are RFC 3339 UTC.
+#[derive(Debug, Clone, Default)]
+pub struct RunHistory {
+    pub run_id: String,
+    pub runbook: String,
+    pub env: String,
+    /// Who started the run, on which host, and when.
+    pub operator: String,
+    pub host: String,
+    pub started: String,
+    pub git_commit: Option<String>,
+    pub aws_identity: Option<String>,
+    /// Each resume: when, and by whom.
+    pub resumed: Vec<(String, String)>,
+    /// Gates, manual steps and steps, in the order they happened.
+    pub events: Vec<HistoryEvent>,
+}
+
+/// One thing a run did (see [`RunHistory`]).
+#[derive(Debug, Clone)]
+pub enum HistoryEvent {
+    Gate {
+        id: String,
+        approved: bool,
+        by: String,
+        at: String,
+    },
+    /// A manual step's work: `outcome` is `done`, `declined` or why nobody did it.
+    Manual {
+        id: String,
+        outcome: String,
+        by: String,
+        at: String,
+    },
+    /// A step (with its nesting prefix: `rotate_db/store`) and how it went.
+    Step(HistoryStep),
+    RollbackStarted {
+        failed: String,
+        at: String,
+    },
+}
+
+/// A step of a [`RunHistory`]: when it started and ended, and its public outputs.
+#[derive(Debug, Clone, Default)]
+pub struct HistoryStep {
+    pub id: String,
+    pub rollback: bool,
+    pub kind: Option<String>,
+    pub title: Option<String>,
+    /// What it writes for good (see [`Kind::WRITES_NAMED_BY`]): an SSM parameter's name.
+    pub writes: Option<String>,
+    pub started: Option<String>,
+    pub ended: Option<String>,
+    /// `running` (it never ended: a crash), or how it ended.
+    pub status: String,
+    /// Its outputs that are not secret.
+    pub outputs: Vec<(String, serde_json::Value)>,
 }
 
 /// What the engine offers `runbook.run`: another runbook of the directory, run as part of

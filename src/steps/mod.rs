@@ -15,6 +15,7 @@ pub mod http;
 pub mod kind;
 pub mod manual;
 pub mod psql;
+pub mod report;
 pub mod runbook;
 pub mod ssh;
 pub mod ssm;
@@ -39,6 +40,7 @@ pub static KINDS: &[&dyn DynKind] = &[
     &Adapter::<http::HttpCheck>(PhantomData),
     &Adapter::<http::request::HttpRequest>(PhantomData),
     &Adapter::<runbook::RunRunbook>(PhantomData),
+    &Adapter::<report::ReportWrite>(PhantomData),
 ];
 
 /// Take out of this process's environment, before any thread starts, the secrets kinds read
@@ -335,6 +337,7 @@ environments:
                 holds_secret: &holds_secret,
                 assume_yes: false,
                 nested: None,
+                record: None,
             };
             let ran =
                 tokio::time::timeout(std::time::Duration::from_secs(10), kind.run(&params, &run))
