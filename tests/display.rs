@@ -397,3 +397,44 @@ fn the_plan_shows_what_a_command_is_given() {
         assert!(r.stdout.contains(shown), "{shown}:\n{}", r.stdout);
     }
 }
+
+/// An HTTP request's headers and body go where the request goes as much as its URL (a `Host:`
+/// header sends it elsewhere): the plan and the Markdown plan show every one, secrets masked.
+#[test]
+fn an_http_request_shows_its_headers_and_body_in_the_plan() {
+    let planted = "tok-PLANTED-h3aders-77";
+    let t = Test::new()
+        .runbook(
+            "hook",
+            r#"
+            version: 1
+            name: hook
+            summary: Tell a webhook
+            inputs:
+              token: { description: An API token, secret: true }
+            steps:
+              - id: notify
+                http.request:
+                  method: POST
+                  url: https://hooks.example/rotated
+                  headers: { Host: other.example, Authorization: "Bearer {{ inputs.token }}" }
+                  json: { done: true, by: "{{ inputs.token }}" }
+            "#,
+        )
+        .env("RUNBOOK_INPUT_TOKEN", planted);
+    let text = t.then(&["plan", "hook"]).run();
+    text.assert_code(0);
+    for want in [
+        "with header Host: other.example",
+        "with header Authorization: Bearer ••••••",
+        r#"with JSON body {"done":true,"by":"••••••"}"#,
+    ] {
+        assert!(text.stdout.contains(want), "{want}\n---\n{}", text.stdout);
+    }
+    let md = t.then(&["plan", "hook", "--format", "md"]).run();
+    md.assert_code(0);
+    assert!(md.stdout.contains("Host: other.example"), "{}", md.stdout);
+    for out in [&text, &md] {
+        assert!(!String::from_utf8_lossy(&out.all_bytes()).contains(planted));
+    }
+}

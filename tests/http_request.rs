@@ -363,8 +363,9 @@ fn a_failure_shows_nothing_of_an_answer_to_a_request_that_carried_a_secret() {
     let sb = sandbox();
     let url = sb.get("SANDBOX_HTTP_URL");
     let secret = format!("tok{}", unique("canary").replace('-', ""));
-    // What the API hands back: a value no mask knows (a token it just made, say).
-    let fresh = "fresh-Q7rK2Lp9Wz4Xv8Nc";
+    // What the API hands back: a value no mask knows (a token it just made, say), which the
+    // request does not show either (the plan shows its body): the echo's `reversed`.
+    let fresh: String = "fresh-Q7rK2Lp9Wz4Xv8Nc".chars().rev().collect();
     let r = run(
         &sb,
         TOKEN_INPUT,
@@ -377,7 +378,7 @@ fn a_failure_shows_nothing_of_an_answer_to_a_request_that_carried_a_secret() {
                 headers: {{ Authorization: "Bearer {{{{ inputs.token }}}}" }}
                 body: "{fresh}"
                 expect_json:
-                  - {{ path: body, equals: other }}
+                  - {{ path: reversed, equals: other }}
             "#
         ),
         &[("RUNBOOK_INPUT_TOKEN", &secret)],
@@ -386,7 +387,7 @@ fn a_failure_shows_nothing_of_an_answer_to_a_request_that_carried_a_secret() {
     let mint = r.finished("mint");
     assert_eq!(
         mint["error"],
-        "unexpected answer: `body` is another value (not shown: the answer is secret), \
+        "unexpected answer: `reversed` is another value (not shown: the answer is secret), \
          expected `\"other\"`"
     );
     assert_eq!(

@@ -9,7 +9,8 @@ Endpoints (any method; HEAD answers without a body):
   /status/<code>       that status code (100-599)
   /flaky/<key>/<n>     503 for the first n requests with that key, then 200 "recovered";
                        the count lives in memory, per key (use a fresh key per test)
-  /echo                200, JSON {"method", "path", "headers", "body"} of the request
+  /echo                200, JSON {"method", "path", "headers", "body"} of the request, and
+                       "reversed": the body reversed (a value the request does not show)
   /slow/<ms>           sleeps <ms> milliseconds (at most 60000), then 200 "slow ok"
   /reset               forgets every /flaky counter
   anything else        404 "not found"
@@ -83,6 +84,7 @@ class Handler(BaseHTTPRequestHandler):
                 "path": self.path,
                 "headers": headers,
                 "body": body.decode("utf-8", "replace"),
+                "reversed": body.decode("utf-8", "replace")[::-1],
             }
             return self.send_text(200, json.dumps(doc, indent=2) + "\n", "application/json")
         if parts == ["login"]:

@@ -271,6 +271,29 @@ impl Kind for HttpRequest {
                 a.service, a.region, a.access_key_id
             ));
         }
+        // What is sent goes where the request goes as much as the URL: a `Host:` or a
+        // `Content-Length` header changes where or what it lands. The reviewer and the
+        // approver see every header and the body, whole (secrets masked like everywhere).
+        for (k, v) in &p.headers {
+            s.push_str(&format!(
+                "\n  with header {k}: {}",
+                crate::steps::common::whole_text(v)
+            ));
+        }
+        if let Some(json) = &p.json {
+            s.push_str(&format!(
+                "\n  with JSON body {}",
+                crate::steps::common::whole_text(
+                    &serde_json::Value::Object(json.clone()).to_string()
+                )
+            ));
+        }
+        if let Some(body) = &p.body {
+            s.push_str(&format!(
+                "\n  with body:\n{}",
+                crate::steps::common::whole_text(body)
+            ));
+        }
         s
     }
 
