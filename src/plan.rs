@@ -69,7 +69,7 @@ pub enum PlanEffect {
     Unknown(String),
 }
 
-const OPEN: &str = "⟨";
+const OPEN: &str = template::UNKNOWN_OPEN;
 
 pub fn plan(runbook: &Runbook, env: &Environment, inputs: &IndexMap<String, InputValue>) -> Plan {
     let ctx = crate::template::value(context(runbook, env, inputs));

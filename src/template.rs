@@ -73,9 +73,21 @@ fn hmac_sha256(value: Value, key: Value) -> Result<String, minijinja::Error> {
             "the key of `hmac_sha256` is empty",
         ));
     }
-    let mac = crate::state::hmac_sha256(key.as_bytes(), text(&value).as_bytes());
+    let value = text(&value);
+    // In a plan, a value known only at run time is a placeholder (`⟨steps.key.value⟩`) and a
+    // secret input is masked: a hash of that text would look like the real signature. It stays
+    // a placeholder instead.
+    let unknown = |t: &str| t.contains(UNKNOWN_OPEN) || t.contains(crate::secret::MASK);
+    if unknown(&key) || unknown(&value) {
+        return Ok(format!("{UNKNOWN_OPEN}hmac_sha256 of a run-time value⟩"));
+    }
+    let mac = crate::state::hmac_sha256(key.as_bytes(), value.as_bytes());
     Ok(mac.iter().map(|b| format!("{b:02x}")).collect())
 }
+
+/// What opens a placeholder of a value known only at run time, in a plan's rendering
+/// (`⟨steps.key.value⟩`, see `plan::context`).
+pub const UNKNOWN_OPEN: &str = "⟨";
 
 /// The work one rendering may do (minijinja's instructions): thousands of times what a
 /// runbook's templates need, and far below two nested loops of a thousand.
@@ -335,6 +347,14 @@ mod tests {
         assert!(e.message.contains("empty"), "{}", e.message);
         assert!(render("{{ 'x' | hmac_sha256 }}", &ctx).is_err());
         assert!(static_problems("{{ 'x' | hmac_sha256(k) }}").is_empty());
+        // A plan's placeholder or masked secret is not hashed as if it were the value.
+        for key in ["⟨steps.key.value⟩", crate::secret::MASK] {
+            let ctx = value(serde_json::json!({ "k": key }));
+            assert_eq!(
+                render("sha256={{ 'body' | hmac_sha256(k) }}", &ctx).unwrap(),
+                "sha256=⟨hmac_sha256 of a run-time value⟩"
+            );
+        }
     }
 
     #[test]
