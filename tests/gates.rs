@@ -256,7 +256,7 @@ fn a_first_ctrl_c_inside_a_change_window_lets_the_approved_steps_finish() {
     let out = flat(&p.output());
     for said in [
         "approves `first`, `second`, `look` (asks you): the others run one after another without stopping for a person",
-        "not stopping yet: the run is inside the change window approved at `first` (`first`, `second`, `look`), and stopping in its middle would leave production half changed.",
+        "not stopping yet: the run is inside the change window approved at `first` (`first`, `second`, `look`), and stopping in its middle would leave sandbox half changed.",
         "It goes on to the end of `second` (or rolls back if a step fails), then stops before `look`. Press Ctrl-C again to abort at once",
     ] {
         assert!(out.contains(said), "{said:?} not in:\n{out}");
@@ -530,7 +530,7 @@ fn step_by_step_inside_a_change_window_says_production_waits() {
     p.expect("Make both changes?");
     p.send(&format!("y{ENTER}"));
     p.expect(
-        "(inside the change window approved at `first`: production is half changed until it ends)",
+        "(inside the change window approved at `first`: sandbox is half changed until it ends)",
     );
     p.expect("Run step 3/4 `second`");
     p.send(&format!("n{ENTER}"));

@@ -53,7 +53,8 @@ impl Engine<'_> {
         // production waits, half changed, while they read.
         let waiting = match self.interrupt.window_gate() {
             Some(g) => format!(
-                "(inside the change window approved at `{g}`: production is half changed until it ends)\n"
+                "(inside the change window approved at `{g}`: {} is half changed until it ends)\n",
+                self.env.name
             ),
             None => String::new(),
         };

@@ -183,6 +183,7 @@ impl Engine<'_> {
                     .map(|s| format!("{prefix}{}", s.id()))
                     .collect(),
                 rollback: true,
+                env: self.env.name.clone(),
                 ..Window::default()
             });
             let rb = self

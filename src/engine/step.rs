@@ -524,6 +524,7 @@ impl Engine<'_> {
             steps,
             last: format!("{prefix}{last}"),
             then,
+            env: self.env.name.clone(),
             ..Window::default()
         }
     }

@@ -45,6 +45,8 @@ pub(super) struct Window {
     /// What comes after `last` ("then stops before `x`", "then the run ends").
     pub(super) then: String,
     pub(super) rollback: bool,
+    /// The environment it changes (what a stop in its middle would leave half changed).
+    pub(super) env: String,
     /// The steps that finished, what the window changed so far (step, what), and the step
     /// running now (step, its effect).
     pub(super) done: Vec<String>,
@@ -123,9 +125,10 @@ impl Interrupt {
             (1, Some(w)) => {
                 let then = &w.then;
                 Some(format!(
-                    "not stopping yet: the run is inside the change window approved at `{}` ({}), and stopping in its middle would leave production half changed. It goes on to the end of `{}` (or rolls back if a step fails), {then}. Press Ctrl-C again to abort at once",
+                    "not stopping yet: the run is inside the change window approved at `{}` ({}), and stopping in its middle would leave {} half changed. It goes on to the end of `{}` (or rolls back if a step fails), {then}. Press Ctrl-C again to abort at once",
                     w.gate,
                     list(&w.steps),
+                    w.env,
                     w.last
                 ))
             }
