@@ -240,6 +240,16 @@ impl Plan {
         })
     }
 
+    /// How many gates, and that the runbooks it runs have their own (counted in their plans).
+    pub fn gates_text(&self) -> String {
+        let gates = plural(self.gates(), "gate");
+        if self.steps.iter().any(|s| s.nested.is_some()) {
+            format!("{gates} here and those of the runbooks it runs")
+        } else {
+            gates
+        }
+    }
+
     /// The plan as text for a terminal. Every value from a file is shown with its control
     /// characters visible ([`crate::display`]): a title or a name on its line, a command or
     /// a question on as many lines as it has, continuation lines under the first.
@@ -258,7 +268,7 @@ impl Plan {
             o,
             "  {}, {}; nothing has run.",
             plural(self.steps.len(), "step"),
-            plural(self.gates(), "gate")
+            self.gates_text()
         );
         if self.protected {
             let _ = writeln!(o, "  {}", protected_line(&self.env));
@@ -321,7 +331,7 @@ impl Plan {
             o,
             "  {}, {}; nothing has run.",
             plural(self.steps.len(), "step"),
-            plural(self.gates(), "gate"),
+            self.gates_text(),
         );
         if self.protected {
             let _ = writeln!(o, "  {}", protected_line(&self.env));

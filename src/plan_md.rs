@@ -30,7 +30,7 @@ impl Plan {
             "{} ({} that change something), {}; nothing has run.",
             crate::plan::plural(self.steps.len(), "step"),
             changes,
-            crate::plan::plural(self.gates(), "gate")
+            self.gates_text()
         );
         if self.protected {
             let _ = writeln!(

@@ -438,3 +438,47 @@ fn an_http_request_shows_its_headers_and_body_in_the_plan() {
         assert!(!String::from_utf8_lossy(&out.all_bytes()).contains(planted));
     }
 }
+
+/// A runbook that runs another does not claim "0 gates" when the one it runs has some: the
+/// count says theirs are asked too.
+#[test]
+fn a_plan_counts_the_gates_of_the_runbooks_it_runs_as_theirs() {
+    let t = Test::new()
+        .with_repo_environments()
+        .runbook(
+            "outer",
+            r#"
+            version: 1
+            name: outer
+            summary: Runs another
+            steps:
+              - id: inner
+                runbook.run: { name: inner }
+            "#,
+        )
+        .runbook(
+            "inner",
+            r#"
+            version: 1
+            name: inner
+            summary: Asks first
+            steps:
+              - id: change
+                confirm: Change it?
+                ssh.exec: { host: app, command: "true" }
+            "#,
+        );
+    for args in [
+        vec!["plan", "outer", "--env", "sandbox"],
+        vec!["plan", "outer", "--env", "sandbox", "--format", "md"],
+    ] {
+        let r = t.again(&args);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        assert!(
+            r.stdout
+                .contains("0 gates here and those of the runbooks it runs; nothing has run."),
+            "{}",
+            r.stdout
+        );
+    }
+}
