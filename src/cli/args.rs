@@ -14,6 +14,7 @@ Examples:
   runbook list
   runbook plan db-password --env staging
   runbook preflight db-password --env staging   # read-only checks before a run
+  runbook status --all-envs          # what is due or overdue, everywhere (exit 1: overdue)
   runbook run db-password --env sandbox
   runbook run image-audit --env production --yes --confirm-env production   # unattended, e.g. CI
   runbook resume                     # continue the latest unfinished run where it stopped
@@ -31,6 +32,20 @@ Examples:
   runbook plan db-password --env staging
   runbook plan db-password --env production --format md   # for a pull-request comment
   runbook plan db-password --env staging --output json";
+
+const STATUS_HELP: &str = "\
+Examples:
+  runbook status --env production
+  runbook status --all-envs                # exit 1 when a parameter is overdue (cron, CI)
+  runbook status --all-envs --output json
+
+States: overdue, due soon (within 14 days, or half the interval when shorter), ok,
+not scheduled (no `every N days` among the runbooks that write it), never set (not in SSM).
+
+Exit codes:
+  0    nothing overdue
+  1    a parameter is overdue, or an environment's SSM could not be read
+  2    invalid environment or runbooks directory";
 
 const RUN_HELP: &str = "\
 Examples:
@@ -136,6 +151,19 @@ pub(crate) enum Command {
         /// An input value, `name=value` (repeatable).
         #[arg(long = "input", short = 'i', value_name = "NAME=VALUE", add = ArgValueCompleter::new(complete::inputs))]
         inputs: Vec<String>,
+        #[arg(long, value_enum, default_value_t = Output::Human)]
+        output: Output,
+    },
+    /// The SSM parameters the runbooks write: last change, last run, schedule, due date.
+    /// Read-only. Exit 1 when one is overdue (for cron or a scheduled CI job).
+    #[command(after_help = STATUS_HELP)]
+    Status {
+        /// The environment (from environments.yaml).
+        #[arg(long, conflicts_with = "all_envs", add = ArgValueCandidates::new(complete::environment_names))]
+        env: Option<String>,
+        /// Every environment of environments.yaml (those with `aws:` settings).
+        #[arg(long)]
+        all_envs: bool,
         #[arg(long, value_enum, default_value_t = Output::Human)]
         output: Output,
     },
