@@ -89,6 +89,9 @@ pub struct LastRun {
     pub outcome: String,
     /// The run stored the old value again (its rollback's put ran).
     pub put_back: bool,
+    /// How many versions the run stored (its write steps of the parameter that ended `ok`).
+    #[serde(skip)]
+    pub stored: i64,
 }
 
 /// One parameter of one environment.
@@ -406,15 +409,16 @@ fn last_runs(state: &Path, library: &[Runbook], env: &Environment) -> HashMap<St
         });
         let at = parse_time(run.ended.as_deref().unwrap_or(&run.started))
             .unwrap_or(SystemTime::UNIX_EPOCH);
-        let mut changed: IndexMap<String, bool> = IndexMap::new();
+        let mut changed: IndexMap<String, (bool, i64)> = IndexMap::new();
         for p in puts.iter() {
             let Ok(name) = &p.name else { continue };
             if run.steps.get(&p.path).map(String::as_str) == Some("ok") {
-                let put_back = changed.entry(name.clone()).or_insert(false);
+                let (put_back, stored) = changed.entry(name.clone()).or_insert((false, 0));
                 *put_back |= p.rollback;
+                *stored += 1;
             }
         }
-        for (name, put_back) in changed {
+        for (name, (put_back, stored)) in changed {
             if last.get(&name).is_some_and(|(t, _)| *t > at) {
                 continue;
             }
@@ -429,6 +433,7 @@ fn last_runs(state: &Path, library: &[Runbook], env: &Environment) -> HashMap<St
                         ended: run.ended.clone(),
                         outcome: run.outcome.clone(),
                         put_back,
+                        stored,
                     },
                 ),
             );
@@ -464,8 +469,9 @@ pub async fn status(
         let last_run = runs.get(&name).cloned();
         let mut value_since = latest.and_then(|v| v.modified);
         let mut value_version = None;
-        // A rollback stored the old value again: the value dates from before the run, if the
-        // latest version is the run's own (nobody stored another since).
+        // A rollback stored the old value again: the value is that of the version before the
+        // run's first write, if the latest version is the run's own last write (made within the
+        // run, which stored `stored` versions; audit times are whole seconds).
         if let (Some(v), Some(run)) = (latest, &last_run)
             && run.put_back
             && let (Some(modified), Some(started)) = (v.modified, parse_time(&run.started))
@@ -476,14 +482,11 @@ pub async fn status(
                 .and_then(parse_time)
                 .is_none_or(|end| modified <= end + Duration::from_secs(1))
         {
+            let before = v.version - run.stored;
             let history = crate::aws::meta::history(env, &resources, &name).await?;
-            if let Some(before) = history
-                .iter()
-                .rev()
-                .find(|h| h.modified.is_some_and(|m| m < started))
-            {
-                value_since = before.modified;
-                value_version = Some(before.version);
+            if let Some(h) = history.iter().find(|h| h.version == before) {
+                value_since = h.modified;
+                value_version = Some(h.version);
             }
         }
         let schedule = deciding(&writers);

@@ -1,5 +1,6 @@
 //! `runbook status` against the sandbox's SSM (moto): the status right after a real rotation,
-//! a parameter whose last change is long past (overdue, exit 1), a rollback that put the old
+//! a parameter whose last change is older than its schedule at a later `--at` (overdue, exit
+//! 1; moto has no clock to move, and its parameters' dates cannot be set), a rollback that put the old
 //! value back (its date is the old version's, read from the parameter's history), JSON, and
 //! missing credentials. Each test has its own environment and parameter prefix in a temp dir.
 
@@ -22,10 +23,6 @@ fn prefix() -> String {
     )
 }
 
-/// moto keeps Amazon's public parameters with the dates they were published: a real
-/// parameter, served by the sandbox's SSM, last changed long before any test runs.
-const PUBLISHED: &str = "/aws/service/ami-amazon-linux-latest";
-
 fn environments(prefix: &str) -> String {
     format!(
         "
@@ -37,12 +34,6 @@ fn environments(prefix: &str) -> String {
               endpoint: http://127.0.0.1:5000
             vars:
               ssm_prefix: {prefix}
-          published:
-            aws:
-              region: us-east-1
-              endpoint: http://127.0.0.1:5000
-            vars:
-              ssm_prefix: {PUBLISHED}
           nowhere:
             aws:
               region: us-east-1
@@ -140,8 +131,8 @@ fn right_after_a_rotation_the_parameter_is_ok_and_its_run_is_named() {
         )
         .stdout(
             "
-            PARAMETER       STATE      DUE                    CHANGED     BY   LAST RUN                        SCHEDULE
-            [PREFIX]/OTHER  never set  -                      -           -    -                               every 365 days (bootstrap)
+            PARAMETER                                                    STATE      DUE                      CHANGED        BY   LAST RUN                                SCHEDULE
+            [PREFIX]/OTHER  never set  -                        -              -    -                                       every 365 days (bootstrap)
             [PREFIX]/TOKEN  ok         [DATE] (in 29 days)  [DATE] v1  N/A  [RUN-ID] rotate-token done  every 30 days (rotate-token)
 
             2 parameters: 1 ok, 1 never set
@@ -178,55 +169,64 @@ fn right_after_a_rotation_the_parameter_is_ok_and_its_run_is_named() {
 }
 
 #[test]
-fn a_parameter_last_changed_long_ago_is_overdue_and_exits_1() {
+fn a_parameter_whose_last_change_is_older_than_its_schedule_is_overdue_and_exits_1() {
     let sb = common::sandbox();
-    let t = test(&sb, &prefix()).runbook(
-        "ami-pin",
-        r#"
-        version: 1
-        name: ami-pin
-        summary: Pin the AMI the hosts boot
-        rotation: every 1 day
-        steps:
-          - id: pin
-            ssm.put:
-              name: "{{ env.ssm_prefix }}/amzn2-ami-hvm-x86_64-gp2"
-              value: ami-0123456789abcdef0
-              type: String
-              overwrite: true
-        "#,
-    );
-    let run = t.again(&["status", "--env", "published", "--output", "json"]);
+    let t = test(&sb, &prefix());
+    t.then(&["run", "rotate-token", "--env", "statustest", "--yes"])
+        .run()
+        .assert_code(0);
+    // Judged 45½ days on: the rotation SSM dated now is then 15½ days past its 30.
+    let later = std::time::SystemTime::now() + std::time::Duration::from_secs(45 * 86_400 + 43_200);
+    let at = humantime::format_rfc3339_seconds(later).to_string();
+    let run = t.again(&[
+        "status",
+        "--env",
+        "statustest",
+        "--at",
+        &at,
+        "--output",
+        "json",
+    ]);
     run.assert_code(1);
     let doc = document(&run.stdout);
     assert_eq!(doc["overdue"], 1, "{doc}");
-    let rows = doc["parameters"].as_array().unwrap();
-    let pin = rows
-        .iter()
-        .find(|r| r["name"] == format!("{PUBLISHED}/amzn2-ami-hvm-x86_64-gp2"))
-        .unwrap();
-    assert_eq!(pin["state"], "overdue", "{pin}");
-    assert_eq!(pin["schedule"]["runbook"], "ami-pin");
-    assert!(pin["last_run"].is_null());
-    // Its due date is a day after SSM's date of its last change, and before the report.
-    let due = humantime::parse_rfc3339(pin["due"].as_str().unwrap()).unwrap();
-    let changed = humantime::parse_rfc3339(pin["last_modified"].as_str().unwrap()).unwrap();
-    let now = humantime::parse_rfc3339(doc["now"].as_str().unwrap()).unwrap();
-    assert_eq!(due.duration_since(changed).unwrap().as_secs(), 86_400);
-    assert!(due < now);
+    assert_eq!(doc["now"], at.as_str());
+    let token = &doc["parameters"][1];
+    assert_eq!(token["state"], "overdue", "{token}");
+    assert_eq!(token["schedule"]["runbook"], "rotate-token");
+    // Due 30 days after SSM's date of the last change, which is before the judged time.
+    let due = humantime::parse_rfc3339(token["due"].as_str().unwrap()).unwrap();
+    let changed = humantime::parse_rfc3339(token["last_modified"].as_str().unwrap()).unwrap();
+    assert_eq!(due.duration_since(changed).unwrap().as_secs(), 30 * 86_400);
+    assert!(due < later);
 
-    // The table says the same, and the exit code alone is the alert.
-    let run = t.again(&["status", "--env", "published"]);
-    run.assert_code(1);
-    assert!(
-        run.stdout
-            .lines()
-            .any(|l| l.contains("amzn2-ami-hvm-x86_64-gp2")
-                && l.contains("overdue")
-                && l.contains("ago)")),
-        "{}",
-        run.stdout
-    );
+    // The table says the same; the exit code alone is the alert.
+    t.then(&["status", "--env", "statustest", "--at", &at])
+        .stderr(
+            "note: `by-input` step `put` writes `{{ inputs.param }}`, a name known only at run time: not shown\n",
+        )
+        .stdout(
+            "
+            PARAMETER                                                    STATE      DUE                       CHANGED        BY   LAST RUN                                SCHEDULE
+            [PREFIX]/OTHER  never set  -                         -              -    -                                       every 365 days (bootstrap)
+            [PREFIX]/TOKEN  overdue    [DATE] (15 days ago)  [DATE] v1  N/A  [RUN-ID] rotate-token done  every 30 days (rotate-token)
+
+            2 parameters: 1 overdue, 1 never set
+            ",
+        )
+        .status(1);
+
+    // A time in the past is refused: today's dates were not known then.
+    t.then(&["status", "--env", "statustest", "--at", "2020-01-01"])
+        .stderr(
+            "
+            runbook::bad-input
+
+              × --at [TIME] is in the past
+              help: give a time from now on: `--at [DATE]` shows what will be overdue by then
+            ",
+        )
+        .status(2);
 }
 
 #[test]
@@ -321,10 +321,10 @@ fn without_credentials_or_ssm_it_says_why_and_exits_1() {
             "
             runbook::status-unavailable
 
-              × cannot read the parameters of `statustest` from SSM: no AWS credentials for
-              │ environment `statustest`
-              help: set AWS_PROFILE (then `aws sso login` if it uses SSO), set `aws.profile` for
-                    the environment, or export AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY
+              × cannot read the parameters of `statustest` from SSM: no AWS credentials for environment
+              │ `statustest`
+              help: set AWS_PROFILE (then `aws sso login` if it uses SSO), set `aws.profile` for the
+                    environment, or export AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY
               statustest: cause: [CAUSE]
             ",
         )

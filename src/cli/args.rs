@@ -38,6 +38,7 @@ Examples:
   runbook status --env production
   runbook status --all-envs                # exit 1 when a parameter is overdue (cron, CI)
   runbook status --all-envs --output json
+  runbook status --env production --at 2027-03-01   # what will be overdue by then
 
 States: overdue, due soon (within 14 days, or half the interval when shorter), ok,
 not scheduled (no `every N days` among the runbooks that write it), never set (not in SSM).
@@ -164,6 +165,10 @@ pub(crate) enum Command {
         /// Every environment of environments.yaml (those with `aws:` settings).
         #[arg(long)]
         all_envs: bool,
+        /// Judge the states as of this time instead of now (RFC 3339, or a date `2027-03-01`,
+        /// UTC; not in the past): what will be overdue by then.
+        #[arg(long, value_name = "TIME", value_parser = parse_at)]
+        at: Option<std::time::SystemTime>,
         #[arg(long, value_enum, default_value_t = Output::Human)]
         output: Output,
     },
@@ -282,6 +287,19 @@ pub(crate) enum Command {
     },
     /// Print the man page (read it with `runbook man | man -l -`).
     Man,
+}
+
+/// `--at`: an RFC 3339 time, or a date (its midnight, UTC).
+fn parse_at(s: &str) -> Result<std::time::SystemTime, String> {
+    let s = s.trim();
+    let full = if s.len() == 10 {
+        format!("{s}T00:00:00Z")
+    } else {
+        s.to_string()
+    };
+    humantime::parse_rfc3339_weak(&full).map_err(|_| {
+        "expected an RFC 3339 time (2027-03-01T09:00:00Z) or a date (2027-03-01)".into()
+    })
 }
 
 /// How `resume` treats a step that was running when the run died.

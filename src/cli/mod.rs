@@ -247,8 +247,9 @@ impl Ctx {
             Command::Status {
                 env,
                 all_envs,
+                at,
                 output,
-            } => self.status(env.as_deref(), all_envs, output),
+            } => self.status(env.as_deref(), all_envs, at, output),
             Command::Abandon { run_id } => self.abandon(&run_id),
             Command::Check {
                 paths,

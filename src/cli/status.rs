@@ -85,6 +85,7 @@ impl Ctx {
         &self,
         env: Option<&str>,
         all_envs: bool,
+        at: Option<SystemTime>,
         output: Output,
     ) -> Result<(), Failure> {
         let session = self.offline();
@@ -108,6 +109,24 @@ impl Ctx {
         let state = session.state(false)?;
         let runtime = crate::session::runtime()?;
         let now = SystemTime::now();
+        // A time before now would judge today's dates as if they had been known then.
+        if let Some(t) = at
+            && t + std::time::Duration::from_secs(60) < now
+        {
+            return Err(Failure::invalid(
+                Problem::error(
+                    Code::BadInput,
+                    format!(
+                        "--at {} is in the past",
+                        humantime::format_rfc3339_seconds(t)
+                    ),
+                )
+                .help(
+                    "give a time from now on: `--at 2027-03-01` shows what will be overdue by then",
+                ),
+            ));
+        }
+        let now = at.unwrap_or(now);
         let mut rows: Vec<Row> = Vec::new();
         let mut unrendered: Vec<Unrendered> = Vec::new();
         let mut problems: Vec<Problem> = Vec::new();
