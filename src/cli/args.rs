@@ -22,7 +22,8 @@ Examples:
 
 Exit codes:
   0    done
-  1    a step failed (after its rollback, if any), or the run journal could not be written
+  1    a step failed (after its rollback, if any), or the run journal could not be written;
+       `status`: a parameter is overdue, or SSM could not be read
   2    invalid runbook, environment or input; nothing ran
   3    declined by the operator at a gate; nothing after it ran
   130  interrupted (Ctrl-C)";
