@@ -314,8 +314,8 @@ fn without_credentials_or_ssm_it_says_why_and_exits_1() {
         .env("AWS_CONTAINER_CREDENTIALS_FULL_URI", "")
         .args(&["status", "--env", "statustest"])
         .redact(
-            r"(?m)^  statustest: cause: .*\n",
-            "  statustest: cause: [CAUSE]\n",
+            r"(?m)^  cause: .*\n",
+            "  cause: [CAUSE]\n",
         )
         .stderr(
             "
@@ -325,7 +325,7 @@ fn without_credentials_or_ssm_it_says_why_and_exits_1() {
               │ `statustest`
               help: set AWS_PROFILE (then `aws sso login` if it uses SSO), set `aws.profile` for the
                     environment, or export AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY
-              statustest: cause: [CAUSE]
+              cause: [CAUSE]
             ",
         )
         .status(1);

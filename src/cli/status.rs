@@ -104,7 +104,15 @@ impl Ctx {
                 |e| Ok(vec![e]),
             )?
         } else {
-            vec![session.environment(&catalog, env, false)?]
+            vec![session.environment(&catalog, env, false).map_err(|mut f| {
+                // Several environments and none named: `--all-envs` is the other answer.
+                for p in f.problems.iter_mut().filter(|p| p.code == Code::MissingEnv) {
+                    if let Some(h) = &mut p.help {
+                        h.push_str(", or --all-envs");
+                    }
+                }
+                f
+            })?]
         };
         let state = session.state(false)?;
         let runtime = crate::session::runtime()?;
@@ -129,8 +137,7 @@ impl Ctx {
         let now = at.unwrap_or(now);
         let mut rows: Vec<Row> = Vec::new();
         let mut unrendered: Vec<Unrendered> = Vec::new();
-        let mut problems: Vec<Problem> = Vec::new();
-        let mut lines: Vec<String> = Vec::new();
+        let mut failed = 0;
         let mut errors: Vec<serde_json::Value> = Vec::new();
         let mut skipped: Vec<String> = Vec::new();
         for e in &envs {
@@ -166,10 +173,12 @@ impl Ctx {
                         "detail": err.detail,
                         "help": p.help,
                     }));
+                    // Said now, each with its cause under it; the table of the others follows.
+                    self.report(std::slice::from_ref(&p));
                     if let Some(d) = &err.detail {
-                        lines.push(format!("  {}: {}", e.name, visible_line(d)));
+                        eprintln!("  {}", visible_line(d));
                     }
-                    problems.push(p);
+                    failed += 1;
                 }
             }
         }
@@ -225,7 +234,7 @@ impl Ctx {
                         )
                     );
                     println!("\n{}", summary(&rows));
-                } else if problems.is_empty() {
+                } else if failed == 0 {
                     println!("no SSM parameter is written by the runbooks here");
                 }
             }
@@ -237,14 +246,7 @@ impl Ctx {
                 self.dir.display()
             );
         }
-        if !problems.is_empty() {
-            return Err(Failure {
-                kind: Kind::StepFailed,
-                problems,
-                lines,
-            });
-        }
-        if overdue > 0 {
+        if failed > 0 || overdue > 0 {
             return Err(Failure::quiet(Kind::StepFailed));
         }
         Ok(())
