@@ -115,6 +115,15 @@ impl Ctx {
             })?]
         };
         let state = session.state(false)?;
+        let audit = state.join("audit.jsonl");
+        if audit.symlink_metadata().is_ok()
+            && let Err(e) = crate::state::open_read(&audit)
+        {
+            eprintln!(
+                "note: {} cannot be read ({e}): no last run is shown",
+                audit.display()
+            );
+        }
         let runtime = crate::session::runtime()?;
         let now = SystemTime::now();
         // A time before now would judge today's dates as if they had been known then.
