@@ -179,10 +179,11 @@ fn puts(
     prefix: &str,
     depth: usize,
     out: &mut Vec<Put>,
-) {
+) -> Dynamic {
+    let mut dynamic = Dynamic(false);
     // Cycles are refused by `check`; a last guard.
     if depth > 16 {
-        return;
+        return dynamic;
     }
     let plan = crate::plan::plan(rb, env, inputs);
     let param = |s: &crate::plan::PlannedStep, key: &str| {
@@ -217,10 +218,11 @@ fn puts(
             });
         }
         if let Some(field) = kind.runs_runbook_named_by() {
-            let Some(child) = param(s, field)
-                .filter(|n| known(n))
-                .and_then(|n| library.iter().find(|r| r.name() == n))
-            else {
+            let Some(name) = param(s, field).filter(|n| known(n)) else {
+                dynamic.0 = true;
+                continue;
+            };
+            let Some(child) = library.iter().find(|r| r.name() == name) else {
                 continue;
             };
             let mut given = defaults(child);
@@ -237,7 +239,7 @@ fn puts(
                     );
                 }
             }
-            puts(
+            dynamic.0 |= puts(
                 child,
                 library,
                 env,
@@ -245,9 +247,40 @@ fn puts(
                 &format!("{path}/"),
                 depth + 1,
                 out,
-            );
+            )
+            .0;
         }
     }
+    dynamic
+}
+
+/// Whether a runbook runs another whose name is known only from a run's inputs.
+#[derive(Debug, Clone, Copy)]
+struct Dynamic(bool);
+
+/// The inputs a run was started with, as its journal keeps them (a secret one has no value
+/// there), over the runbook's defaults; `None` when the journal is gone.
+fn run_inputs(state: &Path, rb: &Runbook, run_id: &str) -> Option<IndexMap<String, InputValue>> {
+    let run = crate::journal::load_run(state, run_id)?;
+    let mut inputs = defaults(rb);
+    let given = run.records.iter().find_map(|r| match r {
+        crate::journal::JRec::Meta { inputs, .. } => Some(inputs),
+        _ => None,
+    })?;
+    for v in given.iter().filter(|v| !v.secret) {
+        let value = match v.value.as_ref()? {
+            serde_json::Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        inputs.insert(
+            v.name.clone(),
+            InputValue {
+                value,
+                secret: false,
+            },
+        );
+    }
+    Some(inputs)
 }
 
 /// The parameters the runbooks of `library` write on `env`, each with the runbooks that write
@@ -260,7 +293,7 @@ pub fn targets(
     let mut unrendered = Vec::new();
     for rb in library {
         let mut out = Vec::new();
-        puts(rb, library, env, &defaults(rb), "", 0, &mut out);
+        let _ = puts(rb, library, env, &defaults(rb), "", 0, &mut out);
         for p in out.into_iter().filter(|p| p.own) {
             match p.name {
                 Ok(name) => {
@@ -396,17 +429,33 @@ fn audit_runs(state: &Path, env: &str) -> Vec<AuditRun> {
 /// The last run of `audit.jsonl` on `env` that changed each parameter (a write step of it, or
 /// of a runbook it ran, ended `ok`).
 fn last_runs(state: &Path, library: &[Runbook], env: &Environment) -> HashMap<String, LastRun> {
-    let mut cache: HashMap<String, Vec<Put>> = HashMap::new();
+    let mut cache: HashMap<String, (Vec<Put>, Dynamic)> = HashMap::new();
     let mut last: HashMap<String, (SystemTime, LastRun)> = HashMap::new();
     for run in audit_runs(state, &env.name) {
         let Some(rb) = library.iter().find(|r| r.name() == run.runbook) else {
             continue;
         };
-        let puts = cache.entry(run.runbook.clone()).or_insert_with(|| {
+        let (cached, dynamic) = cache.entry(run.runbook.clone()).or_insert_with(|| {
             let mut out = Vec::new();
-            puts(rb, library, env, &defaults(rb), "", 0, &mut out);
-            out
+            let dynamic = puts(rb, library, env, &defaults(rb), "", 0, &mut out);
+            (out, dynamic)
         });
+        // A runbook it ran was named by an input (a compromise response's secret): its
+        // journal has the inputs.
+        let own;
+        let puts = match dynamic
+            .0
+            .then(|| run_inputs(state, rb, &run.run_id))
+            .flatten()
+        {
+            Some(inputs) => {
+                let mut out = Vec::new();
+                puts(rb, library, env, &inputs, "", 0, &mut out);
+                own = out;
+                &own
+            }
+            None => &*cached,
+        };
         let at = parse_time(run.ended.as_deref().unwrap_or(&run.started))
             .unwrap_or(SystemTime::UNIX_EPOCH);
         let mut changed: IndexMap<String, (bool, i64)> = IndexMap::new();

@@ -230,6 +230,50 @@ fn a_parameter_whose_last_change_is_older_than_its_schedule_is_overdue_and_exits
 }
 
 #[test]
+fn a_rotation_run_inside_another_runbook_named_by_its_input_is_its_last_run() {
+    let sb = common::sandbox();
+    let prefix = prefix();
+    let t = test(&sb, &prefix).runbook(
+        "respond",
+        r#"
+        version: 1
+        name: respond
+        summary: Rotate the secret an incident names
+        rotation: on suspected compromise
+        inputs:
+          secret: { description: which, choices: [rotate-token] }
+        steps:
+          - id: rotate
+            runbook.run: { name: "{{ inputs.secret }}" }
+        "#,
+    );
+    t.then(&[
+        "run",
+        "respond",
+        "--env",
+        "statustest",
+        "--input",
+        "secret=rotate-token",
+        "--yes",
+    ])
+    .run()
+    .assert_code(0);
+    let run_id = common::listed_runs(&t.again(&["runs", "--output", "json"]).stdout)[0]["run_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let run = t.again(&["status", "--env", "statustest", "--output", "json"]);
+    run.assert_code(0);
+    let doc = document(&run.stdout);
+    let token = &doc["parameters"][1];
+    assert_eq!(token["name"], format!("{prefix}/TOKEN"));
+    assert_eq!(token["last_run"]["run_id"], run_id.as_str(), "{token}");
+    assert_eq!(token["last_run"]["runbook"], "respond");
+    // Its schedule is still the rotation's own.
+    assert_eq!(token["schedule"]["runbook"], "rotate-token");
+}
+
+#[test]
 fn a_rollback_that_put_the_old_value_back_keeps_the_old_date() {
     let sb = common::sandbox();
     let prefix = prefix();
