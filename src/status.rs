@@ -124,8 +124,20 @@ pub struct Unrendered {
     pub env: String,
     pub runbook: String,
     pub step: String,
-    /// The name as written (a template).
+    /// The name as written (a template), or as rendered when SSM would refuse it.
     pub name: String,
+    /// Why it is not queried: `known only at run time`, or `not a valid SSM parameter name`
+    /// (one such name would make SSM refuse the whole batch).
+    pub why: &'static str,
+}
+
+/// What SSM accepts in a parameter name.
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 2048
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/_.-".contains(c))
 }
 
 fn rfc3339<S: serde::Serializer>(t: &Option<SystemTime>, s: S) -> Result<S::Ok, S::Error> {
@@ -296,6 +308,13 @@ pub fn targets(
         let _ = puts(rb, library, env, &defaults(rb), "", 0, &mut out);
         for p in out.into_iter().filter(|p| p.own) {
             match p.name {
+                Ok(name) if !valid_name(&name) => unrendered.push(Unrendered {
+                    env: env.name.clone(),
+                    runbook: rb.name().to_string(),
+                    step: p.path,
+                    name,
+                    why: "not a valid SSM parameter name",
+                }),
                 Ok(name) => {
                     let writers = names.entry(name).or_default();
                     if !writers.iter().any(|w| w.runbook == rb.name()) {
@@ -310,6 +329,7 @@ pub fn targets(
                     runbook: rb.name().to_string(),
                     step: p.path,
                     name: template,
+                    why: "a name known only at run time",
                 }),
             }
         }

@@ -163,6 +163,7 @@ fn right_after_a_rotation_the_parameter_is_ok_and_its_run_is_named() {
     );
     assert_eq!(doc["parameters"][0]["state"], "never-set");
     assert_eq!(doc["unrendered"][0]["name"], "{{ inputs.param }}");
+    assert_eq!(doc["unrendered"][0]["why"], "a name known only at run time");
     // Metadata only: the value never leaves SSM.
     let value = common::ssm_value(&format!("{prefix}/TOKEN"));
     assert!(!run.stdout.contains(&value) && !run.stderr.contains(&value));

@@ -212,10 +212,11 @@ impl Ctx {
                 }
                 for u in &unrendered {
                     eprintln!(
-                        "note: `{}` step `{}` writes `{}`, a name known only at run time: not shown",
+                        "note: `{}` step `{}` writes `{}`, {}: not shown",
                         visible_line(&u.runbook),
                         visible_line(&u.step),
-                        visible_line(&u.name)
+                        visible_line(&u.name),
+                        u.why
                     );
                 }
                 if !rows.is_empty() {
