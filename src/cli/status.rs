@@ -88,6 +88,25 @@ impl Ctx {
         at: Option<SystemTime>,
         output: Output,
     ) -> Result<(), Failure> {
+        let now = SystemTime::now();
+        // A time before now would judge today's dates as if they had been known then.
+        if let Some(t) = at
+            && t + std::time::Duration::from_secs(60) < now
+        {
+            return Err(Failure::invalid(
+                Problem::error(
+                    Code::BadInput,
+                    format!(
+                        "--at {} is in the past",
+                        humantime::format_rfc3339_seconds(t)
+                    ),
+                )
+                .help(
+                    "give a time from now on: `--at 2027-03-01` shows what will be overdue by then",
+                ),
+            ));
+        }
+        let now = at.unwrap_or(now);
         let session = self.offline();
         let catalog = session.catalog()?;
         let envs: Vec<&Environment> = if all_envs {
@@ -95,7 +114,9 @@ impl Ctx {
                 // `environment` refuses a missing name when there are several: take them all,
                 // once environments.yaml has no error (it said so when it has one).
                 |f| {
-                    if f.problems.iter().any(|p| p.code == Code::MissingEnv) {
+                    if f.problems.iter().any(|p| p.code == Code::MissingEnv)
+                        && !catalog.environments.list.is_empty()
+                    {
                         Ok(catalog.environments.list.iter().collect())
                     } else {
                         Err(f)
@@ -125,25 +146,6 @@ impl Ctx {
             );
         }
         let runtime = crate::session::runtime()?;
-        let now = SystemTime::now();
-        // A time before now would judge today's dates as if they had been known then.
-        if let Some(t) = at
-            && t + std::time::Duration::from_secs(60) < now
-        {
-            return Err(Failure::invalid(
-                Problem::error(
-                    Code::BadInput,
-                    format!(
-                        "--at {} is in the past",
-                        humantime::format_rfc3339_seconds(t)
-                    ),
-                )
-                .help(
-                    "give a time from now on: `--at 2027-03-01` shows what will be overdue by then",
-                ),
-            ));
-        }
-        let now = at.unwrap_or(now);
         let mut rows: Vec<Row> = Vec::new();
         let mut unrendered: Vec<Unrendered> = Vec::new();
         let mut failed = 0;
