@@ -89,6 +89,9 @@ pub struct LastRun {
     pub outcome: String,
     /// The run stored the old value again (its rollback's put ran).
     pub put_back: bool,
+    /// SSM's latest version is newer than the run's end: something else (another machine's
+    /// run, a person, another tool) stored the parameter since.
+    pub changed_since: bool,
     /// How many versions the run stored (its write steps of the parameter that ended `ok`).
     #[serde(skip)]
     pub stored: i64,
@@ -502,6 +505,7 @@ fn last_runs(state: &Path, library: &[Runbook], env: &Environment) -> HashMap<St
                         ended: run.ended.clone(),
                         outcome: run.outcome.clone(),
                         put_back,
+                        changed_since: false,
                         stored,
                     },
                 ),
@@ -535,7 +539,15 @@ pub async fn status(
     let mut rows = Vec::new();
     for (name, writers) in names {
         let latest = meta.get(&name);
-        let last_run = runs.get(&name).cloned();
+        let mut last_run = runs.get(&name).cloned();
+        if let (Some(run), Some(modified)) = (&mut last_run, latest.and_then(|v| v.modified)) {
+            // Audit times are whole seconds.
+            run.changed_since = run
+                .ended
+                .as_deref()
+                .and_then(parse_time)
+                .is_some_and(|end| modified > end + Duration::from_secs(1));
+        }
         let mut value_since = latest.and_then(|v| v.modified);
         let mut value_version = None;
         // A rollback stored the old value again: the value is that of the version before the

@@ -164,9 +164,51 @@ fn right_after_a_rotation_the_parameter_is_ok_and_its_run_is_named() {
     assert_eq!(doc["parameters"][0]["state"], "never-set");
     assert_eq!(doc["unrendered"][0]["name"], "{{ inputs.param }}");
     assert_eq!(doc["unrendered"][0]["why"], "a name known only at run time");
+    assert_eq!(token["last_run"]["changed_since"], false);
     // Metadata only: the value never leaves SSM.
     let value = common::ssm_value(&format!("{prefix}/TOKEN"));
     assert!(!run.stdout.contains(&value) && !run.stderr.contains(&value));
+
+    // Rotated again from another state directory (another machine), over a second later
+    // (audit times are whole seconds): this one's last run is still its own, and the row says
+    // SSM changed since.
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    test(&sb, &prefix)
+        .again(&["run", "rotate-token", "--env", "statustest", "--yes"])
+        .assert_code(0);
+    let run = t.again(&["status", "--env", "statustest", "--output", "json"]);
+    let token = &document(&run.stdout)["parameters"][1];
+    assert_eq!(token["version"], 2, "{token}");
+    assert_eq!(token["last_run"]["run_id"], run_id.as_str());
+    assert_eq!(token["last_run"]["changed_since"], true, "{token}");
+}
+
+#[test]
+fn all_environments_in_one_table_and_one_that_cannot_be_read_fails_the_report() {
+    let sb = common::sandbox();
+    test(&sb, &prefix())
+        .args(&["status", "--all-envs"])
+        .redact(r"(?m)^  cause: .*\n", "  cause: [CAUSE]\n")
+        .stderr(
+            "
+            runbook::status-unavailable
+
+              × cannot read the parameters of `nowhere` from SSM: cannot reach SSM at http://127.0.0.1:1
+              help: check the network, the region (us-east-1) and `aws.endpoint` or AWS_ENDPOINT_URL_SSM
+              cause: [CAUSE]
+            note: `by-input` step `put` writes `{{ inputs.param }}`, a name known only at run time: not shown
+            ",
+        )
+        .stdout(
+            "
+            ENV         PARAMETER                                                    STATE      DUE  CHANGED  BY  LAST RUN  SCHEDULE
+            statustest  [PREFIX]/OTHER  never set  -    -        -   -         every 365 days (bootstrap)
+            statustest  [PREFIX]/TOKEN  never set  -    -        -   -         every 30 days (rotate-token)
+
+            2 parameters: 2 never set
+            ",
+        )
+        .status(1);
 }
 
 #[test]

@@ -55,6 +55,9 @@ fn cells(r: &Row, now: SystemTime, all: bool) -> Vec<String> {
         if l.put_back {
             s.push_str(" (old value put back)");
         }
+        if l.changed_since {
+            s.push_str(" (changed in SSM since)");
+        }
         s
     });
     let schedule = match &r.schedule {
