@@ -48,6 +48,7 @@ pub mod secret;
 pub mod select;
 pub mod session;
 pub mod state;
+pub mod status;
 pub mod steps;
 pub mod table;
 pub mod template;

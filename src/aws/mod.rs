@@ -4,6 +4,7 @@
 //! ([`lock`]) are built on it.
 
 pub mod lock;
+pub mod meta;
 
 use std::collections::HashMap;
 use std::future::Future;

@@ -85,6 +85,48 @@ pub fn rotation(doc: &RunbookDoc, node: &Node, source: &Arc<Source>, problems: &
     );
 }
 
+/// A runbook that writes SSM parameters (a step whose kind names what it writes: a rotation)
+/// says when it is due: without `rotation:`, `runbook status` shows its parameters as not
+/// scheduled and nothing ever says they are overdue. A warning at the runbook's `name:`,
+/// pointing at its first such step.
+pub fn no_schedule(
+    doc: &RunbookDoc,
+    steps: &[crate::catalog::Step],
+    rollback: &[crate::catalog::Step],
+    node: &Node,
+    source: &Arc<Source>,
+    problems: &mut Vec<Problem>,
+) {
+    if doc.rotation.is_some() {
+        return;
+    }
+    let Some(first) = steps
+        .iter()
+        .chain(rollback)
+        .find(|s| s.kind.writes_named_by().is_some())
+    else {
+        return;
+    };
+    let span = node
+        .get("name")
+        .map_or_else(|| node.span.clone(), |n| n.span.clone());
+    problems.push(
+        Problem::warning(
+            Code::NoSchedule,
+            format!(
+                "`{}` writes SSM parameters but has no `rotation:`",
+                crate::display::visible_line(&doc.name)
+            ),
+        )
+        .at(source, span)
+        .label("no schedule")
+        .also_at(first.span_of("id"), "writes a parameter")
+        .help(
+            "add `rotation: every N days` (or `on suspected compromise`, `after every production build`, `once per environment`) so `runbook status` can say when it is due",
+        ),
+    );
+}
+
 /// No value of a file holds a character a reader cannot see: a command written
 /// `wget … | sh\r\e[2Ksystemctl restart app` shows only its end on a terminal, and a bidi
 /// override shows text in another order than it runs. Such characters are refused (an

@@ -111,6 +111,9 @@ pub fn load_runbook(
     let inputs = doc.as_ref().map(|d| &d.inputs);
     self::steps(&mut steps, &mut rollback, inputs, envs, &source, problems);
     gates::gates(&steps, &rollback, &source, problems);
+    if let Some(doc) = &doc {
+        document::no_schedule(doc, &steps, &rollback, &node, &source, problems);
+    }
     let after = problems.iter().filter(|p| p.is_error()).count();
     match doc {
         Some(doc) if after == before => Some(Runbook {

@@ -14,6 +14,7 @@ Examples:
   runbook list
   runbook plan db-password --env staging
   runbook preflight db-password --env staging   # read-only checks before a run
+  runbook status --all-envs          # what is due or overdue, everywhere (exit 1: overdue)
   runbook run db-password --env sandbox
   runbook run image-audit --env production --yes --confirm-env production   # unattended, e.g. CI
   runbook resume                     # continue the latest unfinished run where it stopped
@@ -21,7 +22,8 @@ Examples:
 
 Exit codes:
   0    done
-  1    a step failed (after its rollback, if any), or the run journal could not be written
+  1    a step failed (after its rollback, if any), or the run journal could not be written;
+       `status`: a parameter is overdue, or SSM could not be read
   2    invalid runbook, environment or input; nothing ran
   3    declined by the operator at a gate; nothing after it ran
   130  interrupted (Ctrl-C)";
@@ -31,6 +33,21 @@ Examples:
   runbook plan db-password --env staging
   runbook plan db-password --env production --format md   # for a pull-request comment
   runbook plan db-password --env staging --output json";
+
+const STATUS_HELP: &str = "\
+Examples:
+  runbook status --env production
+  runbook status --all-envs                # exit 1 when a parameter is overdue (cron, CI)
+  runbook status --all-envs --output json
+  runbook status --env production --at 2027-03-01   # what will be overdue by then
+
+States: overdue, due soon (within 14 days, or half the interval when shorter), ok,
+not scheduled (no `every N days` among the runbooks that write it), never set (not in SSM).
+
+Exit codes:
+  0    nothing overdue
+  1    a parameter is overdue, or an environment's SSM could not be read
+  2    invalid environment or runbooks directory";
 
 const RUN_HELP: &str = "\
 Examples:
@@ -136,6 +153,23 @@ pub(crate) enum Command {
         /// An input value, `name=value` (repeatable).
         #[arg(long = "input", short = 'i', value_name = "NAME=VALUE", add = ArgValueCompleter::new(complete::inputs))]
         inputs: Vec<String>,
+        #[arg(long, value_enum, default_value_t = Output::Human)]
+        output: Output,
+    },
+    /// The SSM parameters the runbooks write: last change, last run, schedule, due date.
+    /// Read-only. Exit 1 when one is overdue (for cron or a scheduled CI job).
+    #[command(after_help = STATUS_HELP)]
+    Status {
+        /// The environment (from environments.yaml).
+        #[arg(long, conflicts_with = "all_envs", add = ArgValueCandidates::new(complete::environment_names))]
+        env: Option<String>,
+        /// Every environment of environments.yaml (those with `aws:` settings).
+        #[arg(long)]
+        all_envs: bool,
+        /// Judge the states as of this time instead of now (RFC 3339, or a date `2027-03-01`,
+        /// UTC; not in the past): what will be overdue by then.
+        #[arg(long, value_name = "TIME", value_parser = parse_at)]
+        at: Option<std::time::SystemTime>,
         #[arg(long, value_enum, default_value_t = Output::Human)]
         output: Output,
     },
@@ -254,6 +288,19 @@ pub(crate) enum Command {
     },
     /// Print the man page (read it with `runbook man | man -l -`).
     Man,
+}
+
+/// `--at`: an RFC 3339 time, or a date (its midnight, UTC).
+fn parse_at(s: &str) -> Result<std::time::SystemTime, String> {
+    let s = s.trim();
+    let full = if s.len() == 10 {
+        format!("{s}T00:00:00Z")
+    } else {
+        s.to_string()
+    };
+    humantime::parse_rfc3339_weak(&full).map_err(|_| {
+        "expected an RFC 3339 time (2027-03-01T09:00:00Z) or a date (2027-03-01)".into()
+    })
 }
 
 /// How `resume` treats a step that was running when the run died.

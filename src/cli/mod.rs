@@ -21,6 +21,7 @@ mod preflight;
 mod prompt;
 mod runs;
 mod show;
+mod status;
 mod ui;
 
 use std::io::IsTerminal;
@@ -121,7 +122,8 @@ fn command() -> i32 {
         | Command::Plan { output, .. }
         | Command::Run { output, .. }
         | Command::Resume { output, .. }
-        | Command::Runs { output } => *output == Output::Json,
+        | Command::Runs { output }
+        | Command::Status { output, .. } => *output == Output::Json,
         Command::Check { output, format, .. } => {
             *output == Some(Output::Json) || *format == CheckFormat::Json
         }
@@ -242,6 +244,12 @@ impl Ctx {
                 output,
             ),
             Command::Runs { output } => self.runs(output),
+            Command::Status {
+                env,
+                all_envs,
+                at,
+                output,
+            } => self.status(env.as_deref(), all_envs, at, output),
             Command::Abandon { run_id } => self.abandon(&run_id),
             Command::Check {
                 paths,

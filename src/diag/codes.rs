@@ -73,6 +73,7 @@ codes! {
     BadDefault = "runbook::bad-default": "An input's default is not one of its choices.",
     RetryRepeatsChange = "runbook::retry-repeats-change": "`retry:` on a step that changes something and is not safe to repeat (a POST): an attempt that failed after its effect is made again.",
     BadRotation = "runbook::bad-rotation": "A `rotation:` that is not a schedule: `every N days`, `on suspected compromise`, `after every production build` or `once per environment`.",
+    NoSchedule = "runbook::no-schedule": "A runbook that writes SSM parameters (a rotation) has no `rotation:` schedule, so `runbook status` cannot say when it is due.",
     SecretDefault = "runbook::secret-default": "A secret input has a default written in the runbook.",
     GateAfterChange = "runbook::gate-after-change": "A gate (`confirm:`) after a step that changes something: the run would wait for a person in the middle of a change.",
     // Templates
@@ -149,6 +150,7 @@ codes! {
     UnfinishedRun = "runbook::unfinished-run": "A new run while one of the same runbook and environment, or one writing an SSM parameter it writes, is unfinished (resume it, or `--new`).",
     NotResumable = "runbook::not-resumable": "A run that finished, or cannot be resumed.",
     ChangedSinceRun = "runbook::changed-since-run": "The runbook changed since the run to resume began.",
+    StatusUnavailable = "runbook::status-unavailable": "`runbook status` cannot read an environment's parameters from SSM (credentials, endpoint, access).",
     InFlight = "runbook::in-flight": "A step was running when the run stopped and is not safe to repeat blindly.",
 }
 

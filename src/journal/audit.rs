@@ -143,3 +143,18 @@ pub(super) fn append_audit(state: &Path, recs: &[JRec]) -> std::io::Result<()> {
     append_json_line(&mut f, &line)?;
     f.sync_data()
 }
+
+/// The lines of `audit.jsonl`, oldest first; a line that is not a JSON object (torn, damaged)
+/// is skipped, and a missing or unreadable file has none.
+pub fn read_audit(state: &Path) -> Vec<serde_json::Value> {
+    use std::io::BufRead;
+    let Ok(f) = state::open_read(&state.join("audit.jsonl")) else {
+        return Vec::new();
+    };
+    std::io::BufReader::new(f)
+        .split(b'\n')
+        .map_while(Result::ok)
+        .filter_map(|l| serde_json::from_slice::<serde_json::Value>(&l).ok())
+        .filter(serde_json::Value::is_object)
+        .collect()
+}

@@ -26,6 +26,7 @@ mod lock;
 mod recorder;
 mod runs;
 
+pub use audit::read_audit;
 pub use event_log::EventLog;
 pub use format::{JRec, JValue, new_run_id, run_dir, state_dir, valid_run_id};
 pub use lock::{LockError, LockHolder, RunLock, live_holder};
