@@ -165,6 +165,7 @@ pub(super) fn unfinished(
             operator: h.user,
             resumable: false,
             abandonable: false,
+            series: None,
             notes: Vec::new(),
             records: Vec::new(),
         })

@@ -1,0 +1,420 @@
+//! One runbook on several environments in one invocation (`run NAME --env a --env b`),
+//! against the sandbox: two environments of the test's own environments.yaml both use the
+//! sandbox's SSM and HTTP server, each under its own `ssm_prefix`, so what one run changed
+//! is told apart from what the other did (or did not).
+//!
+//! They run in order, one audit line each, tied by one series id; a failing first environment
+//! leaves the second untouched; a decline at the second's gate leaves the first done; a
+//! repeated or unknown environment is refused with nothing changed anywhere.
+//!
+//! Every test writes only parameters of its own (unique prefixes): no shared sandbox state.
+
+mod common;
+
+use std::process::Command;
+
+use common::pty::Pty;
+use common::{Test, unique};
+
+const ENTER: &str = "\r";
+
+/// A parameter's value, or `None` when the sandbox's SSM has no such parameter.
+fn ssm(name: &str) -> Option<String> {
+    let out = Command::new("curl")
+        .args(["-s", "-X", "POST", "http://127.0.0.1:5000/"])
+        .args(["-H", "X-Amz-Target: AmazonSSM.GetParameter", "-H", "Content-Type: application/x-amz-json-1.1"])
+        .args([
+            "-H",
+            "Authorization: AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/ssm/aws4_request, SignedHeaders=host, Signature=0",
+        ])
+        .args(["-d", &format!(r#"{{"Name":"{name}","WithDecryption":true}}"#)])
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    v["Parameter"]["Value"].as_str().map(str::to_string)
+}
+
+/// Two environments on the sandbox: `first` and `second` (protected), each with its own SSM
+/// prefix and the URL its verification checks (`first_check`: a status path of the sandbox's
+/// HTTP server).
+fn two_envs(sb: &common::Sandbox, prefix: &str, first_check: &str) -> String {
+    let http = sb.get("SANDBOX_HTTP_URL");
+    format!(
+        r#"
+        version: 1
+        environments:
+          first:
+            aws: {{ region: us-east-1, endpoint: "http://127.0.0.1:5000" }}
+            vars:
+              ssm_prefix: {prefix}/first
+              check_url: {http}{first_check}
+          second:
+            protected: true
+            aws: {{ region: us-east-1, endpoint: "http://127.0.0.1:5000" }}
+            vars:
+              ssm_prefix: {prefix}/second
+              check_url: {http}/ok
+        "#
+    )
+}
+
+/// A stand-in rotation: a new value stored under the environment's prefix, then verified at
+/// the environment's check URL (which needs the stored version: not judged by preflight).
+const ROTATE: &str = r#"
+    version: 1
+    name: rotate
+    summary: A stand-in rotation of one secret per environment
+    inputs:
+      reason: { description: Why, default: scheduled }
+    steps:
+      - id: value
+        generate: { format: hex, bytes: 16 }
+      - id: store
+        confirm: Store the new value in {{ env.name }}?
+        ssm.put:
+          name: "{{ env.ssm_prefix }}/TOKEN"
+          value: "{{ steps.value.value }}"
+          type: SecureString
+          overwrite: true
+      - id: verify
+        http.check:
+          url: "{{ env.check_url }}?version={{ steps.store.version }}"
+          expect_status: 200
+          attempts: 1
+    "#;
+
+fn test(sb: &common::Sandbox, prefix: &str, first_check: &str) -> Test {
+    Test::new()
+        .with_sandbox(sb)
+        .environments(&two_envs(sb, prefix, first_check))
+        .runbook("rotate", ROTATE)
+}
+
+fn audit(t: &Test) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(t.state_dir().join("audit.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn runs(t: &Test) -> Vec<serde_json::Value> {
+    let r = t.again(&["runs", "--output", "json"]);
+    r.assert_code(0);
+    common::listed_runs(&r.stdout)
+}
+
+fn json_lines(stdout: &str) -> Vec<serde_json::Value> {
+    stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
+}
+
+#[test]
+fn both_environments_run_in_order_with_one_audit_line_each_sharing_the_series_id() {
+    let sb = common::sandbox();
+    let prefix = format!("/multienv/{}", unique("order"));
+    let t = test(&sb, &prefix, "/ok").args(&[
+        "run",
+        "rotate",
+        "--env",
+        "first",
+        "--env",
+        "second",
+        "--yes",
+        "--confirm-env",
+        "second",
+        "--output",
+        "json",
+    ]);
+    let run = t.run();
+    run.assert_code(0);
+    assert!(ssm(&format!("{prefix}/first/TOKEN")).is_some());
+    assert!(ssm(&format!("{prefix}/second/TOKEN")).is_some());
+
+    // The events of each run, the first's all before the second's, then the series' end.
+    let lines = json_lines(&run.stdout);
+    let started: Vec<&str> = lines
+        .iter()
+        .filter(|e| e["event"] == "run_started")
+        .map(|e| e["env"].as_str().unwrap())
+        .collect();
+    assert_eq!(started, ["first", "second"]);
+    let first_end = lines
+        .iter()
+        .position(|e| e["event"] == "run_finished")
+        .unwrap();
+    let second_start = lines
+        .iter()
+        .rposition(|e| e["event"] == "run_started")
+        .unwrap();
+    assert!(first_end < second_start, "{}", run.stdout);
+    let end = lines.last().unwrap();
+    assert_eq!(end["event"], "series_finished", "{}", run.stdout);
+    assert_eq!(end["status"], "done");
+    assert_eq!(end["exit_code"], 0);
+    assert_eq!(end["continue"], serde_json::json!([]));
+    let series = end["series"].as_str().unwrap().to_string();
+
+    let audit = audit(&t);
+    assert_eq!(audit.len(), 2, "one audit line per environment");
+    assert_eq!(audit[0]["env"], "first");
+    assert_eq!(audit[1]["env"], "second");
+    assert_ne!(audit[0]["run_id"], audit[1]["run_id"]);
+    for line in &audit {
+        assert_eq!(line["series"], series.as_str());
+        assert_eq!(line["ended"]["status"], "done");
+    }
+    assert_eq!(
+        end["environments"],
+        serde_json::json!([
+            { "env": "first", "status": "done", "run_id": audit[0]["run_id"] },
+            { "env": "second", "status": "done", "run_id": audit[1]["run_id"] },
+        ])
+    );
+    // The journals record it too, and `runs` shows it.
+    let listed = runs(&t);
+    assert_eq!(listed.len(), 2);
+    assert!(listed.iter().all(|r| r["series"] == series.as_str()));
+    assert!(!run.stderr.contains("to go on"), "{}", run.stderr);
+}
+
+/// The report for people, on stderr, after the runs' own lines.
+#[test]
+fn a_failing_first_environment_stops_the_second_and_says_how_to_go_on() {
+    let sb = common::sandbox();
+    let prefix = format!("/multienv/{}", unique("fail"));
+    let t = test(&sb, &prefix, "/status/503").args(&[
+        "run",
+        "rotate",
+        "--env",
+        "first",
+        "--env",
+        "second",
+        "--yes",
+        "--confirm-env",
+        "second",
+        "--input",
+        "reason=leak at 9",
+    ]);
+    let run = t.run();
+    run.assert_code(1);
+    // The first changed (and failed its verification); the second was never touched.
+    assert!(ssm(&format!("{prefix}/first/TOKEN")).is_some());
+    assert_eq!(ssm(&format!("{prefix}/second/TOKEN")), None);
+    let audit = audit(&t);
+    assert_eq!(audit.len(), 1, "{audit:?}");
+    assert_eq!(audit[0]["env"], "first");
+    assert_eq!(audit[0]["ended"]["status"], "failed");
+    let id = audit[0]["run_id"].as_str().unwrap();
+    let series = audit[0]["series"].as_str().unwrap();
+    let tail = format!(
+        "series {series} of rotate: 0 of 2 environments done\n  first   failed (run {id})\n  second  not started\nto go on: `runbook resume {id}`, then `runbook run rotate --env second --input 'reason=leak at 9'`\n"
+    );
+    assert!(run.stderr.ends_with(&tail), "{}", run.stderr);
+    assert!(
+        run.stderr.starts_with(&format!(
+            "series {series}: rotate on first, then second, one after another;"
+        )),
+        "{}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains("environment 2 of 2"), "{}", run.stderr);
+    run.abandon_unfinished();
+}
+
+/// At a terminal: each environment is a run of its own, so the second's gate asks again,
+/// and, the second being protected, for its name, although the first's gate was approved.
+#[test]
+fn at_a_terminal_each_environment_asks_at_its_own_gate_and_a_protected_one_for_its_name() {
+    let sb = common::sandbox();
+    let prefix = format!("/multienv/{}", unique("gates"));
+    let t = test(&sb, &prefix, "/ok").args(&[
+        "run",
+        "rotate",
+        "--env",
+        "first",
+        "--env",
+        "second",
+        "--input",
+        "reason=test",
+    ]);
+    let mut p = Pty::spawn(&t);
+    p.expect("Store the new value in first?");
+    p.send("y");
+    p.send(ENTER);
+    p.expect("environment 2 of 2: second");
+    p.expect("Store the new value in second?");
+    p.send("y");
+    p.send(ENTER);
+    p.expect("Type its name");
+    p.send("second");
+    p.send(ENTER);
+    let code = p.finish();
+    let out = p.output().replace('\r', "");
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(out.matches("Type its name").count(), 1, "{out}");
+    assert!(ssm(&format!("{prefix}/first/TOKEN")).is_some());
+    assert!(ssm(&format!("{prefix}/second/TOKEN")).is_some());
+    let audit = audit(&t);
+    assert_eq!(audit.len(), 2, "{audit:?}");
+    assert_eq!(audit[0]["series"], audit[1]["series"]);
+    assert!(out.contains("2 of 2 environments done"), "{out}");
+}
+
+/// A plain `n` at the second's gate: declined, exit 3, the first done, and the way on is a
+/// new run of the second (declined before any change, its run is over).
+#[test]
+fn a_plain_decline_at_the_second_gate_is_exit_3_and_the_way_on_is_the_second_again() {
+    let sb = common::sandbox();
+    let prefix = format!("/multienv/{}", unique("no"));
+    let t = test(&sb, &prefix, "/ok").args(&[
+        "run",
+        "rotate",
+        "--env",
+        "first",
+        "--env",
+        "second",
+        "--input",
+        "reason=test",
+    ]);
+    let mut p = Pty::spawn(&t);
+    p.expect("Store the new value in first?");
+    p.send("y");
+    p.send(ENTER);
+    p.expect("Store the new value in second?");
+    p.send("n");
+    p.send(ENTER);
+    let code = p.finish();
+    let out = p.output().replace('\r', "");
+    assert_eq!(code, 3, "{out}");
+    assert!(ssm(&format!("{prefix}/first/TOKEN")).is_some());
+    assert_eq!(ssm(&format!("{prefix}/second/TOKEN")), None);
+    let audit = audit(&t);
+    assert_eq!(audit.len(), 2);
+    assert_eq!(audit[1]["ended"]["status"], "declined");
+    for want in [
+        "1 of 2 environments done",
+        "  second  declined (run ",
+        "to go on: `runbook run rotate --env second --input reason=test`",
+    ] {
+        assert!(out.contains(want), "{want}\n---\n{out}");
+    }
+}
+
+#[test]
+fn a_repeated_or_unknown_environment_is_refused_with_nothing_changed() {
+    let sb = common::sandbox();
+    let prefix = format!("/multienv/{}", unique("refused"));
+    let t = test(&sb, &prefix, "/ok");
+    let twice = t.then(&[
+        "run",
+        "rotate",
+        "--env",
+        "first",
+        "--env",
+        "second",
+        "--env",
+        "first",
+        "--yes",
+        "--confirm-env",
+        "second",
+    ]);
+    twice
+        .stderr(
+            "runbook::duplicate-env\n\n  × environment `first` is given twice\n  help: give each environment once: they run one after another, in the order given\nnothing ran in any of the 3 environments given\n",
+        )
+        .status(2);
+    let unknown = t.then(&[
+        "run", "rotate", "--env", "first", "--env", "secnd", "--env", "third", "--yes", "--output",
+        "json",
+    ]);
+    let run = unknown.run();
+    run.assert_code(2);
+    let err: serde_json::Value = serde_json::from_str(run.stdout.trim()).unwrap();
+    assert_eq!(err["error"], "invalid");
+    assert_eq!(err["code"], "runbook::unknown-env");
+    assert_eq!(err["message"], "no environment `secnd`");
+    assert_eq!(err["problems"].as_array().unwrap().len(), 2);
+    // A protected environment later in the list without its --confirm-env: refused before
+    // the first one ran.
+    let unconfirmed = t
+        .then(&[
+            "run", "rotate", "--env", "first", "--env", "second", "--yes",
+        ])
+        .run();
+    unconfirmed.assert_code(2);
+    assert!(
+        unconfirmed
+            .stderr
+            .contains("`second` is a protected environment: --yes alone does not approve it"),
+        "{}",
+        unconfirmed.stderr
+    );
+    assert!(
+        unconfirmed.stderr.contains(
+            "nothing ran: every environment is checked before the first one (first) runs"
+        ),
+        "{}",
+        unconfirmed.stderr
+    );
+    let stray = t
+        .then(&[
+            "run",
+            "rotate",
+            "--env",
+            "first",
+            "--env",
+            "second",
+            "--yes",
+            "--confirm-env",
+            "production",
+        ])
+        .run();
+    stray.assert_code(2);
+    assert!(
+        stray.stderr.contains("runbook::confirm-env-mismatch"),
+        "{}",
+        stray.stderr
+    );
+    for env in ["first", "second"] {
+        assert_eq!(ssm(&format!("{prefix}/{env}/TOKEN")), None);
+    }
+    assert!(audit(&t).is_empty());
+    assert!(runs(&t).is_empty());
+}
+
+/// `plan` shows each environment's plan, in order; with `--output json`, `plans`.
+#[test]
+fn plan_shows_each_environment() {
+    let sb = common::sandbox();
+    let t = test(&sb, "/multienv/plan", "/ok");
+    let run = t
+        .then(&["plan", "rotate", "--env", "second", "--env", "first"])
+        .run();
+    run.assert_code(0);
+    let second = run
+        .stdout
+        .find("Plan: rotate on second (protected)")
+        .unwrap();
+    let first = run.stdout.find("Plan: rotate on first").unwrap();
+    assert!(second < first, "{}", run.stdout);
+    let json = t
+        .then(&[
+            "plan", "rotate", "--env", "second", "--env", "first", "--output", "json",
+        ])
+        .run();
+    json.assert_code(0);
+    let doc: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    let envs: Vec<&str> = doc["plans"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["env"].as_str().unwrap())
+        .collect();
+    assert_eq!(envs, ["second", "first"]);
+    t.then(&["plan", "rotate", "--env", "first", "--env", "first"])
+        .run()
+        .assert_code(2);
+}
