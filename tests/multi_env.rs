@@ -418,3 +418,150 @@ fn plan_shows_each_environment() {
         .run()
         .assert_code(2);
 }
+
+/// A runbook with a check the preflight makes (`health_url`, known before the run) and one
+/// it cannot (`slow_url`, which reads a value of the run), then a change.
+const SLOW: &str = r#"
+    version: 1
+    name: slow
+    summary: A value stored after two checks
+    steps:
+      - id: health
+        http.check: { url: "{{ env.health_url }}", expect_status: 200, attempts: 1 }
+      - id: nonce
+        generate: { format: hex, bytes: 16 }
+      - id: wait
+        http.check:
+          url: "{{ env.slow_url }}?n={{ steps.nonce.value }}"
+          expect_status: 200
+          attempts: 1
+      - id: store
+        ssm.put: { name: "{{ env.ssm_prefix }}/SLOW", value: "stored-in-{{ env.name }}", overwrite: true }
+    "#;
+
+fn slow(sb: &common::Sandbox, prefix: &str, first_slow: &str, second_health: &str) -> Test {
+    let http = sb.get("SANDBOX_HTTP_URL");
+    Test::new()
+        .with_sandbox(sb)
+        .environments(&format!(
+            r#"
+            version: 1
+            environments:
+              first:
+                aws: {{ region: us-east-1, endpoint: "http://127.0.0.1:5000" }}
+                vars:
+                  ssm_prefix: {prefix}/first
+                  health_url: {http}/ok
+                  slow_url: {http}{first_slow}
+              second:
+                aws: {{ region: us-east-1, endpoint: "http://127.0.0.1:5000" }}
+                vars:
+                  ssm_prefix: {prefix}/second
+                  health_url: {http}{second_health}
+                  slow_url: {http}/ok
+            "#
+        ))
+        .runbook("slow", SLOW)
+        .args(&["run", "slow", "--env", "first", "--env", "second"])
+}
+
+/// Ctrl-C while the first environment's run is in a step: that run stops after the step
+/// (interrupted, resumable), and the second does not start.
+#[test]
+fn ctrl_c_in_the_first_run_stops_the_series() {
+    let sb = common::sandbox();
+    let prefix = format!("/multienv/{}", unique("ctrlc"));
+    let t = slow(&sb, &prefix, "/slow/3000", "/ok");
+    let mut p = Pty::spawn(&t);
+    p.expect("slow on first");
+    p.expect("[2/4] nonce");
+    p.send("\x03");
+    let code = p.finish();
+    let out = p.output().replace('\r', "");
+    assert_eq!(code, 130, "{out}");
+    assert_eq!(ssm(&format!("{prefix}/first/SLOW")), None);
+    assert_eq!(ssm(&format!("{prefix}/second/SLOW")), None);
+    let listed = runs(&t);
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0]["status"], "interrupted");
+    let id = listed[0]["run_id"].as_str().unwrap();
+    for want in [
+        format!("  first   interrupted (run {id})"),
+        "  second  not started".to_string(),
+        format!("to go on: `runbook resume {id}`, then `runbook run slow --env second`"),
+    ] {
+        assert!(out.contains(&want), "{want}\n---\n{out}");
+    }
+    t.again(&["abandon", id]).assert_code(0);
+}
+
+/// Ctrl-C after the first environment's run, while the second's preflight runs (no engine
+/// listens then): the second's run never begins, the first stays done.
+#[test]
+fn ctrl_c_between_two_runs_stops_the_series_before_the_next_begins() {
+    let sb = common::sandbox();
+    let prefix = format!("/multienv/{}", unique("between"));
+    let t = slow(&sb, &prefix, "/ok", "/slow/3000");
+    let mut p = Pty::spawn(&t);
+    p.expect("environment 2 of 2: second");
+    p.send("\x03");
+    let code = p.finish();
+    let out = p.output().replace('\r', "");
+    assert_eq!(code, 130, "{out}");
+    assert_eq!(
+        ssm(&format!("{prefix}/first/SLOW")).as_deref(),
+        Some("stored-in-first")
+    );
+    assert_eq!(ssm(&format!("{prefix}/second/SLOW")), None);
+    let listed = runs(&t);
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0]["status"], "done");
+    for want in [
+        "Ctrl-C: the series stops before the next environment's run begins",
+        "Ctrl-C: the run on second did not begin; nothing changed there",
+        "  second  interrupted\n",
+        "to go on: `runbook run slow --env second`",
+    ] {
+        assert!(out.contains(want), "{want}\n---\n{out}");
+    }
+}
+
+/// The second environment's preflight fails (its app answers 503): its run never begins, so
+/// it wrote no event; `series_finished` carries its error, and the first stays done.
+#[test]
+fn a_refused_second_environment_is_said_in_series_finished() {
+    let sb = common::sandbox();
+    let prefix = format!("/multienv/{}", unique("refused2"));
+    let t = slow(&sb, &prefix, "/ok", "/status/503").args(&["--output", "json"]);
+    let run = t.run();
+    run.assert_code(1);
+    assert_eq!(
+        ssm(&format!("{prefix}/first/SLOW")).as_deref(),
+        Some("stored-in-first")
+    );
+    assert_eq!(ssm(&format!("{prefix}/second/SLOW")), None);
+    let lines = json_lines(&run.stdout);
+    let end = lines.last().unwrap();
+    assert_eq!(end["event"], "series_finished", "{}", run.stdout);
+    assert_eq!(end["status"], "refused");
+    assert_eq!(end["exit_code"], 1);
+    assert_eq!(end["environments"][0]["status"], "done");
+    assert_eq!(end["environments"][1]["status"], "refused");
+    assert_eq!(end["environments"][1]["run_id"], serde_json::Value::Null);
+    assert_eq!(end["error"]["error"], "failed");
+    assert_eq!(
+        end["continue"],
+        serde_json::json!(["runbook run slow --env second"])
+    );
+    // Exactly one run began: the first's.
+    assert_eq!(
+        lines.iter().filter(|e| e["event"] == "run_started").count(),
+        1
+    );
+    assert!(
+        run.stderr
+            .contains("  second  refused before its run began; nothing changed there"),
+        "{}",
+        run.stderr
+    );
+}
