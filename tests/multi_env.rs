@@ -565,3 +565,41 @@ fn a_refused_second_environment_is_said_in_series_finished() {
         run.stderr
     );
 }
+
+/// Two environments that would write the same parameter of the same SSM: the second run would
+/// overwrite what the first stored. Refused before either runs.
+#[test]
+fn two_environments_writing_one_parameter_are_refused() {
+    let sb = common::sandbox();
+    let prefix = format!("/multienv/{}", unique("same"));
+    let envs = two_envs(&sb, &prefix, "/ok").replace(
+        &format!("ssm_prefix: {prefix}/second"),
+        &format!("ssm_prefix: {prefix}/first"),
+    );
+    let t = Test::new()
+        .with_sandbox(&sb)
+        .environments(&envs)
+        .runbook("rotate", ROTATE)
+        .args(&[
+            "run",
+            "rotate",
+            "--env",
+            "first",
+            "--env",
+            "second",
+            "--yes",
+            "--confirm-env",
+            "second",
+        ]);
+    let run = t.run();
+    run.assert_code(2);
+    for want in [
+        "runbook::same-parameter".to_string(),
+        format!("`first` and `second` would both write `{prefix}/first/TOKEN`"),
+        "nothing ran in any of the environments given".to_string(),
+    ] {
+        assert!(run.stderr.contains(&want), "{want}\n---\n{}", run.stderr);
+    }
+    assert_eq!(ssm(&format!("{prefix}/first/TOKEN")), None);
+    assert!(audit(&t).is_empty());
+}

@@ -7,6 +7,7 @@
 
 use std::collections::HashSet;
 
+use super::guard;
 use super::run::One;
 use super::series_cx::SeriesCx;
 use super::{Failure, Kind, Session, Start};
@@ -173,6 +174,41 @@ impl Session {
             return Err(Failure::invalid_all(mismatched));
         }
         let values = self.bind_inputs(rb, start.inputs)?;
+        // Two environments that write one parameter: the later run would overwrite what the
+        // earlier stored, and its app would read another environment's secret.
+        let mut shared = Vec::new();
+        for (i, a) in envs.iter().enumerate() {
+            for b in &envs[i + 1..] {
+                let both = guard::written_by_both(rb, &catalog.runbooks, a, b, &values);
+                if !both.is_empty() {
+                    shared.push(
+                        Problem::error(
+                            Code::SameParameter,
+                            format!(
+                                "`{}` and `{}` would both write {} in the same SSM",
+                                visible_line(&a.name),
+                                visible_line(&b.name),
+                                both.iter()
+                                    .map(|n| format!("`{}`", visible_line(n)))
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
+                            ),
+                        )
+                        .help(format!(
+                            "the run on `{}` would overwrite what the run on `{}` stored; give each environment its own `ssm_prefix` in {}, or run one of them alone",
+                            visible_line(&b.name),
+                            visible_line(&a.name),
+                            load::ENVIRONMENTS_FILE
+                        )),
+                    );
+                }
+            }
+        }
+        if !shared.is_empty() {
+            return Err(
+                Failure::invalid_all(shared).line("nothing ran in any of the environments given")
+            );
+        }
         let ones: Vec<One<'_>> = envs
             .iter()
             .map(|env| One {

@@ -59,6 +59,7 @@ impl SeriesCx {
                         continue;
                     }
                     if again {
+                        front.status(None);
                         front.interrupted("stopped before the environment's run began; nothing changed there");
                         std::process::exit(130);
                     }
