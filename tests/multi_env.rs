@@ -628,3 +628,62 @@ fn two_environments_writing_one_parameter_are_refused() {
     assert_eq!(ssm(&format!("{prefix}/first/TOKEN")), None);
     assert!(audit(&t).is_empty());
 }
+
+/// A secret input is bound once and used by every environment's run: it reaches the server
+/// (a header) in both, and no output or file of the series holds it in any form.
+#[test]
+fn a_secret_input_serves_every_environment_and_is_never_shown() {
+    let sb = common::sandbox();
+    let prefix = format!("/multienv/{}", unique("secret"));
+    let secret = "Zq7-series-canary-4Hk9xW2p";
+    let http = sb.get("SANDBOX_HTTP_URL");
+    let t = test(&sb, &prefix, "/ok")
+        .runbook(
+            "announce",
+            &format!(
+                r#"
+                version: 1
+                name: announce
+                summary: Tell a server, with a token
+                inputs:
+                  token: {{ secret: true, description: The token }}
+                steps:
+                  - id: tell
+                    http.request:
+                      method: POST
+                      url: "{http}/echo"
+                      headers: {{ Authorization: "Bearer {{{{ inputs.token }}}}" }}
+                      json: {{ env: "{{{{ env.name }}}}" }}
+                "#
+            ),
+        )
+        .env("RUNBOOK_INPUT_TOKEN", secret)
+        .args(&[
+            "run", "announce", "--env", "first", "--env", "second", "--output", "json",
+        ]);
+    let run = t.run();
+    run.assert_code(0);
+    let lines = json_lines(&run.stdout);
+    let told: Vec<&str> = lines
+        .iter()
+        .filter(|e| e["event"] == "step_finished" && e["id"] == "tell")
+        .map(|e| e["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(told, ["ok", "ok"]);
+    let all = String::from_utf8_lossy(&run.all_bytes()).to_lowercase();
+    assert!(
+        !all.contains(&secret.to_lowercase()),
+        "the secret was written"
+    );
+    assert!(
+        !all.contains("series-canary"),
+        "a part of the secret was written"
+    );
+    let audit = audit(&t);
+    assert_eq!(audit.len(), 2);
+    assert_eq!(audit[0]["secrets"][0]["input"], "token");
+    assert_eq!(
+        audit[0]["secrets"][0]["fingerprint"], audit[1]["secrets"][0]["fingerprint"],
+        "the same value in both runs"
+    );
+}
