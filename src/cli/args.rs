@@ -15,6 +15,7 @@ Examples:
   runbook plan db-password --env staging
   runbook preflight db-password --env staging   # read-only checks before a run
   runbook run db-password --env sandbox
+  runbook run db-password --env staging --env production   # one after another
   runbook run image-audit --env production --yes --confirm-env production   # unattended, e.g. CI
   runbook resume                     # continue the latest unfinished run where it stopped
   runbook check                      # validate every runbook (CI, editors)
@@ -24,7 +25,8 @@ Exit codes:
   1    a step failed (after its rollback, if any), or the run journal could not be written
   2    invalid runbook, environment or input; nothing ran
   3    declined by the operator at a gate; nothing after it ran
-  130  interrupted (Ctrl-C)";
+  130  interrupted (Ctrl-C)
+  With several --env, the code of the first environment that did not end done.";
 
 const PLAN_HELP: &str = "\
 Examples:
