@@ -182,6 +182,24 @@ fn both_environments_run_in_order_with_one_audit_line_each_sharing_the_series_id
     assert_eq!(listed.len(), 2);
     assert!(listed.iter().all(|r| r["series"] == series.as_str()));
     assert!(!run.stderr.contains("to go on"), "{}", run.stderr);
+    // The table shows the series too (a column only when a run of several is listed).
+    let table = t.again(&["runs"]);
+    table.assert_code(0);
+    let rows: Vec<Vec<&str>> = table
+        .stdout
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(
+        rows[0],
+        [
+            "RUN", "RUNBOOK", "ENV", "STATUS", "STARTED", "OPERATOR", "SERIES"
+        ]
+    );
+    for (row, env) in rows[1..].iter().zip(["first", "second"]) {
+        assert_eq!((row[2], row[3], row[6]), (env, "done", series.as_str()));
+    }
+    assert_eq!(rows.len(), 3, "{}", table.stdout);
 }
 
 /// The first environment fails its verification: the second never starts. What the terminal

@@ -207,6 +207,8 @@ impl Ctx {
         match output {
             Output::Json => json::print_document(serde_json::json!({ "runs": runs })),
             Output::Human => {
+                // The series column only where a run of several environments is listed.
+                let series = runs.iter().any(|r| r.series.is_some());
                 let rows: Vec<Vec<String>> = runs
                     .iter()
                     .map(|r| {
@@ -215,27 +217,33 @@ impl Ctx {
                         } else {
                             r.status.clone()
                         };
-                        [
+                        let of = r.series.clone().unwrap_or_default();
+                        let mut cells = vec![
                             &r.run_id,
                             &r.runbook,
                             &r.env,
                             &status,
                             &r.started,
                             &r.operator,
-                        ]
-                        .iter()
-                        .map(|v| crate::display::visible_line(v).into_owned())
-                        .collect()
+                        ];
+                        if series {
+                            cells.push(&of);
+                        }
+                        cells
+                            .iter()
+                            .map(|v| crate::display::visible_line(v).into_owned())
+                            .collect()
                     })
                     .collect();
+                let mut header = vec!["RUN", "RUNBOOK", "ENV", "STATUS", "STARTED", "OPERATOR"];
+                let mut whole = vec!["RUN", "RUNBOOK", "ENV", "STATUS", "STARTED"];
+                if series {
+                    header.push("SERIES");
+                    whole.push("SERIES");
+                }
                 print!(
                     "{}",
-                    crate::table::render(
-                        &["RUN", "RUNBOOK", "ENV", "STATUS", "STARTED", "OPERATOR"],
-                        &["RUN", "RUNBOOK", "ENV", "STATUS", "STARTED"],
-                        &rows,
-                        ui::stdout_width()
-                    )
+                    crate::table::render(&header, &whole, &rows, ui::stdout_width())
                 );
                 if runs.iter().any(|r| r.resumable) {
                     println!(
