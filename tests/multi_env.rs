@@ -535,6 +535,25 @@ fn ctrl_c_in_the_first_run_stops_the_series() {
     ] {
         assert!(out.contains(&want), "{want}\n---\n{out}");
     }
+    // The guard of unfinished runs applies per environment, and to all before any runs: with
+    // the first's run unfinished, a series that would run the second first is refused whole.
+    let again = t.again(&["run", "slow", "--env", "second", "--env", "first"]);
+    again.assert_code(2);
+    assert!(
+        again
+            .stderr
+            .contains(&format!("run {id} of `slow` on `first` is unfinished")),
+        "{}",
+        again.stderr
+    );
+    assert!(
+        again.stderr.contains(
+            "nothing ran: every environment is checked before the first one (second) runs"
+        ),
+        "{}",
+        again.stderr
+    );
+    assert_eq!(ssm(&format!("{prefix}/second/SLOW")), None);
     t.again(&["abandon", id]).assert_code(0);
 }
 
