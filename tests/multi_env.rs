@@ -724,3 +724,58 @@ fn a_secret_input_serves_every_environment_and_is_never_shown() {
         "the same value in both runs"
     );
 }
+
+/// The first environment fails and rolls back: its run is over (nothing to resume), so the way
+/// on is a new series from it; the second was never touched.
+#[test]
+fn a_rolled_back_first_environment_stops_the_second() {
+    let sb = common::sandbox();
+    let prefix = format!("/multienv/{}", unique("rollback"));
+    let t = test(&sb, &prefix, "/status/500")
+        .runbook(
+            "undo",
+            r#"
+            version: 1
+            name: undo
+            summary: A value stored, verified, and put back when the verification fails
+            steps:
+              - id: store
+                ssm.put: { name: "{{ env.ssm_prefix }}/UNDO", value: new-value, overwrite: true }
+              - id: verify
+                on_failure: restore
+                http.check:
+                  url: "{{ env.check_url }}?version={{ steps.store.version }}"
+                  expect_status: 200
+                  attempts: 1
+            rollback:
+              - id: restore
+                ssm.put: { name: "{{ env.ssm_prefix }}/UNDO", value: old-value, overwrite: true }
+            "#,
+        )
+        .args(&[
+            "run",
+            "undo",
+            "--env",
+            "first",
+            "--env",
+            "second",
+            "--yes",
+            "--confirm-env",
+            "second",
+        ]);
+    let run = t.run();
+    run.assert_code(1);
+    assert_eq!(
+        ssm(&format!("{prefix}/first/UNDO")).as_deref(),
+        Some("old-value")
+    );
+    assert_eq!(ssm(&format!("{prefix}/second/UNDO")), None);
+    let id = runs(&t)[0]["run_id"].as_str().unwrap().to_string();
+    assert!(
+        run.stderr.ends_with(&format!(
+            "  first   rolled-back (run {id})\n  second  not started\nto go on: `runbook run undo --env first --env second`\n"
+        )),
+        "{}",
+        run.stderr
+    );
+}
