@@ -464,6 +464,43 @@ fn plan_shows_each_environment() {
         .assert_code(2);
 }
 
+/// `preflight` checks each environment in turn; with `--output json`, `environments`; exit 1
+/// when a check of any fails.
+#[test]
+fn preflight_checks_each_environment() {
+    let sb = common::sandbox();
+    let prefix = format!("/multienv/{}", unique("preflight"));
+    let t = slow(&sb, &prefix, "/ok", "/status/503");
+    let run = t
+        .then(&[
+            "preflight",
+            "slow",
+            "--env",
+            "first",
+            "--env",
+            "second",
+            "--output",
+            "json",
+        ])
+        .run();
+    run.assert_code(1);
+    let doc: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(doc["passed"], false);
+    let envs: Vec<(&str, bool)> = doc["environments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["env"].as_str().unwrap(), e["passed"].as_bool().unwrap()))
+        .collect();
+    assert_eq!(envs, [("first", true), ("second", false)]);
+    let human = t
+        .then(&["preflight", "slow", "--env", "first", "--env", "second"])
+        .run();
+    human.assert_code(1);
+    assert!(human.stdout.starts_with("first:\n"), "{}", human.stdout);
+    assert!(human.stdout.contains("\n\nsecond:\n"), "{}", human.stdout);
+}
+
 /// A runbook with a check the preflight makes (`health_url`, known before the run) and one
 /// it cannot (`slow_url`, which reads a value of the run), then a change.
 const SLOW: &str = r#"
