@@ -383,6 +383,7 @@ fn bench_engine(c: &mut Criterion) {
                 aws_identity: None,
                 no_preflight: false,
                 abandoned: &[],
+                series: None,
             };
             let mut journal = RunJournal::create(state.path(), &meta).expect("the journal");
             let redactor = Redactor::new();

@@ -16,6 +16,7 @@ Examples:
   runbook preflight db-password --env staging   # read-only checks before a run
   runbook status --all-envs          # what is due or overdue, everywhere (exit 1: overdue)
   runbook run db-password --env sandbox
+  runbook run db-password --env staging --env production   # one after another
   runbook run image-audit --env production --yes --confirm-env production   # unattended, e.g. CI
   runbook resume                     # continue the latest unfinished run where it stopped
   runbook check                      # validate every runbook (CI, editors)
@@ -26,7 +27,8 @@ Exit codes:
        `status`: a parameter is overdue, or SSM could not be read
   2    invalid runbook, environment or input; nothing ran
   3    declined by the operator at a gate; nothing after it ran
-  130  interrupted (Ctrl-C)";
+  130  interrupted (Ctrl-C)
+  With several --env, the code of the first environment that did not end done.";
 
 const PLAN_HELP: &str = "\
 Examples:
@@ -55,6 +57,7 @@ Examples:
   runbook run db-password --env staging --dry-run         # the plan; nothing runs
   runbook run db-password --env production --yes --confirm-env production --output json
   RUNBOOK_INPUT_TOKEN=... runbook run NAME --env staging  # a secret input, not in argv
+  runbook run db-password --env staging --env production  # one after another
   runbook run db-password --env sandbox --step            # ask before every step
   runbook run db-password --env sandbox --from alter_role # refused: it reads earlier outputs
   runbook run NAME --env staging --only verify,notify     # just these steps";
@@ -130,9 +133,10 @@ pub(crate) enum Command {
     Plan {
         #[arg(add = ArgValueCandidates::new(complete::runbook_names))]
         name: String,
-        /// The environment (from environments.yaml).
+        /// The environment (from environments.yaml). Repeatable: each environment's plan, in
+        /// the order given.
         #[arg(long, add = ArgValueCandidates::new(complete::environment_names))]
-        env: Option<String>,
+        env: Vec<String>,
         /// An input value, `name=value` (repeatable).
         #[arg(long = "input", short = 'i', value_name = "NAME=VALUE", add = ArgValueCompleter::new(complete::inputs))]
         inputs: Vec<String>,
@@ -147,9 +151,10 @@ pub(crate) enum Command {
     Preflight {
         #[arg(add = ArgValueCandidates::new(complete::runbook_names))]
         name: String,
-        /// The environment (from environments.yaml).
+        /// The environment (from environments.yaml). Repeatable: each environment is checked,
+        /// in the order given; exit 1 when a check of any fails.
         #[arg(long, add = ArgValueCandidates::new(complete::environment_names))]
-        env: Option<String>,
+        env: Vec<String>,
         /// An input value, `name=value` (repeatable).
         #[arg(long = "input", short = 'i', value_name = "NAME=VALUE", add = ArgValueCompleter::new(complete::inputs))]
         inputs: Vec<String>,
@@ -179,8 +184,11 @@ pub(crate) enum Command {
         #[arg(add = ArgValueCandidates::new(complete::runbook_names))]
         name: String,
         /// The environment (from environments.yaml); asked for on a terminal when absent.
+        /// Repeatable: `--env staging --env production` runs them one after another, each a
+        /// run of its own; the next begins only when the previous one is done, and the first
+        /// that fails, is declined or interrupted stops the rest.
         #[arg(long, add = ArgValueCandidates::new(complete::environment_names))]
-        env: Option<String>,
+        env: Vec<String>,
         /// An input value, `name=value` (repeatable). Not for secret inputs (refused): type
         /// them at the prompt or pass RUNBOOK_INPUT_<NAME>; command lines are visible to others.
         #[arg(long = "input", short = 'i', value_name = "NAME=VALUE", add = ArgValueCompleter::new(complete::inputs))]
@@ -190,9 +198,10 @@ pub(crate) enum Command {
         #[arg(long, short = 'y')]
         yes: bool,
         /// A protected environment's name, instead of typing it at the first gate (needed with
-        /// --yes there). Must equal the environment's name.
+        /// --yes there). Must equal the environment's name; with several --env, repeat it for
+        /// each protected one.
         #[arg(long, value_name = "ENV", add = ArgValueCandidates::new(complete::environment_names))]
-        confirm_env: Option<String>,
+        confirm_env: Vec<String>,
         /// Show the plan and stop (same as `runbook plan`).
         #[arg(long)]
         dry_run: bool,

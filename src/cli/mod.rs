@@ -40,6 +40,13 @@ use crate::session::{Approval, Failure, Kind, Resume, Selection, Session, Start}
 use crate::{plan, schema};
 use args::{CheckFormat, Cli, ColorChoice, Command, Output, PlanFormat, SchemaName};
 
+/// A runbook, the environments it runs on, and its inputs known without asking.
+type Targets<'c> = (
+    &'c Runbook,
+    Vec<&'c Environment>,
+    IndexMap<String, InputValue>,
+);
+
 /// Exit codes, as documented in `--help` and the README. [`code`] is the only place an
 /// outcome becomes one.
 pub(crate) mod exit {
@@ -179,13 +186,13 @@ impl Ctx {
                 inputs,
                 output,
                 format,
-            } => self.plan(&name, env.as_deref(), &inputs, output, format),
+            } => self.plan(&name, &env, &inputs, output, format),
             Command::Preflight {
                 name,
                 env,
                 inputs,
                 output,
-            } => self.preflight(&name, env.as_deref(), &inputs, output),
+            } => self.preflight(&name, &env, &inputs, output),
             Command::Run {
                 name,
                 env,
@@ -201,24 +208,32 @@ impl Ctx {
                 output,
             } => {
                 if dry_run {
-                    return self.plan(&name, env.as_deref(), &inputs, output, PlanFormat::Text);
+                    return self.plan(&name, &env, &inputs, output, PlanFormat::Text);
                 }
-                self.run(
-                    Start {
-                        name: &name,
-                        env: env.as_deref(),
-                        inputs: &inputs,
-                        approval: Approval {
-                            yes,
-                            confirm_env: confirm_env.as_deref(),
-                            step,
-                        },
-                        selection: Selection { from, only },
-                        no_preflight,
-                        new,
+                // One environment: its name, or a wrong one to refuse (with several, each
+                // must name one of the run's).
+                let one = env.first().map(String::as_str);
+                let confirm = confirm_env
+                    .iter()
+                    .find(|c| Some(c.as_str()) != one)
+                    .or(confirm_env.first());
+                let start = Start {
+                    name: &name,
+                    env: one,
+                    inputs: &inputs,
+                    approval: Approval {
+                        yes,
+                        confirm_env: confirm.map(String::as_str),
+                        step,
                     },
-                    output,
-                )
+                    selection: Selection { from, only },
+                    no_preflight,
+                    new,
+                };
+                if env.len() > 1 {
+                    return self.run_series(start, &env, &confirm_env, output);
+                }
+                self.run(start, output)
             }
             Command::Resume {
                 run_id,
@@ -332,24 +347,67 @@ impl Ctx {
         Ok((rb, env, values))
     }
 
+    /// What `plan` and `preflight` do with several `--env`: each environment, in the order
+    /// given, every unknown or repeated name refused first.
+    fn offline_targets<'c>(
+        session: &Session,
+        catalog: &'c Catalog,
+        name: &str,
+        envs: &[String],
+        inputs: &[String],
+    ) -> Result<Targets<'c>, Failure> {
+        if envs.len() <= 1 {
+            let (rb, env, values) = Self::offline_target(
+                session,
+                catalog,
+                name,
+                envs.first().map(String::as_str),
+                inputs,
+            )?;
+            return Ok((rb, vec![env], values));
+        }
+        let rb = session.runbook(catalog, name)?;
+        let found = session.environments_named(catalog, rb, envs)?;
+        let values =
+            crate::inputs::known(rb.name(), &rb.doc.inputs, inputs).map_err(Failure::invalid)?;
+        Ok((rb, found, values))
+    }
+
     fn plan(
         &self,
         name: &str,
-        env: Option<&str>,
+        envs: &[String],
         inputs: &[String],
         output: Output,
         format: PlanFormat,
     ) -> Result<(), Failure> {
         let session = self.offline();
         let catalog = session.catalog()?;
-        let (rb, env, values) = Self::offline_target(&session, &catalog, name, env, inputs)?;
-        let plan = plan::plan(rb, env, &values);
+        let (rb, found, values) = Self::offline_targets(&session, &catalog, name, envs, inputs)?;
+        let plans: Vec<plan::Plan> = found
+            .iter()
+            .map(|env| plan::plan(rb, env, &values))
+            .collect();
         match (output, format) {
-            (Output::Human, PlanFormat::Text) => print!("{}", plan.render_text()),
-            (Output::Human, PlanFormat::Md) => print!("{}", plan.render_markdown()),
-            (Output::Json, _) => {
-                json::print_document(serde_json::to_value(&plan).unwrap_or_default())
+            (Output::Human, _) => {
+                for (i, plan) in plans.iter().enumerate() {
+                    if i > 0 {
+                        println!();
+                    }
+                    match format {
+                        PlanFormat::Text => print!("{}", plan.render_text()),
+                        PlanFormat::Md => print!("{}", plan.render_markdown()),
+                    }
+                }
             }
+            // One environment: its plan is the document; several: `plans`, in order.
+            (Output::Json, _) => match plans.as_slice() {
+                [plan] => json::print_document(serde_json::to_value(plan).unwrap_or_default()),
+                _ => json::print_document(serde_json::json!({
+                    "runbook": rb.name(),
+                    "plans": plans,
+                })),
+            },
         }
         Ok(())
     }

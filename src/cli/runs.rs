@@ -137,6 +137,67 @@ impl Ctx {
         self.run_session(output).run(start)
     }
 
+    /// `run --env a --env b …`: the series, then its report (stderr for people, one
+    /// `series_finished` line for `--output json`), with the first failing environment's
+    /// outcome as the command's.
+    pub(super) fn run_series(
+        &self,
+        start: Start<'_>,
+        envs: &[String],
+        confirm_envs: &[String],
+        output: Output,
+    ) -> Result<(), Failure> {
+        let (report, result) = self
+            .run_session(output)
+            .run_series(start, envs, confirm_envs)?;
+        let exit_code = match &result {
+            Ok(()) => super::exit::DONE,
+            Err(f) => super::exit::code(f.kind),
+        };
+        if output == Output::Json {
+            let mut fields = serde_json::json!({
+                "ts": humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+                "event": "series_finished",
+                "format": crate::engine::event::EVENT_FORMAT,
+            });
+            if let (Some(obj), Ok(serde_json::Value::Object(more))) =
+                (fields.as_object_mut(), serde_json::to_value(&report))
+            {
+                obj.extend(more);
+                let status = match &result {
+                    Ok(()) => "done",
+                    Err(_) => report
+                        .environments
+                        .iter()
+                        .find(|e| e.failed.is_some())
+                        .map_or("interrupted", |e| e.status.as_str()),
+                };
+                obj.insert("status".into(), status.into());
+                obj.insert("exit_code".into(), exit_code.into());
+                // A refusal before its run began printed no event: its error is here.
+                let error = match &result {
+                    Err(f) if !f.problems.is_empty() || !f.lines.is_empty() => {
+                        json::error_object(f, exit_code)
+                    }
+                    _ => serde_json::Value::Null,
+                };
+                obj.insert("error".into(), error);
+            }
+            json::mark_written();
+            println!("{fields}");
+        }
+        match result {
+            Ok(()) => {
+                eprintln!();
+                for line in report.lines() {
+                    eprintln!("{line}");
+                }
+                Ok(())
+            }
+            Err(f) => Err(report.lines().into_iter().fold(f.line(""), Failure::line)),
+        }
+    }
+
     pub(super) fn resume(&self, request: Resume<'_>, output: Output) -> Result<(), Failure> {
         self.run_session(output).resume(request)
     }
@@ -146,6 +207,8 @@ impl Ctx {
         match output {
             Output::Json => json::print_document(serde_json::json!({ "runs": runs })),
             Output::Human => {
+                // The series column only where a run of several environments is listed.
+                let series = runs.iter().any(|r| r.series.is_some());
                 let rows: Vec<Vec<String>> = runs
                     .iter()
                     .map(|r| {
@@ -154,27 +217,33 @@ impl Ctx {
                         } else {
                             r.status.clone()
                         };
-                        [
+                        let of = r.series.clone().unwrap_or_default();
+                        let mut cells = vec![
                             &r.run_id,
                             &r.runbook,
                             &r.env,
                             &status,
                             &r.started,
                             &r.operator,
-                        ]
-                        .iter()
-                        .map(|v| crate::display::visible_line(v).into_owned())
-                        .collect()
+                        ];
+                        if series {
+                            cells.push(&of);
+                        }
+                        cells
+                            .iter()
+                            .map(|v| crate::display::visible_line(v).into_owned())
+                            .collect()
                     })
                     .collect();
+                let mut header = vec!["RUN", "RUNBOOK", "ENV", "STATUS", "STARTED", "OPERATOR"];
+                let mut whole = vec!["RUN", "RUNBOOK", "ENV", "STATUS", "STARTED"];
+                if series {
+                    header.push("SERIES");
+                    whole.push("SERIES");
+                }
                 print!(
                     "{}",
-                    crate::table::render(
-                        &["RUN", "RUNBOOK", "ENV", "STATUS", "STARTED", "OPERATOR"],
-                        &["RUN", "RUNBOOK", "ENV", "STATUS", "STARTED"],
-                        &rows,
-                        ui::stdout_width()
-                    )
+                    crate::table::render(&header, &whole, &rows, ui::stdout_width())
                 );
                 if runs.iter().any(|r| r.resumable) {
                     println!(

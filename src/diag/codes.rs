@@ -97,6 +97,8 @@ codes! {
     // Environments and targets
     UnknownEnv = "runbook::unknown-env": "An environment that environments.yaml does not define.",
     MissingEnv = "runbook::missing-env": "No environment given where one is needed.",
+    DuplicateEnv = "runbook::duplicate-env": "An environment given twice to one command (`--env a --env a`).",
+    SameParameter = "runbook::same-parameter": "Two environments of one run would write the same SSM parameter.",
     UnknownHost = "runbook::unknown-host": "A host the environment does not define.",
     UnknownGroup = "runbook::unknown-group": "A host group the environment does not define.",
     DuplicateHost = "runbook::duplicate-host": "A host listed twice in one step.",

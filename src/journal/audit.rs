@@ -26,6 +26,7 @@ pub(super) fn append_audit(state: &Path, recs: &[JRec]) -> std::io::Result<()> {
         selected,
         no_preflight,
         abandoned,
+        series,
         ..
     }) = recs.first()
     else {
@@ -118,6 +119,8 @@ pub(super) fn append_audit(state: &Path, recs: &[JRec]) -> std::io::Result<()> {
     }
     let line = serde_json::json!({
         "run_id": run_id,
+        // One id for the runs of one `run --env a --env b` (null for a run of one).
+        "series": series,
         "runbook": runbook,
         "digest": digest,
         "git_commit": git_commit,

@@ -154,6 +154,10 @@ pub enum JRec {
         /// Unfinished runs this one abandoned when it started (`--new`).
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         abandoned: Vec<String>,
+        /// The series this run is one environment of (`run --env a --env b`): one id for
+        /// the whole invocation, shared by the runs of all its environments.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        series: Option<String>,
     },
     Resumed {
         at: String,

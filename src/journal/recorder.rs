@@ -95,6 +95,8 @@ pub struct RunMeta<'a> {
     pub no_preflight: bool,
     /// The unfinished runs it abandoned (`--new`).
     pub abandoned: &'a [String],
+    /// The series it is one environment of (`run --env a --env b`).
+    pub series: Option<&'a str>,
 }
 
 impl RunJournal {
@@ -145,6 +147,7 @@ impl RunJournal {
             selected: meta.selected.map(<[String]>::to_vec),
             no_preflight: meta.no_preflight,
             abandoned: meta.abandoned.to_vec(),
+            series: meta.series.map(str::to_string),
         })?;
         j.sync()?;
         Ok(j)

@@ -72,6 +72,9 @@ pub struct RunSummary {
     pub resumable: bool,
     /// Whether `runbook abandon` can give it up (and erase its secrets).
     pub abandonable: bool,
+    /// The series it is one environment of (`run --env a --env b`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub series: Option<String>,
     /// What could not be read of its journal.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
@@ -206,6 +209,10 @@ pub fn load_run(state: &Path, run_id: &str) -> Option<RunSummary> {
         (&unknown, &unknown, &unknown, &unknown),
         |(r, e, s, o, ..)| (r, e, s, o),
     );
+    let series = records.iter().find_map(|r| match r {
+        JRec::Meta { series, .. } => series.clone(),
+        _ => None,
+    });
     Some(RunSummary {
         run_id: run_id.to_string(),
         runbook: runbook.clone(),
@@ -215,6 +222,7 @@ pub fn load_run(state: &Path, run_id: &str) -> Option<RunSummary> {
         operator: operator.clone(),
         resumable,
         abandonable,
+        series,
         notes,
         records,
     })

@@ -165,6 +165,7 @@ pub(super) fn unfinished(
             operator: h.user,
             resumable: false,
             abandonable: false,
+            series: None,
             notes: Vec::new(),
             records: Vec::new(),
         })
@@ -288,6 +289,34 @@ fn collect_writes(
         }
     }
     true
+}
+
+/// The SSM parameters that runs of `rb` on both `a` and `b` would write, when the two reach
+/// the same SSM (one region, endpoint and profile): in a series the later run would overwrite
+/// what the earlier one stored, which the earlier environment's app reads at its next deploy.
+pub(super) fn written_by_both(
+    rb: &Runbook,
+    library: &[Runbook],
+    a: &Environment,
+    b: &Environment,
+    inputs: &IndexMap<String, InputValue>,
+) -> Vec<String> {
+    let same_ssm = match (&a.doc.aws, &b.doc.aws) {
+        (Some(x), Some(y)) => {
+            x.region == y.region && x.endpoint == y.endpoint && x.profile == y.profile
+        }
+        _ => false,
+    };
+    if !same_ssm {
+        return Vec::new();
+    }
+    match (
+        writes(rb, library, a, inputs),
+        writes(rb, library, b, inputs),
+    ) {
+        (Writes::Known(x), Writes::Known(y)) => x.intersection(&y).cloned().collect(),
+        _ => Vec::new(),
+    }
 }
 
 /// The inputs an unfinished run was started with, as its journal keeps them (a secret one has

@@ -12,6 +12,8 @@ mod failure;
 mod guard;
 mod locks;
 pub mod run;
+mod series;
+mod series_cx;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -27,6 +29,7 @@ use crate::steps::Prompter;
 
 pub use failure::{Failure, Kind};
 pub use run::{Approval, InFlight, Resume, Selection, Start};
+pub use series::{SeriesEnv, SeriesReport};
 
 /// What a session needs of the program that drives it: someone to ask, somewhere to say
 /// things, and where a run's events go. The CLI's is a terminal (or a pipe).

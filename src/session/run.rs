@@ -11,6 +11,7 @@ use indexmap::IndexMap;
 use super::attended;
 use super::guard;
 use super::locks::{self, HeldLocks};
+use super::series_cx::SeriesCx;
 use super::{Failure, Kind, Session, bad_run_id, journal_error};
 use crate::aws::lock::SharedLock;
 use crate::catalog::Runbook;
@@ -20,6 +21,7 @@ use crate::engine::record;
 use crate::engine::{Engine, InputValue, Interrupt, Nesting, RunOptions};
 use crate::inputs::{self, Unbound};
 use crate::journal::{self, RunJournal, RunLock, RunMeta};
+use crate::load::Catalog;
 use crate::model::Environment;
 use crate::plan;
 use crate::secret::Redactor;
@@ -78,6 +80,29 @@ pub struct Resume<'a> {
     pub no_preflight: bool,
 }
 
+/// A new run on one environment, everything about it decided: the runbook, the environment,
+/// the bound inputs, the selected steps and how it is approved.
+#[derive(Clone, Copy)]
+pub(super) struct One<'a> {
+    pub(super) catalog: &'a Catalog,
+    pub(super) rb: &'a Runbook,
+    pub(super) env: &'a Environment,
+    pub(super) values: &'a IndexMap<String, InputValue>,
+    pub(super) selected: Option<&'a [String]>,
+    pub(super) interactive: bool,
+    pub(super) approval: Approval<'a>,
+    pub(super) no_preflight: bool,
+    pub(super) new: bool,
+}
+
+/// What [`Session::admit`] found: the run's plan, the state directory, and the unfinished
+/// runs `--new` abandons when the run starts.
+pub(super) struct Admitted {
+    plan: plan::Plan,
+    state: std::path::PathBuf,
+    unfinished: Vec<guard::Unfinished>,
+}
+
 /// Everything `execute` needs, for a new run or a resumed one.
 struct Launch<'a> {
     rb: &'a Runbook,
@@ -105,7 +130,7 @@ struct Launch<'a> {
 
 impl Session {
     /// Whether a person can be asked; `--step` needs one.
-    fn interactive(&self, step: bool) -> Result<bool, Failure> {
+    pub(super) fn interactive(&self, step: bool) -> Result<bool, Failure> {
         let interactive = self.front.interactive();
         if step && !interactive {
             return Err(Failure::invalid(step_needs_terminal()));
@@ -115,15 +140,35 @@ impl Session {
 
     /// Run a runbook against an environment, from its first selected step.
     pub fn run(&self, start: Start<'_>) -> Result<(), Failure> {
-        let Approval {
-            yes,
-            confirm_env,
-            step,
-        } = start.approval;
-        let interactive = self.interactive(step)?;
+        let interactive = self.interactive(start.approval.step)?;
         let catalog = self.catalog()?;
         let rb = self.runbook(&catalog, start.name)?;
-        let selection = &start.selection;
+        let selected = Self::selection(rb, &start.selection)?;
+        let env = self.environment_for(&catalog, rb, start.env, interactive)?;
+        let values = self.bind_inputs(rb, start.inputs)?;
+        self.run_one(
+            &One {
+                catalog: &catalog,
+                rb,
+                env,
+                values: &values,
+                selected: selected.as_deref(),
+                interactive,
+                approval: start.approval,
+                no_preflight: start.no_preflight,
+                new: start.new,
+            },
+            journal::new_run_id(),
+            None,
+        )
+    }
+
+    /// The main steps `--from`/`--only` select (`None`: all), refused when one that runs
+    /// reads an output of one that does not.
+    pub(super) fn selection(
+        rb: &Runbook,
+        selection: &Selection,
+    ) -> Result<Option<Vec<String>>, Failure> {
         let selected = select::select(rb, selection.from.as_deref(), &selection.only)
             .map_err(Failure::invalid)?;
         if let Some(sel) = &selected {
@@ -148,41 +193,66 @@ impl Session {
                 return Err(Failure::invalid_all(problems));
             }
         }
-        let env = self.environment_for(&catalog, rb, start.env, interactive)?;
-        let values = inputs::for_run(
-            rb.name(),
-            &rb.doc.inputs,
-            start.inputs,
-            self.front.prompter(),
+        Ok(selected)
+    }
+
+    /// The run's inputs: given, from `RUNBOOK_INPUT_<NAME>`, default, or asked.
+    pub(super) fn bind_inputs(
+        &self,
+        rb: &Runbook,
+        given: &[String],
+    ) -> Result<IndexMap<String, InputValue>, Failure> {
+        inputs::for_run(rb.name(), &rb.doc.inputs, given, self.front.prompter()).map_err(
+            |u| match u {
+                Unbound::Invalid(p) => Failure::invalid(p),
+                Unbound::Interrupted => Failure::quiet(Kind::Interrupted),
+            },
         )
-        .map_err(|u| match u {
-            Unbound::Invalid(p) => Failure::invalid(p),
-            Unbound::Interrupted => Failure::quiet(Kind::Interrupted),
-        })?;
-        let plan = plan::plan(rb, env, &values);
+    }
+
+    /// Whether a run of `one` may start, decided without the network: a person to ask (or
+    /// `--yes`), the protected environment's name, no unfinished run it would start beside
+    /// (unless `--new`). Returns its plan, the state directory and the runs `--new` abandons.
+    pub(super) fn admit(&self, one: &One<'_>) -> Result<Admitted, Failure> {
+        let One {
+            catalog,
+            rb,
+            env,
+            values,
+            selected,
+            interactive,
+            approval,
+            ..
+        } = *one;
+        let plan = plan::plan(rb, env, values);
         // Only the steps that run: their gates are the ones to approve.
-        let mut to_run = plan::plan(rb, env, &values);
-        if let Some(sel) = &selected {
+        let mut to_run = plan::plan(rb, env, values);
+        if let Some(sel) = selected {
             to_run.steps.retain(|s| sel.contains(&s.id));
         }
         if !interactive {
-            let sel = selected.as_deref();
             let done = Default::default();
             attended::refuse_unattended_manual_steps(
                 rb,
                 &catalog.runbooks,
                 env,
-                &values,
-                sel,
+                values,
+                selected,
                 &done,
             )?;
         }
-        approvals_possible(&to_run, env, interactive, yes, confirm_env)
-            .map_err(Failure::invalid)?;
+        approvals_possible(
+            &to_run,
+            env,
+            interactive,
+            approval.yes,
+            approval.confirm_env,
+        )
+        .map_err(Failure::invalid)?;
         let state = self.state(true)?;
         // Refused before anything else: two half-done rotations of one secret would each hold
         // a value the other overwrote.
-        let unfinished = guard::unfinished(&state, rb, &catalog.runbooks, env, &values);
+        let unfinished = guard::unfinished(&state, rb, &catalog.runbooks, env, values);
         // `--new` abandons a stopped run; a running one cannot be abandoned from here.
         let running: Vec<guard::Unfinished> = unfinished
             .iter()
@@ -192,14 +262,45 @@ impl Session {
         if !running.is_empty() {
             return Err(guard::refuse_unfinished(&running, rb, env));
         }
-        if !unfinished.is_empty() && !start.new {
+        if !unfinished.is_empty() && !one.new {
             return Err(guard::refuse_unfinished(&unfinished, rb, env));
         }
+        Ok(Admitted {
+            plan,
+            state,
+            unfinished,
+        })
+    }
+
+    /// One run of `one`, as `run_id`: admitted, locked, checked by preflight, journaled and
+    /// executed. In a series, `series` is its id, and a Ctrl-C it saw before this run's
+    /// journal exists stops the run before it starts.
+    pub(super) fn run_one(
+        &self,
+        one: &One<'_>,
+        run_id: String,
+        series: Option<&SeriesCx>,
+    ) -> Result<(), Failure> {
+        let Admitted {
+            plan,
+            state,
+            unfinished,
+        } = self.admit(one)?;
+        let One {
+            catalog,
+            rb,
+            env,
+            values,
+            selected,
+            interactive,
+            approval,
+            ..
+        } = *one;
         // One line a step: the full plan would scroll the first gate off a small screen.
         if interactive {
             self.front.say(&plan.render_compact(self.front.width()));
         }
-        if let Some(sel) = &selected {
+        if let Some(sel) = selected {
             let skipped: Vec<&str> = rb
                 .steps
                 .iter()
@@ -211,11 +312,10 @@ impl Session {
                 list_ids(&skipped)
             ));
         }
-        let run_id = journal::new_run_id();
-        let (lock, children) = locks::lock(&state, &catalog.runbooks, rb, env, &values, &run_id)?;
+        let (lock, children) = locks::lock(&state, &catalog.runbooks, rb, env, values, &run_id)?;
         let runtime = super::runtime()?;
         // Steps that will not run need nothing.
-        let unselected: HashSet<String> = match &selected {
+        let unselected: HashSet<String> = match selected {
             Some(sel) => rb
                 .steps
                 .iter()
@@ -228,11 +328,16 @@ impl Session {
             &runtime,
             rb,
             env,
-            &values,
+            values,
             &unselected,
             false,
-            start.no_preflight,
+            one.no_preflight,
         )?;
+        // From here the run is under way: a Ctrl-C is the engine's to handle.
+        let _running = match series {
+            Some(s) => Some(s.start_run(&env.name)?),
+            None => None,
+        };
         let abandoned: Vec<String> = unfinished.iter().map(|u| u.run.run_id.clone()).collect();
         for old in &abandoned {
             RunJournal::reopen(&state, old, false, false)
@@ -247,24 +352,25 @@ impl Session {
             run_id: &run_id,
             runbook: rb,
             env: &env.name,
-            inputs: &values,
-            selected: selected.as_deref(),
+            inputs: values,
+            selected,
             aws_identity: locks::aws_identity(&runtime, rb, env),
-            no_preflight: start.no_preflight,
+            no_preflight: one.no_preflight,
             abandoned: &abandoned,
+            series: series.map(|s| s.id.as_str()),
         };
         let journal = RunJournal::create(&state, &meta).map_err(|e| journal_error(&state, &e))?;
         self.execute(Launch {
             rb,
             library: &catalog.runbooks,
             env,
-            inputs: values,
-            yes,
+            inputs: values.clone(),
+            yes: approval.yes,
             run_id,
             resume: record::Resume::default(),
-            selected,
-            step,
-            env_confirmed: confirm_env.is_some(),
+            selected: selected.map(<[String]>::to_vec),
+            step: approval.step,
+            env_confirmed: approval.confirm_env.is_some(),
             journal,
             _lock: lock,
             children,
