@@ -47,6 +47,17 @@ fn possible_names(rb: &Runbook, name: &str) -> Result<Vec<String>, Unknowable> {
         let Some(spec) = rb.doc.inputs.get(input) else {
             return Ok(Vec::new());
         };
+        if spec.multiple {
+            return Err((
+                format!(
+                    "the runbook name `{name}` reads input `{input}`, which takes several \
+                     values, so it names no one runbook"
+                ),
+                format!(
+                    "run each runbook from a step of its own, with `when: \"'NAME' in inputs.{input}\"`"
+                ),
+            ));
+        }
         let Some(choices) = &spec.choices else {
             return Err((
                 format!(
@@ -135,7 +146,7 @@ pub fn nested_runbooks(subjects: &[&Runbook], runbooks: &[Runbook], problems: &m
     for rb in subjects {
         let mut done = std::collections::HashSet::new();
         // A child's gate after a change of this runbook waits for a person inside it.
-        let first_change = rb.steps.iter().position(super::gates::changes);
+        let first_change = rb.steps.iter().position(super::gates::opens_window);
         let after_change = |step: &crate::catalog::Step| {
             let first = first_change?;
             let i = rb.steps.iter().position(|s| std::ptr::eq(s, step))?;
