@@ -208,11 +208,17 @@ fn typed() -> Test {
             summary: gives typed values to a nested runbook
             inputs:
               since: { description: Since when, type: datetime }
+              flag: { description: A flag, type: boolean, default: true }
+              pick: { description: Which, choices: [webhook-secret, db-password], multiple: true, default: all }
             steps:
               - id: inner
                 runbook.run:
                   name: typed
-                  inputs: { secrets: "webhook-secret,db-password", since: "{{ inputs.since }}", batch: "{{ 'x' if inputs.since == '2026-01-01T00:00:00Z' else '7' }}" }
+                  inputs:
+                    secrets: "{{ inputs.pick }}"
+                    since: "{{ inputs.since }}"
+                    batch: "{{ 'x' if inputs.since == '2026-01-01T00:00:00Z' else '7' }}"
+                    dry: "{{ not inputs.flag }}"
             "#,
         )
 }
@@ -457,7 +463,7 @@ fn a_nested_runbook_checks_the_typed_values_it_is_given() {
     ok.assert_code(0);
     assert!(
         ok.stderr.contains(
-            "run runbook `typed` with secrets=webhook-secret,db-password, since=2026-02-01T00:00:00Z, batch=7"
+            "run runbook `typed` with secrets=['webhook-secret', 'db-password'], since=2026-02-01T00:00:00Z, batch=7, dry=False"
         ),
         "{}",
         ok.stderr

@@ -439,6 +439,64 @@ fn an_unchecked_secret_is_typed_twice_and_a_mismatch_is_asked_again() {
     }
 }
 
+/// A typed input or one of several choices is typed as text at the terminal; a value that
+/// does not fit is explained and asked again, and a default is offered.
+#[test]
+fn a_typed_input_that_does_not_fit_is_asked_again() {
+    let t = Test::new()
+        .with_repo_environments()
+        .runbook(
+            "typed",
+            r#"
+            version: 1
+            name: typed
+            summary: Typed inputs asked on a terminal
+            inputs:
+              batch: { description: Hosts per batch, type: integer }
+              since: { description: Since when, type: datetime, not_future: true }
+              pick:
+                description: Which ones
+                choices: [north, south, west]
+                multiple: true
+                default: all
+            steps:
+              - id: token
+                title: "batch {{ inputs.batch * 2 }} from {{ inputs.since }} for {{ inputs.pick | join('+') }}"
+                generate: { format: hex }
+            "#,
+        )
+        .args(&["run", "typed", "--env", "sandbox"]);
+    let mut p = Pty::spawn(&t);
+    p.expect("Hosts per batch (a whole number)");
+    p.send("ten");
+    p.send(ENTER);
+    p.expect("is not an integer");
+    p.expect("Hosts per batch (a whole number)");
+    p.send("4");
+    p.send(ENTER);
+    p.expect("Since when (RFC 3339, e.g. 2026-11-20T14:00Z, not in the future)");
+    p.send("2999-01-01T00:00Z");
+    p.send(ENTER);
+    p.expect("is in the future");
+    p.expect("Since when");
+    p.send("2026-11-20T15:00+01:00");
+    p.send(ENTER);
+    p.expect("Which ones (one or more of north, south, west, separated by commas, or all)");
+    p.send("west,nort");
+    p.send(ENTER);
+    p.expect("did you mean");
+    p.expect("Which ones");
+    p.send("west,north");
+    p.send(ENTER);
+    let code = p.finish();
+    assert_eq!(code, 0, "{}", p.output());
+    let out = p.output();
+    assert!(
+        out.contains("batch 8 from 2026-11-20T14:00:00Z for north+west"),
+        "{out}"
+    );
+}
+
 #[test]
 fn a_missing_input_is_chosen_from_a_list() {
     let t = Test::new()

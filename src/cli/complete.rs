@@ -156,6 +156,9 @@ pub(super) fn inputs(current: &OsStr) -> Vec<CompletionCandidate> {
             _ => (String::new(), value),
         };
         let given: Vec<&str> = before.split(',').collect();
+        if given.contains(&crate::inputs::typed::ALL) {
+            return Vec::new();
+        }
         let all = (several && before.is_empty()).then_some(crate::inputs::typed::ALL);
         return all
             .into_iter()

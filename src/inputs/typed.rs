@@ -65,8 +65,10 @@ pub fn normalize(
                 "give a whole number, e.g. 3 or -1".into(),
             )
         }),
-        InputType::Boolean => match value {
-            "true" | "false" => Ok(value.to_string()),
+        // Any letter case: a template renders a bool as `True`/`False` (a parent runbook
+        // giving its own boolean input to a nested one).
+        InputType::Boolean => match value.to_ascii_lowercase().as_str() {
+            b @ ("true" | "false") => Ok(b.to_string()),
             _ => Err(refuse("is not a boolean", "give `true` or `false`".into())),
         },
         InputType::Datetime => {
@@ -169,6 +171,23 @@ fn several(name: &str, spec: &InputSpec, value: &str) -> Result<String, Refused>
         )
     };
     let value = value.trim();
+    // A list as a template renders it (`['db-password', 'runner-token']`: a parent runbook
+    // giving its own several choices to a nested one) reads as its items. A choice has no
+    // comma, so the items split on commas.
+    if let Some(inner) = value.strip_prefix('[').and_then(|v| v.strip_suffix(']')) {
+        let items: Option<Vec<&str>> = inner
+            .split(',')
+            .map(|i| {
+                let i = i.trim();
+                ["'", "\""]
+                    .iter()
+                    .find_map(|q| i.strip_prefix(q).and_then(|i| i.strip_suffix(q)))
+            })
+            .collect();
+        if let Some(items) = items {
+            return several(name, spec, &items.join(","));
+        }
+    }
     if value == ALL {
         return Ok(choices.join(","));
     }
@@ -609,7 +628,8 @@ mod tests {
         assert_eq!(template_value(&int, "-12"), serde_json::json!(-12));
         let b = spec(InputType::Boolean);
         assert_eq!(norm(&b, "true").as_deref(), Ok("true"));
-        for bad in ["yes", "True", "1", ""] {
+        assert_eq!(norm(&b, "False").as_deref(), Ok("false"));
+        for bad in ["yes", "1", "", "truee"] {
             assert_eq!(
                 norm(&b, bad).unwrap_err().help,
                 "give `true` or `false`",
@@ -629,6 +649,12 @@ mod tests {
         assert_eq!(norm(&s, "runner,db").as_deref(), Ok("db,runner"));
         assert_eq!(norm(&s, " hook , db ").as_deref(), Ok("db,hook"));
         assert_eq!(norm(&s, "all").as_deref(), Ok("db,hook,runner"));
+        // As a template renders a list.
+        assert_eq!(norm(&s, "['runner', 'db']").as_deref(), Ok("db,runner"));
+        assert_eq!(norm(&s, r#"["hook"]"#).as_deref(), Ok("hook"));
+        assert!(norm(&s, "['runner', 'runner']").is_err());
+        assert!(norm(&s, "[]").is_err());
+        assert!(norm(&s, "['runner', db]").is_err());
         assert_eq!(
             template_value(&s, "db,runner"),
             serde_json::json!(["db", "runner"])
