@@ -558,3 +558,89 @@ fn env_aws_region_is_the_environments_aws_region() {
         check.stderr
     );
 }
+
+/// Several choices each run by a step of their own (`when: "'x' in inputs.pick"`), one after
+/// another: a failing one stops the rest.
+#[test]
+fn a_failing_nested_runbook_stops_the_ones_after_it() {
+    let t = Test::new()
+        .environments(
+            r#"
+            version: 1
+            environments:
+              local: {}
+            "#,
+        )
+        .runbook(
+            "fails",
+            r#"
+            version: 1
+            name: fails
+            summary: a check that nothing answers
+            steps:
+              - id: probe
+                http.check: { url: "http://127.0.0.1:9/", attempts: 1 }
+            "#,
+        )
+        .runbook(
+            "works",
+            r#"
+            version: 1
+            name: works
+            summary: makes a key
+            steps:
+              - id: key
+                generate: { format: hex }
+            "#,
+        )
+        .runbook(
+            "both",
+            r#"
+            version: 1
+            name: both
+            summary: runs the chosen ones in order
+            inputs:
+              pick: { description: Which, choices: [fails, works], multiple: true }
+            steps:
+              - id: run_fails
+                when: "'fails' in inputs.pick"
+                runbook.run: { name: fails }
+              - id: run_works
+                when: "'works' in inputs.pick"
+                runbook.run: { name: works }
+            "#,
+        );
+    let only = t.again(&[
+        "run",
+        "both",
+        "--env",
+        "local",
+        "--yes",
+        "--no-preflight",
+        "-i",
+        "pick=works",
+    ]);
+    only.assert_code(0);
+    assert!(
+        only.stderr.contains("step 1/2 run_fails: skipped"),
+        "{}",
+        only.stderr
+    );
+    let all = t.again(&[
+        "run",
+        "both",
+        "--env",
+        "local",
+        "--yes",
+        "--no-preflight",
+        "-i",
+        "pick=all",
+    ]);
+    all.assert_code(1);
+    assert!(
+        all.stderr.contains("step 1/2 run_fails: FAILED"),
+        "{}",
+        all.stderr
+    );
+    assert!(!all.stderr.contains("run_works"), "{}", all.stderr);
+}
