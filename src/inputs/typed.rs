@@ -138,9 +138,9 @@ pub fn prompt_label(spec: &InputSpec) -> String {
 }
 
 /// Whether the input is asked for as free text checked by [`normalize`] (rather than a
-/// plain question or a list to choose one from).
+/// plain question or a list to choose one from, which typed choices still get).
 pub fn asked_checked(spec: &InputSpec) -> bool {
-    !spec.secret && (spec.multiple || spec.kind != InputType::String)
+    !spec.secret && (spec.multiple || (spec.kind != InputType::String && spec.choices.is_none()))
 }
 
 fn integer(value: &str) -> Option<i64> {
