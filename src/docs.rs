@@ -13,7 +13,7 @@ use minijinja::value::{Object, ObjectRepr};
 
 use crate::catalog::{Runbook, Step};
 use crate::flowchart::{FlowStep, mermaid};
-use crate::model::{Environment, OnFailure};
+use crate::model::{Environment, InputType, OnFailure};
 use crate::plan::PlanEffect;
 use crate::steps::hand::{HandCx, Secrets, file_name};
 use crate::steps::{Effect, Secrecy};
@@ -51,6 +51,34 @@ impl Object for Placeholder {
     }
 }
 
+/// An input of several choices (`multiple:`): shown by its name, and read by templates as
+/// every choice, so each part a `when:` or an `{% if … in inputs.x %}` guards is on the page
+/// (a person following it by hand does the parts of what they chose).
+#[derive(Debug)]
+struct Several {
+    path: String,
+    choices: Vec<String>,
+}
+
+impl Object for Several {
+    fn repr(self: &Arc<Self>) -> ObjectRepr {
+        ObjectRepr::Seq
+    }
+
+    fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
+        let c = self.choices.get(key.as_usize()?)?;
+        Some(Value::from(c.as_str()))
+    }
+
+    fn enumerate(self: &Arc<Self>) -> minijinja::value::Enumerator {
+        minijinja::value::Enumerator::Seq(self.choices.len())
+    }
+
+    fn render(self: &Arc<Self>, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "<{}>", self.path)
+    }
+}
+
 fn placeholder(path: String, secret: Option<String>) -> Value {
     Value::from_object(Placeholder { path, secret })
 }
@@ -62,10 +90,17 @@ fn context(runbook: &Runbook, env: Option<&Environment>, secrets: &Secrets) -> V
     let inputs: BTreeMap<String, Value> = runbook
         .doc
         .inputs
-        .keys()
-        .map(|n| {
+        .iter()
+        .map(|(n, spec)| {
             let path = format!("inputs.{n}");
-            (n.clone(), placeholder(path.clone(), secret_of(&path)))
+            let value = match &spec.choices {
+                Some(choices) if spec.multiple => Value::from_object(Several {
+                    path,
+                    choices: choices.clone(),
+                }),
+                _ => placeholder(path.clone(), secret_of(&path)),
+            };
+            (n.clone(), value)
         })
         .collect();
     let steps: BTreeMap<String, Value> = runbook
@@ -182,9 +217,30 @@ pub fn render(runbook: &Runbook, env: Option<&Environment>) -> String {
         o.push_str("## Inputs\n\n");
         for (name, i) in &d.inputs {
             let mut extra = Vec::new();
+            match i.kind {
+                InputType::String => {}
+                InputType::Integer => extra.push("a whole number".into()),
+                InputType::Boolean => extra.push("`true` or `false`".into()),
+                InputType::Datetime => extra.push(format!(
+                    "an RFC 3339 date and time such as `2026-11-20T14:00Z`, written below in UTC{}",
+                    if i.not_future {
+                        ", not in the future"
+                    } else {
+                        ""
+                    }
+                )),
+            }
             if let Some(c) = &i.choices {
                 let c: Vec<String> = c.iter().map(|c| format!("`{c}`")).collect();
-                extra.push(format!("one of {}", c.join(", ")));
+                if i.multiple {
+                    extra.push(format!(
+                        "one or more of {}, or `{}` for every one",
+                        c.join(", "),
+                        crate::inputs::typed::ALL
+                    ));
+                } else {
+                    extra.push(format!("one of {}", c.join(", ")));
+                }
             }
             if let Some(def) = &i.default {
                 extra.push(format!("default `{def}`"));

@@ -11,11 +11,15 @@
 //! Sits below the engine (which binds a nested runbook's inputs) and `check`; it prints
 //! nothing: what is wrong comes back as a [`Problem`].
 
+use std::time::SystemTime;
+
 use indexmap::IndexMap;
 
 use crate::diag::{self, Code, Problem};
 use crate::model::InputSpec;
 use crate::steps::Prompter;
+
+pub mod typed;
 
 /// An input value the operator gave.
 #[derive(Debug, Clone)]
@@ -136,14 +140,23 @@ pub fn parse_command_line(
                 env_var(k)
             )));
         }
-        check_choice(k, v, spec)?;
-        out.insert(k.to_string(), v.to_string());
+        let v = fit(k, spec, v, SystemTime::now())?;
+        out.insert(k.to_string(), v);
     }
     Ok(out)
 }
 
+/// A value chosen for input `name`, checked against its choices and its type
+/// ([`typed::normalize`]), in its normal form.
+pub fn fit(name: &str, spec: &InputSpec, value: &str, now: SystemTime) -> Result<String, Problem> {
+    check_choice(name, value, spec)?;
+    typed::normalize(name, spec, value, now)
+        .map_err(|r| Problem::error(Code::BadInput, r.message).help(r.help))
+}
+
 fn check_choice(name: &str, value: &str, spec: &InputSpec) -> Result<(), Problem> {
     if let Some(choices) = &spec.choices
+        && !spec.multiple
         && !choices.iter().any(|c| c == value)
     {
         return Err(Problem::error(
@@ -175,6 +188,7 @@ pub fn known(
     let mut out = IndexMap::new();
     for (name, spec) in declared {
         if let Some(value) = given.slot(name, spec).value() {
+            let value = fit(name, spec, &value, SystemTime::now())?;
             out.insert(
                 name.clone(),
                 InputValue {
@@ -213,9 +227,20 @@ pub fn for_run(
     let mut out = IndexMap::new();
     for (name, spec) in declared {
         let value = match given.slot(name, spec) {
-            Slot::Chosen(v) => {
-                check_choice(name, &v, spec).map_err(Unbound::Invalid)?;
-                v
+            Slot::Chosen(v) => fit(name, spec, &v, SystemTime::now()).map_err(Unbound::Invalid)?,
+            // A typed value or several choices: typed as text, judged, and asked again with
+            // the reason until it fits.
+            _ if prompter.interactive() && typed::asked_checked(spec) => {
+                let label = typed::prompt_label(spec);
+                loop {
+                    let v = prompter
+                        .ask(&label, None, spec.default.as_deref(), false)
+                        .map_err(|_| Unbound::Interrupted)?;
+                    match typed::normalize(name, spec, &v, SystemTime::now()) {
+                        Ok(v) => break v,
+                        Err(r) => prompter.show(&format!("{}; {}", r.message, r.help)),
+                    }
+                }
             }
             // A secret typed at the prompt: long enough to mask, asked again when it is
             // not, and typed twice, since nothing else can tell a mistyped one.
@@ -235,11 +260,12 @@ pub fn for_run(
                     spec.default.as_deref(),
                     spec.secret,
                 ) {
-                    Ok(v) => v,
+                    Ok(v) => fit(name, spec, &v, SystemTime::now()).map_err(Unbound::Invalid)?,
                     Err(_) => return Err(Unbound::Interrupted),
                 }
             }
-            Slot::Default(d) => d,
+            // Checked when the runbook was; normalized (and a `not_future` one judged) now.
+            Slot::Default(d) => fit(name, spec, &d, SystemTime::now()).map_err(Unbound::Invalid)?,
             Slot::Missing => {
                 let how = if spec.secret {
                     format!(
@@ -291,7 +317,10 @@ mod tests {
     fn spec(default: Option<&str>) -> InputSpec {
         InputSpec {
             description: "d".into(),
+            kind: crate::model::InputType::String,
             choices: None,
+            multiple: false,
+            not_future: false,
             default: default.map(str::to_string),
             secret: false,
         }

@@ -57,23 +57,92 @@ pub struct RunbookDoc {
 /// An input of a runbook.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-// A secret input has no default: the file would hold the secret.
-#[schemars(extend(
-    "if" = { "properties": { "secret": { "const": true } }, "required": ["secret"] },
-    "then" = { "not": patterns::given("default") }
-))]
+// A secret input has no default (the file would hold the secret) and is text, one value;
+// several values are chosen among `choices`; `not_future` is for a `datetime`.
+#[schemars(extend("allOf" = [
+    {
+        "if": { "properties": { "secret": { "const": true } }, "required": ["secret"] },
+        "then": {
+            "not": { "anyOf": [
+                patterns::given("default"),
+                { "properties": { "multiple": { "const": true } }, "required": ["multiple"] }
+            ] },
+            "properties": { "type": { "const": "string" } }
+        }
+    },
+    {
+        "if": { "properties": { "multiple": { "const": true } }, "required": ["multiple"] },
+        "then": {
+            "required": ["choices"],
+            "properties": {
+                "type": { "const": "string" },
+                "choices": { "items": { "not": { "anyOf": [
+                    { "const": "all" }, { "pattern": "," }, { "pattern": "^\\s|\\s$" }, { "const": "" }
+                ] } } }
+            }
+        }
+    },
+    {
+        "if": { "properties": { "not_future": { "const": true } }, "required": ["not_future"] },
+        "then": { "required": ["type"], "properties": { "type": { "const": "datetime" } } }
+    }
+]))]
 pub struct InputSpec {
     /// Shown when the operator is asked for the value.
     pub description: String,
+    /// What the value is: `string` (default), `integer`, `boolean` (`true`/`false`) or
+    /// `datetime` (RFC 3339: `2026-11-20T14:00:00Z`, or with an offset; seconds may be left
+    /// out). Templates see a number, a bool, or the time in UTC as `2026-11-20T14:00:00Z`.
+    /// A secret input is a string.
+    #[serde(default, rename = "type")]
+    pub kind: InputType,
     /// The allowed values; a terminal shows them as a list.
     #[serde(default)]
     pub choices: Option<Vec<String>>,
-    /// Used when the operator gives no value.
+    /// Several of the `choices` may be given, separated by commas, or `all`
+    /// (`--input secrets=db-password,runner-token`); templates see a list in the order of
+    /// `choices`, so `'db-password' in inputs.secrets` tells whether one was chosen.
     #[serde(default)]
+    pub multiple: bool,
+    /// For a `datetime`: the value must not be later than the moment it is given (when an
+    /// exposure started, when something was seen).
+    #[serde(default)]
+    pub not_future: bool,
+    /// Used when the operator gives no value (a number or a bool may be written bare:
+    /// `default: 3`, `default: false`).
+    #[serde(default)]
+    #[schemars(extend("type" = ["string", "integer", "boolean", "null"]))]
     pub default: Option<String>,
     /// Asked for with hidden entry and masked everywhere.
     #[serde(default)]
     pub secret: bool,
+}
+
+/// The type of an input's value (`type:`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum InputType {
+    /// Any text (the default).
+    #[default]
+    String,
+    /// A whole number (64-bit), e.g. `3` or `-1`.
+    Integer,
+    /// `true` or `false`.
+    Boolean,
+    /// An RFC 3339 date and time with `Z` or an offset, e.g. `2026-11-20T14:00:00Z`.
+    Datetime,
+}
+
+impl InputType {
+    /// The name written in a runbook.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InputType::String => "string",
+            InputType::Integer => "integer",
+            InputType::Boolean => "boolean",
+            InputType::Datetime => "datetime",
+        }
+    }
 }
 
 /// A step as written: common fields plus exactly one step-kind key. Parsed by `load::step`.
@@ -424,7 +493,8 @@ pub struct EnvironmentDoc {
     /// Databases, by the name steps use (`database: main`).
     #[serde(default)]
     pub databases: IndexMap<String, DatabaseSpec>,
-    /// Free-form values, available to templates as `env.<name>`.
+    /// Free-form values, available to templates as `env.<name>` (besides `env.name` and,
+    /// with `aws:`, `env.aws_region`, which take precedence over a var of the same name).
     #[serde(default)]
     pub vars: IndexMap<String, String>,
     /// Also lock runs in SSM, so two operators on different machines cannot run the same
@@ -556,6 +626,9 @@ pub enum SslMode {
     VerifyFull,
 }
 
+/// The template variable of an environment's `aws.region`.
+pub const AWS_REGION_VAR: &str = "aws_region";
+
 /// One environment, with its name.
 #[derive(Debug, Clone)]
 pub struct Environment {
@@ -564,12 +637,16 @@ pub struct Environment {
 }
 
 impl Environment {
-    /// Template variables `env.*`: the environment's vars plus `name`.
+    /// Template variables `env.*`: the environment's vars plus `name`, and `aws_region` (its
+    /// `aws.region`) when it has AWS settings: a CloudTrail command or console link needs it.
     pub fn template_vars(&self) -> serde_json::Map<String, serde_json::Value> {
         let mut m = serde_json::Map::new();
         m.insert("name".into(), self.name.clone().into());
         for (k, v) in &self.doc.vars {
             m.insert(k.clone(), v.clone().into());
+        }
+        if let Some(aws) = &self.doc.aws {
+            m.insert(AWS_REGION_VAR.into(), aws.region.clone().into());
         }
         m
     }

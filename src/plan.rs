@@ -112,11 +112,11 @@ pub fn context(
     let mut input_ctx = serde_json::Map::new();
     for (name, spec) in &runbook.doc.inputs {
         let v = match inputs.get(name) {
-            Some(v) if v.secret || spec.secret => MASK.to_string(),
-            Some(v) => v.value.clone(),
-            None => format!("{OPEN}inputs.{name}⟩"),
+            Some(v) if v.secret || spec.secret => MASK.into(),
+            Some(v) => crate::inputs::typed::template_value(spec, &v.value),
+            None => format!("{OPEN}inputs.{name}⟩").into(),
         };
-        input_ctx.insert(name.clone(), v.into());
+        input_ctx.insert(name.clone(), v);
     }
     let mut steps_ctx = serde_json::Map::new();
     for s in runbook.all_steps() {

@@ -224,7 +224,7 @@ fn bash_completes_environments_steps_and_inputs_of_the_named_runbook() {
 
     assert_eq!(
         complete(&["runbook", "run", "compromise-response", "--input", ""]),
-        ["secret=", "suspected_since="]
+        ["secrets=", "suspected_since="]
     );
     assert_eq!(
         complete(&["runbook", "plan", "compromise-response", "-i", "su"]),
@@ -236,9 +236,24 @@ fn bash_completes_environments_steps_and_inputs_of_the_named_runbook() {
             "run",
             "compromise-response",
             "--input",
-            "secret=r"
+            "secrets=r"
         ]),
-        ["secret=runner-token", "secret=r2-credentials"]
+        ["secrets=r2-credentials", "secrets=runner-token"]
+    );
+    // Several choices: `all`, then the next one after a comma, none offered twice.
+    assert_eq!(
+        complete(&["runbook", "run", "compromise-response", "-i", "secrets=a"]),
+        ["secrets=all"]
+    );
+    assert_eq!(
+        complete(&[
+            "runbook",
+            "run",
+            "compromise-response",
+            "-i",
+            "secrets=runner-token,r"
+        ]),
+        ["secrets=runner-token,r2-credentials"]
     );
 }
 

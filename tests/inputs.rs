@@ -160,3 +160,487 @@ fn a_protected_environment_needs_its_name_with_yes() {
         )
         .success();
 }
+
+/// A runbook with an input of each type, several choices, and a nested runbook given typed
+/// values: what the steps see is shown by their titles in the plan and the run.
+fn typed() -> Test {
+    Test::new()
+        .environments(
+            r#"
+            version: 1
+            environments:
+              local:
+                description: This machine
+              cloud:
+                description: With AWS settings
+                aws: { region: eu-west-3 }
+            "#,
+        )
+        .runbook(
+            "typed",
+            r#"
+            version: 1
+            name: typed
+            summary: typed inputs
+            inputs:
+              batch: { description: Hosts per batch, type: integer, default: 2 }
+              dry: { description: Dry run, type: boolean, default: false }
+              since: { description: Since when, type: datetime, not_future: true }
+              secrets:
+                description: Which secrets
+                choices: [db-password, runner-token, webhook-secret]
+                multiple: true
+            steps:
+              - id: db
+                title: "db: {{ inputs.secrets | join('+') }} from {{ inputs.since }}, next batch {{ inputs.batch + 1 }}, dry {{ inputs.dry | string | lower }}"
+                when: "'db-password' in inputs.secrets and not inputs.dry"
+                generate: { format: hex }
+              - id: hook
+                when: "'webhook-secret' in inputs.secrets"
+                generate: { format: hex }
+            "#,
+        )
+        .runbook(
+            "outer",
+            r#"
+            version: 1
+            name: outer
+            summary: gives typed values to a nested runbook
+            inputs:
+              since: { description: Since when, type: datetime }
+              flag: { description: A flag, type: boolean, default: true }
+              pick: { description: Which, choices: [webhook-secret, db-password], multiple: true, default: all }
+            steps:
+              - id: inner
+                runbook.run:
+                  name: typed
+                  inputs:
+                    secrets: "{{ inputs.pick }}"
+                    since: "{{ inputs.since }}"
+                    batch: "{{ 'x' if inputs.since == '2026-01-01T00:00:00Z' else '7' }}"
+                    dry: "{{ not inputs.flag }}"
+            "#,
+        )
+}
+
+/// The titles of the steps started, from a run's JSON Lines.
+fn titles(stdout: &str) -> Vec<String> {
+    stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|e| e["event"] == "step_started")
+        .filter_map(|e| e["title"].as_str().map(str::to_string))
+        .collect()
+}
+
+fn bad_input(message: &str, help: &str) -> String {
+    format!("runbook::bad-input × {message} help: {help}")
+}
+
+/// Text with its line breaks and indentation as single spaces: a help wraps where the
+/// terminal's width says.
+fn flat(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[test]
+fn a_typed_input_given_on_the_command_line_is_checked_named_and_explained() {
+    let t = typed();
+    let base = ["run", "typed", "--env", "local", "--yes"];
+    let cases: &[(&[&str], &str, &str)] = &[
+        (
+            &[
+                "-i",
+                "batch=ten",
+                "-i",
+                "since=2026-01-01T00:00Z",
+                "-i",
+                "secrets=all",
+            ],
+            "input `batch`: `ten` is not an integer",
+            "give a whole number, e.g. 3 or -1",
+        ),
+        (
+            &[
+                "-i",
+                "dry=yes",
+                "-i",
+                "since=2026-01-01T00:00Z",
+                "-i",
+                "secrets=all",
+            ],
+            "input `dry`: `yes` is not a boolean",
+            "give `true` or `false`",
+        ),
+        (
+            &["-i", "since=2026-01-01", "-i", "secrets=all"],
+            "input `since`: `2026-01-01` is a date without a time",
+            "add the time and its zone, e.g. 2026-11-20T00:00Z for the start of the day in UTC",
+        ),
+        (
+            &["-i", "since=2026-01-01T10:00", "-i", "secrets=all"],
+            "input `since`: `2026-01-01T10:00` has no time zone",
+            "add `Z` for UTC or the offset from UTC, e.g. 2026-11-20T14:00Z or 2026-11-20T15:00+01:00",
+        ),
+        (
+            &[
+                "-i",
+                "since=2026-01-01T00:00Z",
+                "-i",
+                "secrets=runner-token,db-password,runner-token",
+            ],
+            "input `secrets`: `runner-token` is given twice",
+            "give each value once; choose from: db-password, runner-token, webhook-secret; or all for every one",
+        ),
+        (
+            &["-i", "since=2026-01-01T00:00Z", "-i", "secrets=db-pasword"],
+            "input `secrets`: `db-pasword` is not one of its choices",
+            "did you mean `db-password`? choose from: db-password, runner-token, webhook-secret; or all for every one",
+        ),
+        (
+            &[
+                "-i",
+                "since=2026-01-01T00:00Z",
+                "-i",
+                "secrets=all,db-password",
+            ],
+            "input `secrets`: `all` is given with other values",
+            "`all` already means every choice: give it alone",
+        ),
+    ];
+    for (given, message, help) in cases {
+        let mut args = base.to_vec();
+        args.extend(*given);
+        // The same refusal before a run and before a plan.
+        let mut plan = vec!["plan", "typed", "--env", "local"];
+        plan.extend(*given);
+        for args in [&args, &plan] {
+            let r = t.again(args);
+            r.assert_code(2);
+            assert_eq!(flat(&r.stderr), flat(&bad_input(message, help)), "{args:?}");
+        }
+    }
+    // In the future: the help says when now is (a time in the past, or a wrong zone).
+    let future = t.again(&[
+        "run",
+        "typed",
+        "--env",
+        "local",
+        "--yes",
+        "-i",
+        "since=2999-01-01T00:00Z",
+        "-i",
+        "secrets=all",
+    ]);
+    future.assert_code(2);
+    let said = future
+        .stderr
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    assert!(
+        said.contains("× input `since`: `2999-01-01T00:00Z` is in the future help: give a time no later than now, 20")
+            && said.contains("a local time needs its own offset (e.g. +01:00), not `Z`"),
+        "{said}"
+    );
+    assert!(!t.state_dir().join("runs").exists(), "nothing ran");
+    // From the environment, as from --input.
+    t.env("RUNBOOK_INPUT_BATCH", "2.5")
+        .args(&[
+            "run",
+            "typed",
+            "--env",
+            "local",
+            "--yes",
+            "-i",
+            "since=2026-01-01T00:00Z",
+            "-i",
+            "secrets=all",
+        ])
+        .stderr(
+            "
+            runbook::bad-input
+
+              × input `batch`: `2.5` is not an integer
+              help: give a whole number, e.g. 3 or -1
+            ",
+        )
+        .status(2);
+}
+
+#[test]
+fn templates_see_numbers_bools_utc_times_and_lists_in_the_order_of_the_choices() {
+    let t = typed();
+    let run = t
+        .then(&[
+            "run",
+            "typed",
+            "--env",
+            "local",
+            "--yes",
+            "-i",
+            "since=2026-01-01T01:30+01:30",
+            "-i",
+            "secrets=webhook-secret, db-password",
+        ])
+        .stderr(
+            "
+            [TIME] run [RUN-ID]: typed on local, 2 steps
+            [TIME] step 1/2 db: generate 32 random bytes as hex
+            [TIME] step 1/2 db: ok in [DURATION]
+            [TIME] step 2/2 hook: generate 32 random bytes as hex
+            [TIME] step 2/2 hook: ok in [DURATION]
+            [TIME] run [RUN-ID]: done in [DURATION] (2 ok, 0 failed, 0 skipped)
+            ",
+        )
+        .success();
+    let _ = run;
+    let json = t.again(&[
+        "run",
+        "typed",
+        "--env",
+        "local",
+        "--yes",
+        "--output",
+        "json",
+        "-i",
+        "since=2026-01-01T01:30+01:30",
+        "-i",
+        "secrets=webhook-secret, db-password",
+    ]);
+    json.assert_code(0);
+    assert_eq!(
+        titles(&json.stdout),
+        [
+            "db: db-password+webhook-secret from 2026-01-01T00:00:00Z, next batch 3, dry false",
+            "generate"
+        ]
+    );
+    // `all`, a `when:` that reads a bool, and the journal keeps the normal form.
+    let run = t.again(&[
+        "run",
+        "typed",
+        "--env",
+        "local",
+        "--yes",
+        "-i",
+        "since=2026-01-01T00:00Z",
+        "-i",
+        "secrets=all",
+        "-i",
+        "dry=true",
+    ]);
+    run.assert_code(0);
+    assert!(
+        run.stderr.contains("step 1/2 db: skipped"),
+        "{}",
+        run.stderr
+    );
+    let journals: String = common::walk(&t.state_dir().join("runs"))
+        .iter()
+        .filter(|f| f.ends_with("journal.jsonl"))
+        .map(|f| std::fs::read_to_string(f).unwrap())
+        .collect();
+    assert!(
+        journals.contains("db-password,runner-token,webhook-secret"),
+        "{journals}"
+    );
+}
+
+#[test]
+fn a_nested_runbook_checks_the_typed_values_it_is_given() {
+    let t = typed();
+    // `batch` renders to 7: fine; the list is put in the order of the choices.
+    let ok = t.again(&[
+        "run",
+        "outer",
+        "--env",
+        "local",
+        "--yes",
+        "-i",
+        "since=2026-02-01T00:00Z",
+    ]);
+    ok.assert_code(0);
+    assert!(
+        ok.stderr.contains(
+            "run runbook `typed` with secrets=['webhook-secret', 'db-password'], since=2026-02-01T00:00:00Z, batch=7, dry=False"
+        ),
+        "{}",
+        ok.stderr
+    );
+    let json = t.again(&[
+        "run",
+        "outer",
+        "--env",
+        "local",
+        "--yes",
+        "--output",
+        "json",
+        "-i",
+        "since=2026-02-01T00:00Z",
+    ]);
+    assert!(
+        titles(&json.stdout).contains(
+            &"db: db-password+webhook-secret from 2026-02-01T00:00:00Z, next batch 8, dry false"
+                .to_string()
+        ),
+        "{}",
+        json.stdout
+    );
+    // `batch` renders to `x`: the step fails, naming the runbook, the input and the value.
+    let bad = t.again(&[
+        "run",
+        "outer",
+        "--env",
+        "local",
+        "--yes",
+        "-i",
+        "since=2026-01-01T00:00Z",
+    ]);
+    bad.assert_code(1);
+    assert!(
+        bad.stderr
+            .contains("runbook `typed`: input `batch`: `x` is not an integer"),
+        "{}",
+        bad.stderr
+    );
+    // A time in the future, given by the outer runbook (whose own input allows it).
+    let future = t.again(&[
+        "run",
+        "outer",
+        "--env",
+        "local",
+        "--yes",
+        "--new",
+        "-i",
+        "since=2999-01-01T00:00Z",
+    ]);
+    future.assert_code(1);
+    assert!(
+        future
+            .stderr
+            .contains("runbook `typed`: input `since`: `2999-01-01T00:00:00Z` is in the future"),
+        "{}",
+        future.stderr
+    );
+}
+
+#[test]
+fn env_aws_region_is_the_environments_aws_region() {
+    let t = Test::new()
+        .environments(
+            r#"
+            version: 1
+            environments:
+              cloud:
+                aws: { region: eu-west-3 }
+              bare: {}
+            "#,
+        )
+        .runbook(
+            "region",
+            r#"
+            version: 1
+            name: region
+            summary: reads the region
+            steps:
+              - id: key
+                title: "in {{ env.aws_region }}"
+                generate: { format: hex }
+            "#,
+        );
+    let check = t.again(&["check"]);
+    check.assert_code(2);
+    assert!(
+        flat(&check.stderr).contains("× environment `bare` has no var `aws_region`")
+            && flat(&check.stderr).contains("add `aws:` with a `region` to environment `bare`"),
+        "{}",
+        check.stderr
+    );
+}
+
+/// Several choices each run by a step of their own (`when: "'x' in inputs.pick"`), one after
+/// another: a failing one stops the rest.
+#[test]
+fn a_failing_nested_runbook_stops_the_ones_after_it() {
+    let t = Test::new()
+        .environments(
+            r#"
+            version: 1
+            environments:
+              local: {}
+            "#,
+        )
+        .runbook(
+            "fails",
+            r#"
+            version: 1
+            name: fails
+            summary: a check that nothing answers
+            steps:
+              - id: probe
+                http.check: { url: "http://127.0.0.1:9/", attempts: 1 }
+            "#,
+        )
+        .runbook(
+            "works",
+            r#"
+            version: 1
+            name: works
+            summary: makes a key
+            steps:
+              - id: key
+                generate: { format: hex }
+            "#,
+        )
+        .runbook(
+            "both",
+            r#"
+            version: 1
+            name: both
+            summary: runs the chosen ones in order
+            inputs:
+              pick: { description: Which, choices: [fails, works], multiple: true }
+            steps:
+              - id: run_fails
+                when: "'fails' in inputs.pick"
+                runbook.run: { name: fails }
+              - id: run_works
+                when: "'works' in inputs.pick"
+                runbook.run: { name: works }
+            "#,
+        );
+    let only = t.again(&[
+        "run",
+        "both",
+        "--env",
+        "local",
+        "--yes",
+        "--no-preflight",
+        "-i",
+        "pick=works",
+    ]);
+    only.assert_code(0);
+    assert!(
+        only.stderr.contains("step 1/2 run_fails: skipped"),
+        "{}",
+        only.stderr
+    );
+    let all = t.again(&[
+        "run",
+        "both",
+        "--env",
+        "local",
+        "--yes",
+        "--no-preflight",
+        "-i",
+        "pick=all",
+    ]);
+    all.assert_code(1);
+    assert!(
+        all.stderr.contains("step 1/2 run_fails: FAILED"),
+        "{}",
+        all.stderr
+    );
+    assert!(!all.stderr.contains("run_works"), "{}", all.stderr);
+}

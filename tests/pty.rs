@@ -439,6 +439,64 @@ fn an_unchecked_secret_is_typed_twice_and_a_mismatch_is_asked_again() {
     }
 }
 
+/// A typed input or one of several choices is typed as text at the terminal; a value that
+/// does not fit is explained and asked again, and a default is offered.
+#[test]
+fn a_typed_input_that_does_not_fit_is_asked_again() {
+    let t = Test::new()
+        .with_repo_environments()
+        .runbook(
+            "typed",
+            r#"
+            version: 1
+            name: typed
+            summary: Typed inputs asked on a terminal
+            inputs:
+              batch: { description: Hosts per batch, type: integer }
+              since: { description: Since when, type: datetime, not_future: true }
+              pick:
+                description: Which ones
+                choices: [north, south, west]
+                multiple: true
+                default: all
+            steps:
+              - id: token
+                title: "batch {{ inputs.batch * 2 }} from {{ inputs.since }} for {{ inputs.pick | join('+') }}"
+                generate: { format: hex }
+            "#,
+        )
+        .args(&["run", "typed", "--env", "sandbox"]);
+    let mut p = Pty::spawn(&t);
+    p.expect("Hosts per batch (a whole number)");
+    p.send("ten");
+    p.send(ENTER);
+    p.expect("is not an integer");
+    p.expect("Hosts per batch (a whole number)");
+    p.send("4");
+    p.send(ENTER);
+    p.expect("Since when (RFC 3339, e.g. 2026-11-20T14:00Z, not in the future)");
+    p.send("2999-01-01T00:00Z");
+    p.send(ENTER);
+    p.expect("is in the future");
+    p.expect("Since when");
+    p.send("2026-11-20T15:00+01:00");
+    p.send(ENTER);
+    p.expect("Which ones (one or more of north, south, west, separated by commas, or all)");
+    p.send("west,nort");
+    p.send(ENTER);
+    p.expect("did you mean");
+    p.expect("Which ones");
+    p.send("west,north");
+    p.send(ENTER);
+    let code = p.finish();
+    assert_eq!(code, 0, "{}", p.output());
+    let out = p.output();
+    assert!(
+        out.contains("batch 8 from 2026-11-20T14:00:00Z for north+west"),
+        "{out}"
+    );
+}
+
 #[test]
 fn a_missing_input_is_chosen_from_a_list() {
     let t = Test::new()
@@ -502,7 +560,7 @@ fn compromise_response_rotates_through_the_chosen_runbook_and_collects_evidence(
         "sandbox",
         "--yes",
         "--input",
-        "secret=runner-token",
+        "secrets=runner-token",
         "--input",
         "suspected_since=2026-11-20T14:00Z",
     ]);
@@ -516,7 +574,7 @@ fn compromise_response_rotates_through_the_chosen_runbook_and_collects_evidence(
         (
             "What was revoked",
             "nothing to revoke: old token invalid",
-            "Is the old value revoked?",
+            "Are the old values revoked?",
         ),
         (
             "What the logs show",
@@ -550,7 +608,13 @@ fn compromise_response_rotates_through_the_chosen_runbook_and_collects_evidence(
         .filter(|e| e["event"] == "step_finished")
         .filter_map(|e| e["id"].as_str().map(str::to_string))
         .collect();
-    for id in ["store", "redeploy", "verify", "rotate", "record"] {
+    for id in [
+        "store",
+        "redeploy",
+        "verify",
+        "rotate_runner_token",
+        "record",
+    ] {
         assert!(nested.iter().any(|n| n == id), "{id} ran: {nested:?}");
     }
     let journal: String = common::walk(&t.state_dir().join("runs"))
@@ -559,10 +623,179 @@ fn compromise_response_rotates_through_the_chosen_runbook_and_collects_evidence(
         .map(|f| std::fs::read_to_string(f).unwrap())
         .collect();
     assert!(
-        journal.contains(r#""id":"rotate/store""#),
+        journal.contains(r#""id":"rotate_runner_token/store""#),
         "nested steps are journaled under the step"
     );
     assert!(!p.output().contains(&after), "the new token was printed");
+}
+
+/// The journal's steps that ended `ok`, by their journaled id (`parent_step/step`).
+fn journaled_ok(t: &Test) -> Vec<String> {
+    common::walk(&t.state_dir().join("runs"))
+        .iter()
+        .filter(|f| f.ends_with("journal.jsonl"))
+        .flat_map(|f| {
+            std::fs::read_to_string(f)
+                .unwrap_or_default()
+                .lines()
+                .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+                .collect::<Vec<_>>()
+        })
+        .filter(|r| r["status"] == "ok")
+        .filter_map(|r| r["id"].as_str().map(str::to_string))
+        .collect()
+}
+
+/// A host compromise (`secrets=all`): the four rotations run one after another, each its own
+/// runbook with its gates and its verification at the consumer; the old R2 access key id is
+/// named in clear (it is not a secret); the CloudTrail review gives the exact command and
+/// console links for the environment's region and the exposure window, in UTC.
+#[test]
+fn compromise_response_with_all_rotates_every_secret_one_after_another() {
+    let _deploys = DEPLOYS.lock().unwrap_or_else(|e| e.into_inner());
+    let sb = sandbox();
+    let names = [
+        "/musehub/sandbox/DB_PASSWORD",
+        "/musehub/sandbox/R2_ACCESS_KEY_ID",
+        "/musehub/sandbox/R2_SECRET_ACCESS_KEY",
+        "/musehub/sandbox/RUNNER_TOKEN",
+        "/musehub/sandbox/WEBHOOK_SECRET_KEY",
+    ];
+    let before: Vec<String> = names.iter().map(|n| common::ssm_value(n)).collect();
+    assert!(
+        common::db_login(&before[0]),
+        "precondition: SSM holds the live DB password"
+    );
+    let old_id = before[1].clone();
+    let (key_id, secret) = sb.r2_new_token();
+    let t = common::shipped(&sb).args(&[
+        "run",
+        "compromise-response",
+        "--env",
+        "sandbox",
+        "--yes",
+        "--input",
+        "secrets=all",
+        "--input",
+        // An offset: used in UTC.
+        "suspected_since=2026-11-20T15:00+01:00",
+    ]);
+    let mut p = Pty::spawn(&t);
+    // r2-credentials, second: the dashboard work.
+    p.expect("Access Key ID of the new token");
+    p.send(&key_id);
+    p.send(ENTER);
+    p.expect("Secret Access Key of the new token");
+    p.type_hidden(&secret);
+    p.expect("Have you created the token");
+    p.send("y");
+    p.send(ENTER);
+    p.expect("Is the old token revoked?");
+    sb.r2_revoke(&old_id);
+    p.send("y");
+    p.send(ENTER);
+    // webhook-secret, last: its owners are told first.
+    p.expect("Have the webhook owners been told?");
+    p.send("y");
+    p.send(ENTER);
+    for (prompt, answer, done) in [
+        (
+            "What CloudTrail shows",
+            "only the deploy role",
+            "Is the CloudTrail review done?",
+        ),
+        (
+            "What was revoked",
+            "old R2 token deleted",
+            "Are the old values revoked?",
+        ),
+        (
+            "What the logs show",
+            "no anomalies",
+            "Is the log review done?",
+        ),
+        (
+            "Link or id of the incident entry",
+            "INC-43",
+            "Is the incident recorded?",
+        ),
+    ] {
+        p.expect(prompt);
+        p.send(answer);
+        p.send(ENTER);
+        p.expect(done);
+        p.send("y");
+        p.send(ENTER);
+    }
+    assert_eq!(p.finish(), 0, "{}", p.output());
+    let out = p.output();
+
+    let after: Vec<String> = names.iter().map(|n| common::ssm_value(n)).collect();
+    for ((name, b), a) in names.iter().zip(&before).zip(&after) {
+        assert_ne!(a, b, "{name} was rotated");
+        assert!(
+            !out.contains(a.as_str()),
+            "{name}: the new value was printed"
+        );
+    }
+    assert_eq!(after[1], key_id);
+    assert_eq!(after[2], secret);
+    assert!(
+        common::db_login(&after[0]),
+        "the database takes the new password"
+    );
+    assert!(!common::db_login(&before[0]), "and refuses the old one");
+    for (key, value) in [
+        ("DB_PASSWORD", &after[0]),
+        ("R2_SECRET_ACCESS_KEY", &after[2]),
+        ("RUNNER_TOKEN", &after[3]),
+        ("WEBHOOK_SECRET_KEY", &after[4]),
+    ] {
+        assert_eq!(&sb.app_env(key), value, "{key} is deployed");
+    }
+    assert_eq!(sb.r2_list_objects(&key_id, &secret), "ok");
+
+    // Each rotation ran as its own runbook and verified at its consumer, in this order.
+    let ok = journaled_ok(&t);
+    let order: Vec<usize> = [
+        "rotate_db_password/verify",
+        "rotate_r2_credentials/verify_new_keys",
+        "rotate_r2_credentials/old_keys_refused",
+        "rotate_runner_token/verify_new_token",
+        "rotate_runner_token/old_token_refused",
+        "rotate_webhook_secret/verify_new_key",
+        "rotate_webhook_secret/old_key_refused",
+        "record",
+    ]
+    .iter()
+    .map(|id| {
+        ok.iter()
+            .position(|o| o == id)
+            .unwrap_or_else(|| panic!("{id} did not end ok: {ok:?}"))
+    })
+    .collect();
+    assert!(order.windows(2).all(|w| w[0] < w[1]), "{ok:?}");
+
+    // The old access key id is public: named where it is to be revoked, and in the record.
+    assert!(out.contains(&format!("access key id {old_id},")), "{out}");
+    assert!(
+        out.contains(&format!("old access key id {old_id}")),
+        "{out}"
+    );
+    // The CloudTrail review: the environment's region, the four reads, the window in UTC.
+    for text in [
+        "aws cloudtrail lookup-events --region us-east-1",
+        "--start-time 2026-11-20T14:00:00Z",
+        "for event in GetParameter GetParameters GetParametersByPath GetParameterHistory; do",
+        "https://us-east-1.console.aws.amazon.com/cloudtrail/home?region=us-east-1#/events?EventName=GetParametersByPath&ReadOnly=true&StartTime=2026-11-20T14:00:00Z",
+        "secrets: db-password, r2-credentials, runner-token, webhook-secret; exposure suspected since",
+    ] {
+        assert!(out.contains(text), "{text}: {out}");
+    }
+    assert!(
+        !out.contains(&secret) && !out.contains(&key_id),
+        "a collected value was printed"
+    );
 }
 
 /// §4: the operator creates the token in the dashboard; the runbook collects both values with

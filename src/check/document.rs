@@ -4,13 +4,17 @@
 use std::sync::Arc;
 
 use crate::diag::{Code, Problem, Source};
+use crate::inputs::typed;
 use crate::load::yaml::{Node, NodeKind};
-use crate::model::{RunbookDoc, Schedule};
+use crate::model::{InputSpec, InputType, RunbookDoc, Schedule};
 
-/// Inputs: a default must be one of the choices.
+/// Inputs: a default must be one of the choices and fit the type; `type:`, `multiple:` and
+/// `not_future:` must go together.
 pub fn inputs(doc: &RunbookDoc, node: &Node, source: &Arc<Source>, problems: &mut Vec<Problem>) {
     for (name, spec) in &doc.inputs {
+        typed_input(name, spec, node, source, problems);
         if let (Some(choices), Some(default)) = (&spec.choices, &spec.default)
+            && !spec.multiple
             && !choices.contains(default)
         {
             let span = node
@@ -42,6 +46,121 @@ pub fn inputs(doc: &RunbookDoc, node: &Node, source: &Arc<Source>, problems: &mu
                 .help("a secret must not live in a reviewed file; remove the default"),
             );
         }
+    }
+}
+
+/// An input's `type:`, `multiple:` and `not_future:`, its choices and its default.
+fn typed_input(
+    name: &str,
+    spec: &InputSpec,
+    node: &Node,
+    source: &Arc<Source>,
+    problems: &mut Vec<Problem>,
+) {
+    let input = node.get("inputs").and_then(|n| n.get(name));
+    let span_of = |field: &str| {
+        input
+            .and_then(|n| n.get(field))
+            .or(input)
+            .map_or(0..0, |n| n.span.clone())
+    };
+    let mut invalid = |field: &str, message: String, help: &str| {
+        problems.push(
+            Problem::error(Code::Invalid, message)
+                .at(source, span_of(field))
+                .help(help.to_string()),
+        );
+    };
+    if spec.secret && spec.kind != InputType::String {
+        invalid(
+            "type",
+            format!(
+                "secret input `{name}` cannot be of type `{}`",
+                spec.kind.as_str()
+            ),
+            "a secret is text: remove `type:` (or `secret: true`, if the value is not secret)",
+        );
+    }
+    if spec.multiple {
+        if spec.secret {
+            invalid(
+                "multiple",
+                format!("secret input `{name}` cannot take several values"),
+                "remove `multiple: true`",
+            );
+        }
+        if spec.kind != InputType::String {
+            invalid(
+                "type",
+                format!(
+                    "input `{name}` takes several of its choices, which are names, not `{}`",
+                    spec.kind.as_str()
+                ),
+                "remove `type:`",
+            );
+        }
+        match &spec.choices {
+            None => invalid(
+                "multiple",
+                format!("input `{name}` takes several values but has no `choices:`"),
+                "list the values it may take under `choices:`, or remove `multiple: true`",
+            ),
+            Some(choices) => {
+                if let Some(bad) = choices.iter().find(|c| {
+                    c.is_empty() || c.contains(',') || c.trim() != c.as_str() || *c == typed::ALL
+                }) {
+                    invalid(
+                        "choices",
+                        format!(
+                            "choice `{}` of input `{name}` cannot be told apart in a list of several",
+                            crate::display::visible_line(bad)
+                        ),
+                        "a choice of a `multiple:` input has no comma, no space at its ends, and is not `all` (which means every choice)",
+                    );
+                }
+            }
+        }
+    }
+    if spec.not_future && spec.kind != InputType::Datetime {
+        invalid(
+            "not_future",
+            format!("`not_future:` on input `{name}`, which is not a `datetime`"),
+            "add `type: datetime`, or remove `not_future:`",
+        );
+    }
+    let now = std::time::SystemTime::now();
+    if let Some(choices) = &spec.choices
+        && !spec.multiple
+        && !spec.secret
+    {
+        for c in choices {
+            if let Err(r) = typed::normalize(name, spec, c, now) {
+                invalid(
+                    "choices",
+                    format!("a choice of input `{name}`: {}", r.what),
+                    &r.help,
+                );
+            }
+        }
+    }
+    if let Some(default) = &spec.default
+        && !spec.secret
+        && (spec.choices.is_none() || spec.multiple)
+        && let Err(r) = typed::normalize(name, spec, default, now)
+    {
+        problems.push(
+            Problem::error(
+                Code::BadDefault,
+                format!("the default of input `{name}`: {}", r.what),
+            )
+            .at(source, span_of("default"))
+            .help(if r.future {
+                // Not the time of the check: a file's check says the same whenever it runs.
+                "a default of a `not_future` input must not be in the future: give a past time, or leave the default out so the operator is asked".to_string()
+            } else {
+                r.help
+            }),
+        );
     }
 }
 

@@ -20,13 +20,21 @@ pub(super) fn changes(step: &Step) -> bool {
     )
 }
 
+/// A step that may leave a change half done when the run goes on to the next step: one that
+/// changes something, unless it runs a whole runbook (which ends verified, or rolled back, or
+/// stops the run), so a gate after it waits between two changes, not inside one (a
+/// compromise response's rotations, one after another).
+pub(super) fn opens_window(step: &Step) -> bool {
+    changes(step) && step.kind.nested_runbook(&step.params).is_none()
+}
+
 /// A step that asks a person anyway (a manual step): its own rule decides where it may be.
 fn person(step: &Step) -> bool {
     step.kind.interactive(&step.params)
 }
 
 pub fn gates(steps: &[Step], rollback: &[Step], source: &Arc<Source>, problems: &mut Vec<Problem>) {
-    let first_change = steps.iter().position(changes);
+    let first_change = steps.iter().position(opens_window);
     if let Some(first) = first_change {
         for step in steps[first + 1..].iter().filter(|s| !person(s)) {
             if step.common.confirm.is_some() {
@@ -45,7 +53,7 @@ pub fn gates(steps: &[Step], rollback: &[Step], source: &Arc<Source>, problems: 
         if step.common.confirm.is_none() || person(step) {
             continue;
         }
-        let before = rollback[..i].iter().find(|s| changes(s));
+        let before = rollback[..i].iter().find(|s| opens_window(s));
         match (before, first_change) {
             (Some(change), _) => problems.push(after_change(step, change, source, true)),
             (None, Some(first)) if starts_after_change => {

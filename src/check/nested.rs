@@ -8,6 +8,7 @@ use indexmap::IndexMap;
 
 use crate::catalog::Runbook;
 use crate::diag::{Code, Problem, did_you_mean};
+use crate::load::yaml::Node;
 use crate::template;
 
 /// Why the runbook a step runs (`DynKind::nested_runbook`) cannot be known before the run:
@@ -47,6 +48,17 @@ fn possible_names(rb: &Runbook, name: &str) -> Result<Vec<String>, Unknowable> {
         let Some(spec) = rb.doc.inputs.get(input) else {
             return Ok(Vec::new());
         };
+        if spec.multiple {
+            return Err((
+                format!(
+                    "the runbook name `{name}` reads input `{input}`, which takes several \
+                     values, so it names no one runbook"
+                ),
+                format!(
+                    "run each runbook from a step of its own, with `when: \"'NAME' in inputs.{input}\"`"
+                ),
+            ));
+        }
         let Some(choices) = &spec.choices else {
             return Err((
                 format!(
@@ -135,7 +147,7 @@ pub fn nested_runbooks(subjects: &[&Runbook], runbooks: &[Runbook], problems: &m
     for rb in subjects {
         let mut done = std::collections::HashSet::new();
         // A child's gate after a change of this runbook waits for a person inside it.
-        let first_change = rb.steps.iter().position(super::gates::changes);
+        let first_change = rb.steps.iter().position(super::gates::opens_window);
         let after_change = |step: &crate::catalog::Step| {
             let first = first_change?;
             let i = rb.steps.iter().position(|s| std::ptr::eq(s, step))?;
@@ -160,9 +172,14 @@ pub fn nested_runbooks(subjects: &[&Runbook], runbooks: &[Runbook], problems: &m
                 }
             };
             // The values are known only at run time: what matters here is which are given.
+            let literals: Vec<(&str, &Node, &str)> = given
+                .iter()
+                .filter_map(|(k, v)| Some((*k, *v, v.as_str()?)))
+                .filter(|(_, _, v)| !template::is_template(v))
+                .collect();
             let given: IndexMap<String, String> = given
                 .iter()
-                .map(|k| (k.to_string(), String::new()))
+                .map(|(k, _)| (k.to_string(), String::new()))
                 .collect();
             for cand in candidates {
                 let Some(child) = runbooks.iter().find(|r| r.name() == cand) else {
@@ -220,6 +237,27 @@ pub fn nested_runbooks(subjects: &[&Runbook], runbooks: &[Runbook], problems: &m
                         Code::UnknownInput,
                         crate::inputs::no_such_input(&cand, k),
                     )));
+                }
+                // A value written in the file is judged now, as the run would.
+                for (k, node, value) in &literals {
+                    if let Some(spec) = child.doc.inputs.get(*k)
+                        && let Err(refused) =
+                            crate::inputs::fit(k, spec, value, std::time::SystemTime::now())
+                    {
+                        let mut p = Problem::error(
+                            Code::BadInput,
+                            format!("runbook `{cand}`: {}", refused.message),
+                        )
+                        .at(&rb.source, node.span.clone())
+                        .label("given here");
+                        // Not the time of the check: its output is the same whenever it runs.
+                        p.help = if refused.message.ends_with("is in the future") {
+                            Some("this input must not be in the future: give a past time".into())
+                        } else {
+                            refused.help
+                        };
+                        problems.push(p);
+                    }
                 }
                 let binding = crate::inputs::Given {
                     values: &given,

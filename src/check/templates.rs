@@ -68,7 +68,14 @@ impl Scope<'_> {
                     let vars = env.template_vars();
                     if !vars.contains_key(*var) {
                         let help = did_you_mean(var, vars.keys().map(String::as_str))
+                            .filter(|_| *var != crate::model::AWS_REGION_VAR)
                             .unwrap_or_else(|| {
+                                if *var == crate::model::AWS_REGION_VAR {
+                                    return format!(
+                                        "`env.{var}` is the environment's `aws.region`: add `aws:` with a `region` to environment `{}` in environments.yaml",
+                                        env.name
+                                    );
+                                }
                                 format!(
                                     "add `{var}` under `environments.{}.vars` in environments.yaml",
                                     env.name

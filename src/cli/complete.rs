@@ -148,14 +148,30 @@ pub(super) fn inputs(current: &OsStr) -> Vec<CompletionCandidate> {
         let Some((_, input)) = inputs.iter().find(|(k, _)| k.as_str() == Some(name)) else {
             return Vec::new();
         };
-        return input
-            .get("choices")
-            .and_then(Node::as_seq)
-            .unwrap_or_default()
-            .iter()
-            .filter_map(Node::as_str)
-            .filter(|c| c.starts_with(value) && offerable(c))
-            .map(|c| CompletionCandidate::new(format!("{name}={c}")))
+        // Several choices (`multiple: true`): the next one after a comma, none given twice,
+        // and `all` first.
+        let several = input.get("multiple").and_then(Node::as_str) == Some("true");
+        let (before, value) = match value.rsplit_once(',') {
+            Some((b, v)) if several => (format!("{b},"), v),
+            _ => (String::new(), value),
+        };
+        let given: Vec<&str> = before.split(',').collect();
+        if given.contains(&crate::inputs::typed::ALL) {
+            return Vec::new();
+        }
+        let all = (several && before.is_empty()).then_some(crate::inputs::typed::ALL);
+        return all
+            .into_iter()
+            .chain(
+                input
+                    .get("choices")
+                    .and_then(Node::as_seq)
+                    .unwrap_or_default()
+                    .iter()
+                    .filter_map(Node::as_str),
+            )
+            .filter(|c| c.starts_with(value) && offerable(c) && !given.contains(c))
+            .map(|c| CompletionCandidate::new(format!("{name}={before}{c}")))
             .collect();
     }
     inputs

@@ -36,7 +36,10 @@ impl Ctx {
                 "inputs": d.inputs.iter().map(|(n, i)| serde_json::json!({
                     "name": n,
                     "description": i.description,
+                    "type": i.kind.as_str(),
                     "choices": i.choices,
+                    "multiple": i.multiple,
+                    "not_future": i.not_future,
                     // A secret's default is not shown to a program either.
                     "default": if i.secret { None } else { i.default.as_ref() },
                     "secret": i.secret,
@@ -69,8 +72,19 @@ impl Ctx {
             println!("\ninputs:");
             for (n, i) in &d.inputs {
                 let mut extra = Vec::new();
+                if i.kind != crate::model::InputType::String {
+                    extra.push(i.kind.as_str().to_string());
+                }
+                if i.not_future {
+                    extra.push("not in the future".into());
+                }
                 if let Some(c) = &i.choices {
-                    extra.push(format!("one of {}", visible_line(&c.join("|"))));
+                    let several = if i.multiple {
+                        format!("one or more of {}, or all", visible_line(&c.join("|")))
+                    } else {
+                        format!("one of {}", visible_line(&c.join("|")))
+                    };
+                    extra.push(several);
                 }
                 if let Some(def) = &i.default {
                     extra.push(format!("default {}", visible_line(def)));

@@ -70,7 +70,7 @@ codes! {
     DuplicateId = "runbook::duplicate-id": "Two steps have the same id.",
     UnknownRollback = "runbook::unknown-rollback": "`on_failure` names no rollback step.",
     BadRetry = "runbook::bad-retry": "`retry.attempts` is 0.",
-    BadDefault = "runbook::bad-default": "An input's default is not one of its choices.",
+    BadDefault = "runbook::bad-default": "An input's default is not one of its choices, or does not fit its type.",
     RetryRepeatsChange = "runbook::retry-repeats-change": "`retry:` on a step that changes something and is not safe to repeat (a POST): an attempt that failed after its effect is made again.",
     BadRotation = "runbook::bad-rotation": "A `rotation:` that is not a schedule: `every N days`, `on suspected compromise`, `after every production build` or `once per environment`.",
     NoSchedule = "runbook::no-schedule": "A runbook that writes SSM parameters (a rotation) has no `rotation:` schedule, so `runbook status` cannot say when it is due.",

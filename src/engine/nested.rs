@@ -43,6 +43,12 @@ impl Nested for EngineNested<'_, '_> {
                 .slot(k, spec)
                 .value()
                 .ok_or_else(|| StepError::new(crate::inputs::not_given(name, k)))?;
+            // Typed like a value given on the command line; a refusal names the runbook.
+            let value =
+                crate::inputs::fit(k, spec, &value, std::time::SystemTime::now()).map_err(|p| {
+                    StepError::new(format!("runbook `{name}`: {}", p.message))
+                        .with_help(p.help.unwrap_or_default())
+                })?;
             if spec.secret {
                 parent
                     .bus

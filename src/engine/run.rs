@@ -377,7 +377,10 @@ impl Engine<'_> {
                 .inputs
                 .iter()
                 .map(|(k, v)| {
-                    let value = v.value.clone().into();
+                    let value = match self.runbook.doc.inputs.get(k) {
+                        Some(spec) => crate::inputs::typed::template_value(spec, &v.value),
+                        None => v.value.clone().into(),
+                    };
                     let value = if shadow {
                         taint::shadow(&value, v.secret, redactor)
                     } else {

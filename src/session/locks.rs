@@ -211,7 +211,15 @@ pub(super) fn nested_runbooks<'a>(
                     .then(|| {
                         let values: serde_json::Map<String, serde_json::Value> = inputs
                             .iter()
-                            .map(|(k, v)| (k.clone(), v.value.clone().into()))
+                            .map(|(k, v)| {
+                                let value = match r.doc.inputs.get(k) {
+                                    Some(spec) => {
+                                        crate::inputs::typed::template_value(spec, &v.value)
+                                    }
+                                    None => v.value.clone().into(),
+                                };
+                                (k.clone(), value)
+                            })
                             .collect();
                         let ctx = crate::template::value(serde_json::json!({
                             "inputs": values,

@@ -785,10 +785,11 @@ impl<K: Kind> DynKind for Adapter<K> {
 }
 
 /// A step that runs another runbook of the directory: the node of that runbook's name (a
-/// literal, or a template over inputs with `choices:`) and the names of the inputs it gives.
+/// literal, or a template over inputs with `choices:`) and the inputs it gives, by name, with
+/// the node of each value (`check` judges a literal one against the child's input).
 pub struct NestedRunbook<'a> {
     pub name: &'a Node,
-    pub inputs: Vec<&'a str>,
+    pub inputs: Vec<(&'a str, &'a Node)>,
 }
 
 // ---------------------------------------------------------------------------------------------

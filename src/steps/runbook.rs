@@ -45,7 +45,9 @@ impl Kind for RunRunbook {
             .get("inputs")
             .and_then(Node::as_map)
             .map_or_else(Vec::new, |m| {
-                m.iter().filter_map(|(k, _)| k.as_str()).collect()
+                m.iter()
+                    .filter_map(|(k, v)| Some((k.as_str()?, v)))
+                    .collect()
             });
         Some(NestedRunbook { name, inputs })
     }

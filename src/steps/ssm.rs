@@ -25,6 +25,12 @@ pub struct GetParams {
     /// Decrypt a SecureString (default true); without it the value is the ciphertext.
     #[serde(default = "yes")]
     pub decrypt: bool,
+    /// The value is not a secret, whatever the parameter's type (an access key id kept as a
+    /// SecureString beside its secret key): shown in clear. Default: a secret unless the
+    /// parameter is a `String` or `StringList`. A value the run knows as a secret from
+    /// elsewhere stays masked.
+    #[serde(default)]
+    pub public: bool,
 }
 
 fn yes() -> bool {
@@ -136,9 +142,13 @@ impl Kind for Get {
         }
     }
 
-    fn outputs(_: &GetParams, _: &[crate::model::Environment]) -> Vec<OutputSpec> {
+    fn outputs(p: &GetParams, _: &[crate::model::Environment]) -> Vec<OutputSpec> {
         vec![
-            OutputSpec::maybe("value"),
+            if p.public {
+                OutputSpec::public("value")
+            } else {
+                OutputSpec::maybe("value")
+            },
             OutputSpec::public("version"),
             OutputSpec::public("type"),
         ]
@@ -150,10 +160,11 @@ impl Kind for Get {
     }
 
     fn describe(p: &GetParams) -> String {
+        let public = if p.public { " (a public value)" } else { "" };
         if p.decrypt {
-            format!("read SSM parameter {}", p.name)
+            format!("read SSM parameter {}{public}", p.name)
         } else {
-            format!("read SSM parameter {} without decrypting", p.name)
+            format!("read SSM parameter {} without decrypting{public}", p.name)
         }
     }
 
@@ -178,10 +189,11 @@ impl Kind for Get {
             .ok_or_else(|| StepError::new(format!("SSM returned no parameter for `{}`", p.name)))?;
         let kind = param.r#type();
         // An unknown type is treated as secret: masking a public value costs nothing.
-        let secret = !matches!(
-            kind,
-            Some(ParameterType::String | ParameterType::StringList)
-        );
+        let secret = !p.public
+            && !matches!(
+                kind,
+                Some(ParameterType::String | ParameterType::StringList)
+            );
         let value = param
             .value()
             .ok_or_else(|| StepError::new(format!("SSM returned no value for `{}`", p.name)))?;
@@ -212,6 +224,16 @@ impl Kind for Get {
 
     fn by_hand(p: &GetParams, cx: &super::hand::HandCx<'_>) -> Option<String> {
         let decrypt = if p.decrypt { " --with-decryption" } else { "" };
+        if p.public {
+            return Some(format!(
+                "Read it (not a secret) and note it (`<steps.{}.value>` below):\n\n```sh\n\
+                 aws ssm get-parameter {} \\\n    --name {}{decrypt} \\\n    \
+                 --query Parameter.Value --output text\n```",
+                cx.step_id,
+                cx.aws_options(),
+                super::hand::sh_word(&p.name),
+            ));
+        }
         let file = cx.secret_file("value");
         Some(format!(
             "Read it into the file `{file}` (`{}` below), readable only by you:\n\n```sh\n\
@@ -539,6 +561,7 @@ impl Need for Read {
         let p = GetParams {
             name: name.clone(),
             decrypt: self.0.decrypt,
+            public: self.0.public,
         };
         let c = Check::new("ssm read", name.clone());
         if cx.has_failed(NO_CREDENTIALS) {
