@@ -239,14 +239,17 @@ fn a_closed_pipe_ends_no_command_badly_and_a_run_still_finishes() {
         &["plan", "good", "--env", "local"],
         &["schema"],
     ] {
-        let mut child = t
+        // The pipe is closed before the command starts: closed after, a fast command could
+        // write everything into the pipe's buffer first (a flaky test under load).
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let child = t
             .command()
             .args(args)
-            .stdout(Stdio::piped())
+            .stdout(writer)
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        drop(child.stdout.take());
         let out = child.wait_with_output().unwrap();
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(!err.contains("panicked"), "{args:?}: {err}");
@@ -264,14 +267,17 @@ fn a_read_only_command_ends_at_a_closed_pipe_whatever_its_arguments_say() {
         .runbook("run", &GOOD.replace("name: good", "name: run"))
         .runbook("resume", &GOOD.replace("name: good", "name: resume"));
     for args in [&["show", "run"][..], &["plan", "resume", "--env", "local"]] {
-        let mut child = t
+        // The pipe is closed before the command starts: closed after, a fast command could
+        // write everything into the pipe's buffer first (a flaky test under load).
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let child = t
             .command()
             .args(args)
-            .stdout(Stdio::piped())
+            .stdout(writer)
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        drop(child.stdout.take());
         let out = child.wait_with_output().unwrap();
         assert_eq!(
             out.status.signal(),

@@ -64,6 +64,7 @@ const ROTATE: &str = r#"
     version: 1
     name: rotate
     summary: A stand-in rotation of one secret per environment
+    rotation: every 90 days
     inputs:
       reason: { description: Why, default: scheduled }
     steps:
@@ -239,7 +240,7 @@ fn a_failing_first_environment_stops_the_second_and_says_how_to_go_on() {
             [TIME] step 3/3 verify: GET http://127.0.0.1:8080/status/503?version=1 expecting 200
             [TIME] step 3/3 verify: FAILED in [DURATION]: unexpected answer: 503 Service Unavailable
                 | body: status 503
-              at runbooks/rotate.yaml:16:9
+              at runbooks/rotate.yaml:17:9
             [TIME] run [RUN-ID]: FAILED in [DURATION] (2 ok, 1 failed, 0 skipped): step `verify` failed: unexpected answer: 503 Service Unavailable
             note: run [RUN-ID] keeps 1 secret value in its journal (mode 0600): steps.value.value
               why: `store` changed something elsewhere that may already use them; a resume needs them to finish or roll back
@@ -507,6 +508,7 @@ const SLOW: &str = r#"
     version: 1
     name: slow
     summary: A value stored after two checks
+    rotation: every 90 days
     steps:
       - id: health
         http.check: { url: "{{ env.health_url }}", expect_status: 200, attempts: 1 }
@@ -697,7 +699,9 @@ fn two_environments_writing_one_parameter_are_refused() {
         format!("`first` and `second` would both write `{prefix}/first/TOKEN`"),
         "nothing ran in any of the environments given".to_string(),
     ] {
-        assert!(run.stderr.contains(&want), "{want}\n---\n{}", run.stderr);
+        // The report wraps a long line at the width (the unique prefix's length varies).
+        let flat = run.stderr.replace("\n  │ ", "");
+        assert!(flat.contains(&want), "{want}\n---\n{}", run.stderr);
     }
     assert_eq!(ssm(&format!("{prefix}/first/TOKEN")), None);
     assert!(audit(&t).is_empty());
@@ -775,6 +779,7 @@ fn a_rolled_back_first_environment_stops_the_second() {
             version: 1
             name: undo
             summary: A value stored, verified, and put back when the verification fails
+            rotation: every 90 days
             steps:
               - id: store
                 ssm.put: { name: "{{ env.ssm_prefix }}/UNDO", value: new-value, overwrite: true }
