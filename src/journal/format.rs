@@ -120,6 +120,10 @@ pub struct StepAbout {
 }
 
 /// One line of `journal.jsonl`.
+#[expect(
+    clippy::large_enum_variant,
+    reason = "one Meta per journal; records are read once, not kept in bulk"
+)]
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "rec", rename_all = "snake_case")]
 pub enum JRec {
