@@ -8,6 +8,7 @@ use std::sync::atomic::AtomicBool;
 
 use indexmap::IndexMap;
 
+use super::announce::Announcer;
 use super::attended;
 use super::guard;
 use super::locks::{self, HeldLocks};
@@ -101,6 +102,8 @@ struct Launch<'a> {
     shared: Option<SharedLock>,
     /// The steps that change nothing elsewhere (`guard::harmless`).
     harmless: HashSet<String>,
+    /// A run continued by `resume` (announced as such).
+    resumed: bool,
 }
 
 impl Session {
@@ -271,6 +274,7 @@ impl Session {
             runtime,
             shared,
             harmless: guard::harmless(&plan),
+            resumed: false,
         })
     }
 
@@ -508,6 +512,7 @@ impl Session {
             runtime,
             shared,
             harmless,
+            resumed: true,
         })
     }
 
@@ -554,7 +559,14 @@ impl Session {
             resume: l.resume,
         };
         let run_id = engine.options.run_id.clone();
+        // Everything but the steps that change nothing elsewhere: an audit is not announced.
+        let changes = {
+            let plan = plan::plan(l.rb, l.env, &engine.inputs);
+            l.harmless.len() < plan.steps.len() + plan.rollback.len()
+        };
+        let announcer = Announcer::of_run(l.env, l.rb.name(), &run_id, l.resumed, changes);
         let front = self.front.clone();
+        let said = self.front.clone();
         let result = runtime.block_on(async move {
             let signals = interrupt.clone();
             tokio::spawn(async move {
@@ -566,7 +578,20 @@ impl Session {
                     }
                 }
             });
-            engine.run().await
+            // Announced inside the signal listener's reach: a Ctrl-C during the post
+            // interrupts the run at its start, and the end is still announced.
+            if let Some(a) = &announcer
+                && let Some(w) = a.post(&a.start_text(), "the start").await
+            {
+                said.line(&w);
+            }
+            let result = engine.run().await;
+            if let Some(a) = &announcer
+                && let Some(w) = a.post(&a.end_text(result.status), "the end").await
+            {
+                said.line(&w);
+            }
+            result
         });
         if let Some(shared) = l.shared
             && let Err(e) = runtime.block_on(shared.release())
