@@ -12,19 +12,9 @@ Endpoints (any method; HEAD answers without a body):
   /echo                200, JSON {"method", "path", "headers", "body"} of the request
   /slow/<ms>           sleeps <ms> milliseconds (at most 60000), then 200 "slow ok"
   /reset               forgets every /flaky counter
-  /services/T0SANDBOX/B0SANDBOX/<token>
-                       the stand-in of a Slack incoming webhook (the notify target of the
-                       sandbox environment): the URL is the credential, so only the token of
-                       --notify-token-file is accepted. POST JSON {"text": "..."}: 200 "ok", and
-                       one JSON line {"at", "text", "content_type"} appended to
-                       --notify-log (the token itself is never written). A wrong token: 403
-                       "invalid_token" (Slack's answer); a body that is not JSON: 400
-                       "invalid_payload"; no "text" string: 400 "no_text"; not POST: 405.
-                       The access log shows the path without the token.
   anything else        404 "not found"
 
 Usage: httpd.py --http-port 8080 --https-port 8443 --cert server.pem --key server.key --pidfile F
-               [--notify-token-file F --notify-log F]
 """
 
 import argparse
@@ -38,18 +28,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 FLAKY = {}
 FLAKY_LOCK = threading.Lock()
-NOTIFY = {"token_file": None, "log": None}
-NOTIFY_LOCK = threading.Lock()
-NOTIFY_PREFIX = ["services", "T0SANDBOX", "B0SANDBOX"]
-
-
-def notify_token():
-    # Read at each request: the sandbox script writes the file once, before this starts.
-    try:
-        with open(NOTIFY["token_file"]) as f:
-            return f.read().strip()
-    except (TypeError, OSError):
-        return None
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -58,12 +36,7 @@ class Handler(BaseHTTPRequestHandler):
     server_version = "runbook-sandbox-httpd/1"
 
     def log_message(self, fmt, *args):
-        text = fmt % args
-        hook = "/" + "/".join(NOTIFY_PREFIX) + "/"
-        if hook in text:  # the webhook's token is its credential: not in the log
-            head, _, tail = text.partition(hook)
-            text = head + hook + "<token>" + (" " + tail.split(" ", 1)[1] if " " in tail else "")
-        sys.stderr.write("%s %s %s\n" % (self.server.scheme, self.address_string(), text))
+        sys.stderr.write("%s %s %s\n" % (self.server.scheme, self.address_string(), fmt % args))
 
     def send_text(self, code, text, content_type="text/plain; charset=utf-8"):
         body = text.encode() if isinstance(text, str) else text
@@ -128,40 +101,11 @@ class Handler(BaseHTTPRequestHandler):
         if len(parts) == 2 and parts[0] == "slow" and parts[1].isdigit():
             time.sleep(min(int(parts[1]), 60000) / 1000.0)
             return self.send_text(200, "slow ok")
-        if parts[:3] == NOTIFY_PREFIX:
-            return self.notify(parts[3:], body)
         if parts == ["reset"]:
             with FLAKY_LOCK:
                 FLAKY.clear()
             return self.send_text(200, "reset")
         return self.send_text(404, "not found")
-
-    def notify(self, rest, body):
-        import hmac
-        token = notify_token()
-        given = rest[0] if len(rest) == 1 else ""
-        if not token or not hmac.compare_digest(given.encode(), token.encode()):
-            return self.send_text(403, "invalid_token")
-        if self.command != "POST":
-            return self.send_text(405, "method_not_allowed")
-        try:
-            doc = json.loads(body.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError):
-            return self.send_text(400, "invalid_payload")
-        if not isinstance(doc, dict) or not isinstance(doc.get("text"), str) or not doc["text"]:
-            return self.send_text(400, "no_text")
-        line = json.dumps({
-            "at": time.time(),
-            "text": doc["text"],
-            "content_type": self.headers.get("Content-Type", ""),
-        }) + "\n"
-        with NOTIFY_LOCK:
-            fd = os.open(NOTIFY["log"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-            try:
-                os.write(fd, line.encode())
-            finally:
-                os.close(fd)
-        return self.send_text(200, "ok")
 
     do_GET = do_HEAD = do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = route
 
@@ -195,11 +139,7 @@ def main():
     ap.add_argument("--cert", required=True)
     ap.add_argument("--key", required=True)
     ap.add_argument("--pidfile", required=True)
-    ap.add_argument("--notify-token-file")
-    ap.add_argument("--notify-log")
     a = ap.parse_args()
-    NOTIFY["token_file"] = a.notify_token_file
-    NOTIFY["log"] = a.notify_log or os.devnull
 
     plain = Server((a.host, a.http_port), Handler)
     secure = Server((a.host, a.https_port), Handler)
