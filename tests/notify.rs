@@ -64,9 +64,13 @@ fn ssm_call(target: &str, body: &serde_json::Value) -> serde_json::Value {
 }
 
 fn ssm_put_secure(name: &str, value: &str) {
+    ssm_put(name, value, "SecureString");
+}
+
+fn ssm_put(name: &str, value: &str, kind: &str) {
     let r = ssm_call(
         "PutParameter",
-        &serde_json::json!({"Name": name, "Value": value, "Type": "SecureString", "Overwrite": true}),
+        &serde_json::json!({"Name": name, "Value": value, "Type": kind, "Overwrite": true}),
     );
     assert!(r["Version"].is_number(), "PutParameter {name}: {r}");
 }
@@ -536,5 +540,49 @@ fn a_notify_section_that_is_not_a_parameter_name_is_refused() {
         run.stderr.contains("environments.yaml:7:"),
         "{}",
         run.stderr
+    );
+}
+
+/// The capability-URL recipe of the README, with the URL stored by mistake as a plain String:
+/// `secret: true` on the read keeps it masked in the plan, the gate, the progress and every
+/// file; the post arrives, with its Markdown text whole.
+#[test]
+fn a_webhook_url_stored_as_a_plain_string_is_still_masked() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let sb = sandbox();
+    let live = ssm_value(NOTIFY_PARAM);
+    let param = format!("/notify-test/{}/URL", unique("string"));
+    ssm_put(&param, &live, "String");
+    let before = notices(&sb).len();
+    let t = shipped_with(&sb, notify_parameter(&param)).runbook(
+        "post",
+        r#"
+        version: 1
+        name: post
+        summary: Post a Markdown text to the notify target
+        steps:
+          - id: notify_url
+            when: env.notify
+            ssm.get: { name: "{{ env.notify.url_parameter }}", secret: true }
+          - id: post
+            when: env.notify
+            http.request:
+              method: POST
+              url: "{{ steps.notify_url.value }}"
+              ca_file: "{{ env.notify.ca_file }}"
+              json: { text: "*Incident* on {{ env.name }}:\n- `a` & <b> \"quoted\"" }
+              expect_status: 200
+        "#,
+    );
+    let run = t.args(&["run", "post", "--env", "sandbox", "--yes"]).run();
+    run.assert_code(0);
+    assert_eq!(
+        new_notices(&sb, before),
+        vec!["*Incident* on sandbox:\n- `a` & <b> \"quoted\"".to_string()]
+    );
+    assert!(run.stderr.contains("post: POST ••••••"), "{}", run.stderr);
+    assert_no_leak(
+        &run,
+        &[("the webhook URL", &live), ("its token", &token_of(&live))],
     );
 }

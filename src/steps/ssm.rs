@@ -25,6 +25,10 @@ pub struct GetParams {
     /// Decrypt a SecureString (default true); without it the value is the ciphertext.
     #[serde(default = "yes")]
     pub decrypt: bool,
+    /// The value is a secret whatever the parameter's type: masked like a SecureString even
+    /// when someone stored it as a plain String (a webhook URL that is its own credential).
+    #[serde(default)]
+    pub secret: bool,
 }
 
 fn yes() -> bool {
@@ -136,9 +140,14 @@ impl Kind for Get {
         }
     }
 
-    fn outputs(_: &GetParams, _: &[crate::model::Environment]) -> Vec<OutputSpec> {
+    fn outputs(p: &GetParams, _: &[crate::model::Environment]) -> Vec<OutputSpec> {
+        let value = if p.secret {
+            OutputSpec::secret
+        } else {
+            OutputSpec::maybe
+        };
         vec![
-            OutputSpec::maybe("value"),
+            value("value"),
             OutputSpec::public("version"),
             OutputSpec::public("type"),
         ]
@@ -178,10 +187,11 @@ impl Kind for Get {
             .ok_or_else(|| StepError::new(format!("SSM returned no parameter for `{}`", p.name)))?;
         let kind = param.r#type();
         // An unknown type is treated as secret: masking a public value costs nothing.
-        let secret = !matches!(
-            kind,
-            Some(ParameterType::String | ParameterType::StringList)
-        );
+        let secret = p.secret
+            || !matches!(
+                kind,
+                Some(ParameterType::String | ParameterType::StringList)
+            );
         let value = param
             .value()
             .ok_or_else(|| StepError::new(format!("SSM returned no value for `{}`", p.name)))?;
@@ -539,6 +549,7 @@ impl Need for Read {
         let p = GetParams {
             name: name.clone(),
             decrypt: self.0.decrypt,
+            secret: self.0.secret,
         };
         let c = Check::new("ssm read", name.clone());
         if cx.has_failed(NO_CREDENTIALS) {

@@ -278,6 +278,7 @@ async fn read_parameter(cx: &RunCx<'_>, name: &str, param: &str) -> Result<Strin
     let p = crate::steps::ssm::GetParams {
         name: param.to_string(),
         decrypt: true,
+        secret: false,
     };
     let outputs = <crate::steps::ssm::Get as Kind>::run(p, cx)
         .await
