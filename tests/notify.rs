@@ -503,7 +503,8 @@ fn a_failed_announcement_is_a_warning_and_a_read_only_run_is_not_announced() {
 }
 
 /// environments.yaml: `notify:` names an SSM parameter (never the URL itself), and no var may
-/// take the name templates see it under; each mistake at its line, with help.
+/// take the name templates see it under; each mistake at its line, with help. A URL written
+/// there by mistake is a credential: placed by line and column, never shown.
 #[test]
 fn a_notify_section_that_is_not_a_parameter_name_is_refused() {
     let t = Test::new().environments(
@@ -512,9 +513,12 @@ fn a_notify_section_that_is_not_a_parameter_name_is_refused() {
         environments:
           prod:
             notify:
-              url_parameter: https://hooks.example.com/services/T/B/x
+              url_parameter: NOTIFY_WEBHOOK_URL
             vars:
               notify: yes
+          staging:
+            notify:
+              url_parameter: https://hooks.example.com/services/T0/B0/Se3cretSe3cretSe3cret
         "#,
     );
     let run = t.args(&["check"]).run();
@@ -530,6 +534,14 @@ fn a_notify_section_that_is_not_a_parameter_name_is_refused() {
         "{}",
         run.stderr
     );
+    assert!(
+        run.stderr.contains(
+            "`url_parameter` of environment `staging` at runbooks/environments.yaml:10:22 holds a URL"
+        ),
+        "{}",
+        run.stderr
+    );
+    assert_no_leak(&run, &[("the URL's token", "Se3cretSe3cretSe3cret")]);
     assert!(
         run.stderr
             .contains("environment `prod` has a var named `notify`"),

@@ -239,7 +239,25 @@ fn notify_section(
     }
     if let Some(n) = &env.doc.notify {
         let p = &n.url_parameter;
-        if !p.starts_with('/') || p.len() < 2 || p.chars().any(char::is_whitespace) {
+        let help = "name the SecureString that holds the webhook's URL, like `/musehub-ops/production/NOTIFY_WEBHOOK_URL` (the URL itself is a credential: never write it here)";
+        let span = at(&["notify", "url_parameter"]);
+        if p.contains("://") {
+            // The webhook's URL written here by mistake is its credential: the problem is
+            // placed in words, without the snippet that would show it on the screen again.
+            let (line, col) = source.line_col(span.start);
+            problems.push(
+                Problem::error(
+                    Code::Invalid,
+                    format!(
+                        "`url_parameter` of environment `{}` at {}:{line}:{col} holds a URL, not the name of the SSM parameter that keeps it (the line is not shown: a webhook's URL is its credential)",
+                        env.name,
+                        crate::diag::display_path(&source.path)
+                    ),
+                )
+                .in_file(source)
+                .help(format!("{help}; then revoke this URL at the service and make a new one: it has been in a file")),
+            );
+        } else if !p.starts_with('/') || p.len() < 2 || p.chars().any(char::is_whitespace) {
             problems.push(
                 Problem::error(
                     Code::Invalid,
@@ -248,9 +266,9 @@ fn notify_section(
                         env.name
                     ),
                 )
-                .at(source, at(&["notify", "url_parameter"]))
+                .at(source, span)
                 .label("not a parameter name")
-                .help("name the SecureString that holds the webhook's URL, like `/musehub/production/NOTIFY_WEBHOOK_URL` (the URL itself is a credential: never write it here)"),
+                .help(help),
             );
         }
     }
