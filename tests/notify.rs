@@ -598,3 +598,69 @@ fn a_webhook_url_stored_as_a_plain_string_is_still_masked() {
         &[("the webhook URL", &live), ("its token", &token_of(&live))],
     );
 }
+
+/// Ctrl-C while an announcement waits on a slow chat service gives the post up: the run stops
+/// before its first step, the end's post is tried, and a second Ctrl-C gives that up too.
+#[test]
+fn ctrl_c_gives_up_an_announcement_that_hangs() {
+    let sb = sandbox();
+    let param = format!("/notify-test/{}", unique("hang"));
+    let url_param = format!("/notify-test/{}/URL", unique("slow"));
+    // The HTTPS test server's endpoint that answers after 20 s (longer than a post may take).
+    ssm_put_secure(&url_param, "https://localhost:8443/slow/20000");
+    let t = announce_test(&sb, &param);
+    let env = t.runbooks_dir().join("environments.yaml");
+    let text = std::fs::read_to_string(&env).unwrap();
+    std::fs::write(&env, text.replace(NOTIFY_PARAM, &url_param)).unwrap();
+    let t = t.args(&[
+        "run",
+        "announce-probe",
+        "--env",
+        "sandbox",
+        "--yes",
+        "--input",
+        "outcome=ok",
+    ]);
+    let child = t
+        .command()
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id().to_string();
+    // Once the run exists (its journal), the start's post is under way.
+    let runs = t.state_dir().join("runs");
+    for _ in 0..200 {
+        if std::fs::read_dir(&runs).is_ok_and(|mut d| d.next().is_some()) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let interrupt = || {
+        assert!(
+            Command::new("kill")
+                .args(["-INT", &pid])
+                .status()
+                .unwrap()
+                .success()
+        )
+    };
+    interrupt();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    interrupt();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    for when in ["the start", "the end"] {
+        assert!(
+            stderr.contains(&format!("warning: {when} of run"))
+                && stderr.contains("given up at Ctrl-C"),
+            "{when}: {stderr}"
+        );
+    }
+    assert!(
+        stderr.contains("interrupted before step `change`"),
+        "{stderr}"
+    );
+}

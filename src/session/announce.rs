@@ -13,6 +13,7 @@
 
 use std::time::Duration;
 
+use crate::engine::Interrupt;
 use crate::engine::event::RunStatus;
 use crate::model::{Environment, NotifySpec};
 use crate::secret::Redactor;
@@ -54,11 +55,21 @@ impl Announcer {
         })
     }
 
-    /// Who and what, in every message.
+    /// Who and what, in every message. Slack reads `<…>` as a link or a mention
+    /// (`<!channel>`) and `&` as an entity: the three are escaped as its format asks.
     fn about(&self) -> String {
+        let esc = |s: &str| {
+            s.replace('&', "&amp;")
+                .replace('<', "&lt;")
+                .replace('>', "&gt;")
+                .replace('`', "'")
+        };
         format!(
             "`{}` on `{}` (run {}, by {})",
-            self.runbook, self.env.name, self.run_id, self.operator
+            esc(&self.runbook),
+            esc(&self.env.name),
+            self.run_id,
+            esc(&self.operator)
         )
     }
 
@@ -79,7 +90,7 @@ impl Announcer {
             RunStatus::Failed => (
                 "failed",
                 format!(
-                    " Nothing was rolled back: `runbook resume {}` continues it, `runbook runs {}` tells what ran.",
+                    " `runbook runs {}` tells what ran and what is left; `runbook resume {}` continues it.",
                     self.run_id, self.run_id
                 ),
             ),
@@ -104,6 +115,14 @@ impl Announcer {
                 self.run_id, self.env.name
             )),
         }
+    }
+
+    /// The warning when Ctrl-C gave up a post.
+    pub(super) fn given_up(&self, when: &str) -> String {
+        format!(
+            "warning: {when} of run {} was not announced to the notify target of `{}`: given up at Ctrl-C",
+            self.run_id, self.env.name
+        )
     }
 
     async fn send(&self, text: &str) -> Result<(), String> {
@@ -195,6 +214,13 @@ impl Announcer {
             ));
         }
         Ok(url)
+    }
+}
+
+/// Returns once Ctrl-C was pressed more than `level` times in all.
+pub(super) async fn ctrl_c_beyond(interrupt: &Interrupt, level: u8) {
+    while interrupt.level() <= level {
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 

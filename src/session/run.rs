@@ -8,7 +8,7 @@ use std::sync::atomic::AtomicBool;
 
 use indexmap::IndexMap;
 
-use super::announce::Announcer;
+use super::announce::{self, Announcer};
 use super::attended;
 use super::guard;
 use super::locks::{self, HeldLocks};
@@ -567,6 +567,7 @@ impl Session {
         let announcer = Announcer::of_run(l.env, l.rb.name(), &run_id, l.resumed, changes);
         let front = self.front.clone();
         let said = self.front.clone();
+        let watch = interrupt.clone();
         let result = runtime.block_on(async move {
             let signals = interrupt.clone();
             tokio::spawn(async move {
@@ -578,18 +579,30 @@ impl Session {
                     }
                 }
             });
-            // Announced inside the signal listener's reach: a Ctrl-C during the post
-            // interrupts the run at its start, and the end is still announced.
-            if let Some(a) = &announcer
-                && let Some(w) = a.post(&a.start_text(), "the start").await
-            {
-                said.line(&w);
+            // Announced inside the signal listener's reach: a Ctrl-C gives up the start's
+            // post (the run then stops before its first step) and the end is still
+            // announced; a further Ctrl-C gives that up too. Nobody waits on a chat service.
+            if let Some(a) = &announcer {
+                let text = a.start_text();
+                let w = tokio::select! {
+                    w = a.post(&text, "the start") => w,
+                    () = announce::ctrl_c_beyond(&watch, 0) => Some(a.given_up("the start")),
+                };
+                if let Some(w) = w {
+                    said.line(&w);
+                }
             }
             let result = engine.run().await;
-            if let Some(a) = &announcer
-                && let Some(w) = a.post(&a.end_text(result.status), "the end").await
-            {
-                said.line(&w);
+            if let Some(a) = &announcer {
+                let text = a.end_text(result.status);
+                let level = watch.level();
+                let w = tokio::select! {
+                    w = a.post(&text, "the end") => w,
+                    () = announce::ctrl_c_beyond(&watch, level) => Some(a.given_up("the end")),
+                };
+                if let Some(w) = w {
+                    said.line(&w);
+                }
             }
             result
         });
