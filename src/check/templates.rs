@@ -227,7 +227,10 @@ pub(super) fn check_templates(
                     problems.push(p);
                 }
                 for r in refs {
-                    if let Some((message, help)) = scope.resolve(&r) {
+                    let resolved = scope
+                        .resolve(&r)
+                        .or_else(|| notify_unguarded(step, scope, &r));
+                    if let Some((message, help)) = resolved {
                         let span = text
                             .find(&r)
                             .map_or(node.span.clone(), |i| source.locate(node, i..i + r.len()));
@@ -241,6 +244,41 @@ pub(super) fn check_templates(
             }
         }
     }
+}
+
+/// A field of `env.notify` read by a step that runs where the environment has no notify
+/// target (it is none there): an error found now, not a failed template in the middle of a
+/// run. A step whose `when:` asks about `env.notify` is trusted to run only where it is set.
+fn notify_unguarded(
+    step: &Step,
+    scope: &Scope<'_>,
+    path: &str,
+) -> Option<(String, Option<String>)> {
+    let rest = path
+        .strip_prefix("env.")?
+        .strip_prefix(crate::model::NOTIFY_VAR)?;
+    if !rest.starts_with('.') {
+        return None;
+    }
+    if step
+        .common
+        .when
+        .as_deref()
+        .is_some_and(|w| w.contains("env.notify"))
+    {
+        return None;
+    }
+    let env = scope.envs.list.iter().find(|e| e.doc.notify.is_none())?;
+    Some((
+        format!(
+            "environment `{}` has no `notify:` target, and this step would read `{path}` there",
+            env.name
+        ),
+        Some(format!(
+            "give the step `when: env.notify` (and a fallback for environments without one), or add `notify:` to environment `{}` in environments.yaml",
+            env.name
+        )),
+    ))
 }
 
 /// A value the operator or a run decides (an input without `choices`, a step's output) put
