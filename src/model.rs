@@ -501,6 +501,33 @@ pub struct EnvironmentDoc {
     /// runbook on this environment at once (the local lock only sees this machine).
     #[serde(default)]
     pub shared_lock: Option<SharedLockSpec>,
+    /// An incident or chat webhook (a Slack-style incoming webhook) to tell people about
+    /// this environment's rotations: runbooks post to it with `http.request` (templates see
+    /// `env.notify`, none when absent), and with `announce: true` every run that changes
+    /// something says when it starts and how it ended.
+    #[serde(default)]
+    pub notify: Option<NotifySpec>,
+}
+
+/// Where an environment's notices go. The webhook's URL is its credential (whoever has it can
+/// post), so it is not written here: it is read from SSM as a secret when a run needs it.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NotifySpec {
+    /// The SSM parameter (a SecureString) holding the webhook's URL, e.g.
+    /// `/musehub/production/NOTIFY_WEBHOOK_URL`. It receives JSON `{"text": "…"}`
+    /// (Markdown), as Slack, Mattermost, Rocket.Chat and Google Chat webhooks do.
+    #[schemars(regex(pattern = r"^/[^\s]*$"))]
+    pub url_parameter: String,
+    /// A PEM file of a private CA to trust for the webhook's server, in addition to the
+    /// platform's roots (an incident server of your own).
+    #[serde(default)]
+    pub ca_file: Option<String>,
+    /// Post "starting <runbook> on <environment>" before a run that changes something, and
+    /// how it ended (succeeded, failed, rolled back, declined, interrupted) when it stops. A
+    /// failed post is a warning, never a failed run. Default false.
+    #[serde(default)]
+    pub announce: bool,
 }
 
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
@@ -628,6 +655,9 @@ pub enum SslMode {
 
 /// The template variable of an environment's `aws.region`.
 pub const AWS_REGION_VAR: &str = "aws_region";
+/// The name templates see an environment's `notify:` section under (`env.notify`); `vars`
+/// may not use it.
+pub const NOTIFY_VAR: &str = "notify";
 
 /// One environment, with its name.
 #[derive(Debug, Clone)]
@@ -648,6 +678,20 @@ impl Environment {
         if let Some(aws) = &self.doc.aws {
             m.insert(AWS_REGION_VAR.into(), aws.region.clone().into());
         }
+        // `env.notify`: none when the environment has no target, so `when: env.notify`
+        // branches on it; an absent `ca_file` is empty, which `http.request` reads as none.
+        let notify = self
+            .doc
+            .notify
+            .as_ref()
+            .map_or(serde_json::Value::Null, |n| {
+                serde_json::json!({
+                    "url_parameter": n.url_parameter,
+                    "ca_file": n.ca_file.clone().unwrap_or_default(),
+                    "announce": n.announce,
+                })
+            });
+        m.insert(NOTIFY_VAR.into(), notify);
         m
     }
 }

@@ -201,11 +201,9 @@ fn webhook_secret_rotates_to_a_fernet_key_and_asks_for_owners_to_be_told() {
     assert_eq!(raw.len(), 32, "a Fernet key holds 32 bytes");
     assert_eq!(sb.app_env("WEBHOOK_SECRET_KEY"), new, "deployed");
     assert_eq!(sb.explore_status(), "200");
-    assert!(
-        run.stderr.contains("Notify webhook owners"),
-        "{}",
-        run.stderr
-    );
+    // The sandbox has a notify target: the owners are told through it (tests/notify.rs
+    // follows the notice; without a target, the manual step asks a person).
+    assert!(run.stderr.contains("tell_owners: ok in"), "{}", run.stderr);
     // The run's own checks used the keys at the consumer: the new one signs, the old is refused.
     for id in ["verify_new_key", "old_key_refused"] {
         assert!(

@@ -14,6 +14,10 @@ that the app host's current .env holds is restored from there; otherwise:
   DB_USER               the role the app logs in as (a String): .env's, else musehub
   /musehub-admin/sandbox/DB_PASSWORD  runbook_admin's password (the environment's admin
                         database login), outside the app's prefix so the app never reads it
+  /musehub-ops/sandbox/NOTIFY_WEBHOOK_URL  with --notify-token-file: the URL of the stand-in
+                        chat webhook of httpd.py (the sandbox's notify target),
+                        <--notify-base>/services/T0SANDBOX/B0SANDBOX/<token>; set again when it
+                        is not that URL; outside the app's prefix, so the app never reads it
 With --r2-state, a pair in SSM that is not a live token (after a restart, or a run stopped
 half-way) is replaced by one that is, so verifications that use the keys can pass.
 Values never reach argv or output; only names and R2 key ids are printed (on stderr).
@@ -89,6 +93,26 @@ def fix_r2(ssm, a, prefix, dotenv):
         "redeploy the app to use them" % (k["id"], source))
 
 
+def seed_notify(ssm, a, prefix):
+    """The sandbox's notify target: the stand-in webhook's URL, which is its credential."""
+    with open(a.notify_token_file) as f:
+        token = f.read().strip()
+    url = a.notify_base.rstrip("/") + "/services/T0SANDBOX/B0SANDBOX/" + token
+    # Outside the app's prefix, like the admin password: deploy/secrets.sh copies every
+    # parameter under the prefix into the app's .env, and the app has no use for it.
+    name = "/musehub-ops/" + prefix.strip("/").split("/")[-1] + "/NOTIFY_WEBHOOK_URL"
+    try:
+        got = ssm.get_parameter(Name=name, WithDecryption=True)["Parameter"]["Value"]
+    except ClientError as e:
+        if e.response.get("Error", {}).get("Code") != "ParameterNotFound":
+            raise
+        got = None
+    if got == url:
+        return
+    ssm.put_parameter(Name=name, Value=url, Type="SecureString", Overwrite=True)
+    log("%s %s" % ("seeded" if got is None else "reset to the stand-in webhook:", name))
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--endpoint", required=True)
@@ -101,6 +125,8 @@ def main():
     ap.add_argument("--pg-host", default="127.0.0.1")
     ap.add_argument("--pg-port", type=int, required=True)
     ap.add_argument("--r2-state", help="the R2 stand-in's live tokens (r2_server.py --state)")
+    ap.add_argument("--notify-token-file", help="the token of httpd.py's stand-in chat webhook")
+    ap.add_argument("--notify-base", help="where httpd.py serves it, e.g. https://127.0.0.1:8443")
     a = ap.parse_args()
     prefix = a.prefix.rstrip("/") + "/"
 
@@ -122,6 +148,14 @@ def main():
         except ClientError as e:
             if e.response.get("Error", {}).get("Code") != "ParameterAlreadyExists":
                 raise
+
+    if a.notify_token_file and a.notify_base:
+        seed_notify(ssm, a, prefix)
+        # an earlier version put it under the app's prefix
+        try:
+            ssm.delete_parameter(Name=prefix + "NOTIFY_WEBHOOK_URL")
+        except ClientError:
+            pass
 
     wanted = [prefix + n for n in NAMES]
     got = ssm.get_parameters(Names=wanted, WithDecryption=False)

@@ -63,6 +63,14 @@ impl Scope<'_> {
                     });
                 (format!("undefined input `{name}`"), Some(help))
             }),
+            ["env", var, field, ..] if *var == crate::model::NOTIFY_VAR => {
+                const FIELDS: &[&str] = &["url_parameter", "ca_file", "announce"];
+                (!FIELDS.contains(field)).then(|| {
+                    let help = did_you_mean(field, FIELDS.iter().copied())
+                        .unwrap_or_else(|| format!("it has: {}", FIELDS.join(", ")));
+                    (format!("`env.notify` has no `{field}`"), Some(help))
+                })
+            }
             ["env", var, ..] => {
                 for env in &self.envs.list {
                     let vars = env.template_vars();
@@ -226,7 +234,10 @@ pub(super) fn check_templates(
                     problems.push(p);
                 }
                 for r in refs {
-                    if let Some((message, help)) = scope.resolve(&r) {
+                    let resolved = scope
+                        .resolve(&r)
+                        .or_else(|| notify_unguarded(step, scope, &r));
+                    if let Some((message, help)) = resolved {
                         let span = text
                             .find(&r)
                             .map_or(node.span.clone(), |i| source.locate(node, i..i + r.len()));
@@ -240,6 +251,41 @@ pub(super) fn check_templates(
             }
         }
     }
+}
+
+/// A field of `env.notify` read by a step that runs where the environment has no notify
+/// target (it is none there): an error found now, not a failed template in the middle of a
+/// run. A step whose `when:` asks about `env.notify` is trusted to run only where it is set.
+fn notify_unguarded(
+    step: &Step,
+    scope: &Scope<'_>,
+    path: &str,
+) -> Option<(String, Option<String>)> {
+    let rest = path
+        .strip_prefix("env.")?
+        .strip_prefix(crate::model::NOTIFY_VAR)?;
+    if !rest.starts_with('.') {
+        return None;
+    }
+    if step
+        .common
+        .when
+        .as_deref()
+        .is_some_and(|w| w.contains("env.notify"))
+    {
+        return None;
+    }
+    let env = scope.envs.list.iter().find(|e| e.doc.notify.is_none())?;
+    Some((
+        format!(
+            "environment `{}` has no `notify:` target, and this step would read `{path}` there",
+            env.name
+        ),
+        Some(format!(
+            "give the step `when: env.notify` (and a fallback for environments without one), or add `notify:` to environment `{}` in environments.yaml",
+            env.name
+        )),
+    ))
 }
 
 /// A value the operator or a run decides (an input without `choices`, a step's output) put
@@ -334,6 +380,9 @@ pub(super) fn secret_logged_by_server(
             let Some(secret) = refs.iter().find(|r| scope.is_secret(r)) else {
                 return;
             };
+            if *logged == Logged::Url && is_whole_secret(text, secret) {
+                return;
+            }
             let span = text
                 .find(secret.as_str())
                 .map_or(n.span.clone(), |i| source.locate(n, i..i + secret.len()));
@@ -368,4 +417,24 @@ pub(super) fn secret_logged_by_server(
             );
         });
     }
+}
+
+/// Whether a URL template is exactly one secret value (`"{{ steps.hook.value }}"`): a
+/// capability URL, such as a Slack incoming webhook's, where the URL *is* the credential.
+/// It is not warned about, deliberately. The warning is for a secret that a server is sent
+/// for another purpose and then writes down where it does not belong (a token in a query
+/// string of someone's access log). A capability URL is the credential that very server
+/// issued and recognises on every request: there is no other way to send it, its access log
+/// holds it whoever sends it, and over `https` no proxy on the way sees its path. Anything
+/// around the secret (a literal host or path, a filter) is a URL built from a secret, and is
+/// still warned about.
+fn is_whole_secret(text: &str, secret: &str) -> bool {
+    let Some(inner) = text
+        .trim()
+        .strip_prefix("{{")
+        .and_then(|t| t.strip_suffix("}}"))
+    else {
+        return false;
+    };
+    inner.trim_matches(['-', '+', ' ', '\t', '\n']) == secret
 }

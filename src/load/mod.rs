@@ -174,6 +174,7 @@ pub fn environments(source: Arc<Source>, node: Node, problems: &mut Vec<Problem>
                 problems.push(p);
             }
         }
+        notify_section(env, env_node, &source, problems);
         for (name, db) in &env.doc.databases {
             if let Some(via) = &db.via
                 && !env.doc.hosts.contains_key(via)
@@ -198,6 +199,78 @@ pub fn environments(source: Arc<Source>, node: Node, problems: &mut Vec<Problem>
         list,
         source: Some(source),
         node: Some(node),
+    }
+}
+
+/// `notify:` names an SSM parameter (an absolute name, as `ssm.get` reads), and no var takes
+/// the name templates see it under (`env.notify`).
+fn notify_section(
+    env: &Environment,
+    env_node: Option<&Node>,
+    source: &Arc<Source>,
+    problems: &mut Vec<Problem>,
+) {
+    use crate::model::NOTIFY_VAR;
+    let at = |path: &[&str]| {
+        let mut n = env_node;
+        for p in path {
+            n = n.and_then(|n| n.get(p));
+        }
+        n.or(env_node).map_or(0..0, |n| n.span.clone())
+    };
+    if env.doc.vars.contains_key(NOTIFY_VAR) {
+        let span = env_node
+            .and_then(|n| n.get("vars"))
+            .and_then(Node::as_map)
+            .and_then(|m| m.iter().find(|(k, _)| k.as_str() == Some(NOTIFY_VAR)))
+            .map_or_else(|| at(&["vars"]), |(k, _)| k.span.clone());
+        problems.push(
+            Problem::error(
+                Code::Invalid,
+                format!(
+                    "environment `{}` has a var named `{NOTIFY_VAR}`: templates see the environment's `notify:` section under that name",
+                    env.name
+                ),
+            )
+            .at(source, span)
+            .label("this var")
+            .help("rename the var; a notify target goes under `notify: { url_parameter: … }`"),
+        );
+    }
+    if let Some(n) = &env.doc.notify {
+        let p = &n.url_parameter;
+        let help = "name the SecureString that holds the webhook's URL, like `/musehub-ops/production/NOTIFY_WEBHOOK_URL` (the URL itself is a credential: never write it here)";
+        let span = at(&["notify", "url_parameter"]);
+        if p.contains("://") {
+            // The webhook's URL written here by mistake is its credential: the problem is
+            // placed in words, without the snippet that would show it on the screen again.
+            let (line, col) = source.line_col(span.start);
+            problems.push(
+                Problem::error(
+                    Code::Invalid,
+                    format!(
+                        "`url_parameter` of environment `{}` at {}:{line}:{col} holds a URL, not the name of the SSM parameter that keeps it (the line is not shown: a webhook's URL is its credential)",
+                        env.name,
+                        crate::diag::display_path(&source.path)
+                    ),
+                )
+                .in_file(source)
+                .help(format!("{help}; then revoke this URL at the service and make a new one: it has been in a file")),
+            );
+        } else if !p.starts_with('/') || p.len() < 2 || p.chars().any(char::is_whitespace) {
+            problems.push(
+                Problem::error(
+                    Code::Invalid,
+                    format!(
+                        "`url_parameter` of environment `{}` is not an SSM parameter name",
+                        env.name
+                    ),
+                )
+                .at(source, span)
+                .label("not a parameter name")
+                .help(help),
+            );
+        }
     }
 }
 

@@ -7,6 +7,7 @@
 //! It prints nothing and picks no exit code: what the operator is told goes through a
 //! [`Frontend`] the CLI gives it, and a command that fails returns a [`Failure`].
 
+mod announce;
 mod attended;
 mod failure;
 mod guard;

@@ -8,6 +8,7 @@ use std::sync::atomic::AtomicBool;
 
 use indexmap::IndexMap;
 
+use super::announce::{self, Announcer};
 use super::attended;
 use super::guard;
 use super::locks::{self, HeldLocks};
@@ -126,6 +127,8 @@ struct Launch<'a> {
     shared: Option<SharedLock>,
     /// The steps that change nothing elsewhere (`guard::harmless`).
     harmless: HashSet<String>,
+    /// A run continued by `resume` (announced as such).
+    resumed: bool,
 }
 
 impl Session {
@@ -377,6 +380,7 @@ impl Session {
             runtime,
             shared,
             harmless: guard::harmless(&plan),
+            resumed: false,
         })
     }
 
@@ -614,6 +618,7 @@ impl Session {
             runtime,
             shared,
             harmless,
+            resumed: true,
         })
     }
 
@@ -660,7 +665,15 @@ impl Session {
             resume: l.resume,
         };
         let run_id = engine.options.run_id.clone();
+        // Everything but the steps that change nothing elsewhere: an audit is not announced.
+        let changes = {
+            let plan = plan::plan(l.rb, l.env, &engine.inputs);
+            l.harmless.len() < plan.steps.len() + plan.rollback.len()
+        };
+        let announcer = Announcer::of_run(l.env, l.rb.name(), &run_id, l.resumed, changes);
         let front = self.front.clone();
+        let said = self.front.clone();
+        let watch = interrupt.clone();
         let result = runtime.block_on(async move {
             let signals = interrupt.clone();
             tokio::spawn(async move {
@@ -672,7 +685,32 @@ impl Session {
                     }
                 }
             });
-            engine.run().await
+            // Announced inside the signal listener's reach: a Ctrl-C gives up the start's
+            // post (the run then stops before its first step) and the end is still
+            // announced; a further Ctrl-C gives that up too. Nobody waits on a chat service.
+            if let Some(a) = &announcer {
+                let text = a.start_text();
+                let w = tokio::select! {
+                    w = a.post(&text, "the start") => w,
+                    () = announce::ctrl_c_beyond(&watch, 0) => Some(a.given_up("the start")),
+                };
+                if let Some(w) = w {
+                    said.line(&w);
+                }
+            }
+            let result = engine.run().await;
+            if let Some(a) = &announcer {
+                let text = a.end_text(result.status);
+                let level = watch.level();
+                let w = tokio::select! {
+                    w = a.post(&text, "the end") => w,
+                    () = announce::ctrl_c_beyond(&watch, level) => Some(a.given_up("the end")),
+                };
+                if let Some(w) = w {
+                    said.line(&w);
+                }
+            }
+            result
         });
         if let Some(shared) = l.shared
             && let Err(e) = runtime.block_on(shared.release())

@@ -31,6 +31,10 @@ pub struct GetParams {
     /// elsewhere stays masked.
     #[serde(default)]
     pub public: bool,
+    /// The value is a secret whatever the parameter's type: masked like a SecureString even
+    /// when someone stored it as a plain String (a webhook URL that is its own credential).
+    #[serde(default)]
+    pub secret: bool,
 }
 
 fn yes() -> bool {
@@ -143,12 +147,15 @@ impl Kind for Get {
     }
 
     fn outputs(p: &GetParams, _: &[crate::model::Environment]) -> Vec<OutputSpec> {
+        let value = if p.secret {
+            OutputSpec::secret
+        } else if p.public {
+            OutputSpec::public
+        } else {
+            OutputSpec::maybe
+        };
         vec![
-            if p.public {
-                OutputSpec::public("value")
-            } else {
-                OutputSpec::maybe("value")
-            },
+            value("value"),
             OutputSpec::public("version"),
             OutputSpec::public("type"),
         ]
@@ -157,6 +164,16 @@ impl Kind for Get {
     fn check(p: &GetParams, cx: &mut CheckCx<'_>) {
         check_name(&p.name, cx);
         check_aws(cx);
+        if p.public && p.secret {
+            cx.problem_at(
+                "public",
+                Problem::error(
+                    Code::Invalid,
+                    "a value cannot be both `public: true` and `secret: true`",
+                )
+                .help("keep `secret: true` for a credential, `public: true` for an id shown in clear"),
+            );
+        }
     }
 
     fn describe(p: &GetParams) -> String {
@@ -189,8 +206,9 @@ impl Kind for Get {
             .ok_or_else(|| StepError::new(format!("SSM returned no parameter for `{}`", p.name)))?;
         let kind = param.r#type();
         // An unknown type is treated as secret: masking a public value costs nothing.
-        let secret = !p.public
-            && !matches!(
+        let secret = p.secret
+            || !p.public
+                && !matches!(
                 kind,
                 Some(ParameterType::String | ParameterType::StringList)
             );
@@ -562,6 +580,7 @@ impl Need for Read {
             name: name.clone(),
             decrypt: self.0.decrypt,
             public: self.0.public,
+            secret: self.0.secret,
         };
         let c = Check::new("ssm read", name.clone());
         if cx.has_failed(NO_CREDENTIALS) {

@@ -78,8 +78,10 @@ pub struct Params {
     /// A host of the environment to send the request from, through an SSH tunnel.
     #[serde(default)]
     pub via: Option<String>,
-    /// A PEM file of a private CA to trust, in addition to the platform's roots.
-    #[serde(default)]
+    /// A PEM file of a private CA to trust, in addition to the platform's roots. Empty is
+    /// none, so an optional setting of the environment can be templated in
+    /// (`ca_file: "{{ env.notify.ca_file }}"`).
+    #[serde(default, deserialize_with = "empty_is_none")]
     pub ca_file: Option<String>,
     /// Skip TLS certificate verification. Only for hosts whose certificate cannot be verified.
     #[serde(default)]
@@ -88,6 +90,10 @@ pub struct Params {
     /// S3-compatible stores want: a real call that proves the keys work, or are refused.
     #[serde(default)]
     pub aws_sigv4: Option<Sigv4>,
+}
+
+fn empty_is_none<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    Ok(Option::<String>::deserialize(d)?.filter(|s| !s.is_empty()))
 }
 
 #[derive(Debug, Clone, Deserialize, JsonSchema)]

@@ -279,6 +279,7 @@ async fn read_parameter(cx: &RunCx<'_>, name: &str, param: &str) -> Result<Strin
         name: param.to_string(),
         decrypt: true,
         public: false,
+        secret: false,
     };
     let outputs = <crate::steps::ssm::Get as Kind>::run(p, cx)
         .await
