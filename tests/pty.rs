@@ -595,10 +595,14 @@ fn compromise_response_rotates_through_the_chosen_runbook_and_collects_evidence(
         p.send(ENTER);
     }
     assert_eq!(p.finish(), 0, "{}", p.output());
+    let record: String = common::walk(&t.state_dir().join("runs"))
+        .iter()
+        .filter(|f| f.ends_with("incident.md"))
+        .map(|f| std::fs::read_to_string(f).unwrap())
+        .collect();
     assert!(
-        p.output().contains("CloudTrail: only the deploy role"),
-        "{}",
-        p.output()
+        record.contains("- `cloudtrail` findings: only the deploy role"),
+        "{record}"
     );
     let after = common::ssm_value(name);
     assert_ne!(after, before, "the runner token was rotated");
@@ -668,6 +672,7 @@ fn compromise_response_with_all_rotates_every_secret_one_after_another() {
     );
     let old_id = before[1].clone();
     let (key_id, secret) = sb.r2_new_token();
+    let notices_before = notices(&sb).len();
     let t = common::shipped(&sb).args(&[
         "run",
         "compromise-response",
@@ -694,10 +699,8 @@ fn compromise_response_with_all_rotates_every_secret_one_after_another() {
     sb.r2_revoke(&old_id);
     p.send("y");
     p.send(ENTER);
-    // webhook-secret, last: its owners are told first.
-    p.expect("Have the webhook owners been told?");
-    p.send("y");
-    p.send(ENTER);
+    // webhook-secret, last: its owners are told first, through the sandbox's notify target
+    // (no question: the notice is posted).
     for (prompt, answer, done) in [
         (
             "What CloudTrail shows",
@@ -778,17 +781,63 @@ fn compromise_response_with_all_rotates_every_secret_one_after_another() {
 
     // The old access key id is public: named where it is to be revoked, and in the record.
     assert!(out.contains(&format!("access key id {old_id},")), "{out}");
-    assert!(
-        out.contains(&format!("old access key id {old_id}")),
-        "{out}"
+
+    // The incident record, from the run's journal: in the state directory, and posted to the
+    // environment's incident channel (after the webhook owners' notice).
+    let records: Vec<String> = common::walk(&t.state_dir().join("runs"))
+        .iter()
+        .filter(|f| f.ends_with("incident.md"))
+        .map(|f| std::fs::read_to_string(f).unwrap())
+        .collect();
+    assert_eq!(records.len(), 1, "one incident record");
+    let record = &records[0];
+    let run_id = common::listed_runs(&t.again(&["runs", "--output", "json"]).stdout)[0]["run_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for text in [
+        "# Incident: suspected compromise of db-password, r2-credentials, runner-token, webhook-secret in sandbox".to_string(),
+        "- Exposure suspected since: 2026-11-20T14:00:00Z".to_string(),
+        format!("- Old R2 access key id, to be revoked: `{old_id}`"),
+        format!("- Run id: `{run_id}`"),
+        "| `rotate_db_password/store` |".to_string(),
+        "- `cloudtrail` findings: only the deploy role".to_string(),
+        "- `revoke` revocation: old R2 token deleted".to_string(),
+        "- `logs` log_findings: no anomalies".to_string(),
+    ] {
+        assert!(record.contains(&text), "{text}:\n{record}");
+    }
+    // Each rotated parameter, with the version it had before and the one it has now.
+    for name in names {
+        let row = record
+            .lines()
+            .find(|l| l.starts_with(&format!("| `{name}` |")))
+            .unwrap_or_else(|| panic!("{name} is not in the record:\n{record}"));
+        let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+        let (before, after): (u64, u64) = (cells[2].parse().unwrap(), cells[3].parse().unwrap());
+        assert!(after > before, "{row}");
+    }
+    let posted = notices(&sb);
+    let posted: Vec<&str> = posted[notices_before..]
+        .iter()
+        .map(|n| n["text"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(
+        posted.len(),
+        2,
+        "the owners' notice, then the record: {posted:?}"
     );
+    assert!(posted[0].contains("webhook"), "{posted:?}");
+    assert_eq!(posted[1], record.as_str(), "the record is posted whole");
+    for a in &after {
+        assert!(!record.contains(a.as_str()), "a new value is in the record");
+    }
     // The CloudTrail review: the environment's region, the four reads, the window in UTC.
     for text in [
         "aws cloudtrail lookup-events --region us-east-1",
         "--start-time 2026-11-20T14:00:00Z",
         "for event in GetParameter GetParameters GetParametersByPath GetParameterHistory; do",
         "https://us-east-1.console.aws.amazon.com/cloudtrail/home?region=us-east-1#/events?EventName=GetParametersByPath&ReadOnly=true&StartTime=2026-11-20T14:00:00Z",
-        "secrets: db-password, r2-credentials, runner-token, webhook-secret; exposure suspected since",
     ] {
         assert!(out.contains(text), "{text}: {out}");
     }
@@ -1074,4 +1123,13 @@ fn a_failed_step_shows_its_place_and_help_on_a_terminal() {
         ],
         "{text}"
     );
+}
+
+/// The messages the sandbox's incident channel accepted, oldest first.
+fn notices(sb: &common::Sandbox) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(sb.get("SANDBOX_NOTIFY_LOG"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
 }

@@ -171,7 +171,9 @@ impl Kind for Get {
                     Code::Invalid,
                     "a value cannot be both `public: true` and `secret: true`",
                 )
-                .help("keep `secret: true` for a credential, `public: true` for an id shown in clear"),
+                .help(
+                    "keep `secret: true` for a credential, `public: true` for an id shown in clear",
+                ),
             );
         }
     }
@@ -209,9 +211,9 @@ impl Kind for Get {
         let secret = p.secret
             || !p.public
                 && !matches!(
-                kind,
-                Some(ParameterType::String | ParameterType::StringList)
-            );
+                    kind,
+                    Some(ParameterType::String | ParameterType::StringList)
+                );
         let value = param
             .value()
             .ok_or_else(|| StepError::new(format!("SSM returned no value for `{}`", p.name)))?;
