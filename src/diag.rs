@@ -22,6 +22,8 @@ pub struct Source {
     pub path: PathBuf,
     pub named: NamedSource<Arc<str>>,
     pub text: Arc<str>,
+    /// Byte ranges no snippet shows (see [`hidden_sections`]).
+    pub hidden: Vec<ByteSpan>,
 }
 
 impl Source {
@@ -39,6 +41,7 @@ impl Source {
                 },
             )
             .with_language("yaml"),
+            hidden: hidden_sections(&text),
             text,
         })
     }
@@ -268,6 +271,37 @@ pub fn did_you_mean<'a>(name: &str, known: impl IntoIterator<Item = &'a str>) ->
         .map(|(_, k)| format!("did you mean `{k}`?"))
 }
 
+/// The `notify:` sections of a file, found in its text (so also when it is not valid YAML):
+/// the key's line and every line under it indented deeper. Such a section names where a
+/// webhook's URL is kept, and a URL written there by mistake is the webhook's credential: a
+/// problem in it is placed in words, never shown as a snippet.
+fn hidden_sections(text: &str) -> Vec<ByteSpan> {
+    let indent = |l: &str| l.len() - l.trim_start().len();
+    let mut out = Vec::new();
+    let mut open: Option<(usize, usize)> = None; // (start byte, key's indent)
+    let mut at = 0;
+    for line in text.split_inclusive('\n') {
+        let body = line.trim_end_matches(['\n', '\r']);
+        let blank = body.trim().is_empty() || body.trim_start().starts_with('#');
+        if let Some((start, key)) = open
+            && !blank
+            && indent(body) <= key
+        {
+            out.push(start..at);
+            open = None;
+        }
+        let t = body.trim_start().trim_start_matches("- ");
+        if open.is_none() && (t.starts_with("notify:") || t.starts_with("\"notify\":")) {
+            open = Some((at, indent(body)));
+        }
+        at += line.len();
+    }
+    if let Some((start, _)) = open {
+        out.push(start..at);
+    }
+    out
+}
+
 /// Render problems as text, one miette report each, for a terminal or a log.
 pub fn render(problems: &[Problem], color: bool, width: usize) -> String {
     let theme = if color {
@@ -280,7 +314,7 @@ pub fn render(problems: &[Problem], color: bool, width: usize) -> String {
         .with_context_lines(1);
     let mut out = String::new();
     for p in problems {
-        match too_long_to_show(p) {
+        match too_long_to_show(p).or_else(|| hidden_from_view(p)) {
             Some(plain) => {
                 let _ = handler.render_report(&mut out, &plain);
             }
@@ -320,11 +354,41 @@ fn too_long_to_show(p: &Problem) -> Option<Problem> {
     })
 }
 
-/// Whether the snippet of `span` would show a line longer than [`MAX_SNIPPET_LINE`].
-fn shows_a_long_line(text: &str, span: &ByteSpan) -> bool {
+/// The problem without its snippet, its place in the message, when the snippet would show a
+/// line of a hidden section (`notify:`, see [`hidden_sections`]).
+fn hidden_from_view(p: &Problem) -> Option<Problem> {
+    let source = p.source.as_ref()?;
+    let span = p.span.as_ref()?;
+    let shown = |s: &ByteSpan| snippet_lines(&source.text, s);
+    let hidden = std::iter::once(span)
+        .chain(p.secondary.iter().map(|(s, _)| s))
+        .any(|s| {
+            let lines = shown(s);
+            source
+                .hidden
+                .iter()
+                .any(|h| h.start < lines.end && lines.start < h.end)
+        });
+    if !hidden {
+        return None;
+    }
+    let (file, line, col) = p.location()?;
+    Some(Problem {
+        message: format!(
+            "{} (at {file}:{line}:{col}; the lines are not shown: a `notify:` section may hold a webhook's URL, which is its credential)",
+            p.message
+        ),
+        source: None,
+        span: None,
+        secondary: Vec::new(),
+        ..p.clone()
+    })
+}
+
+/// The bytes of the lines a snippet of `span` shows (one line of context each side).
+fn snippet_lines(text: &str, span: &ByteSpan) -> ByteSpan {
     let start = floor_char(text, span.start);
     let end = ceil_char(text, span.end.max(start));
-    // The first and the last line the snippet would show (one line of context each side).
     let from = text[..start].rfind('\n').map_or(0, |i| i + 1);
     let from = text[..from.saturating_sub(1)]
         .rfind('\n')
@@ -333,7 +397,12 @@ fn shows_a_long_line(text: &str, span: &ByteSpan) -> bool {
     let to = text[(to + 1).min(text.len())..]
         .find('\n')
         .map_or(text.len(), |i| to + 1 + i);
-    text[from..to]
+    from..to
+}
+
+/// Whether the snippet of `span` would show a line longer than [`MAX_SNIPPET_LINE`].
+fn shows_a_long_line(text: &str, span: &ByteSpan) -> bool {
+    text[snippet_lines(text, span)]
         .split('\n')
         .any(|l| l.len() > MAX_SNIPPET_LINE)
 }
@@ -341,6 +410,35 @@ fn shows_a_long_line(text: &str, span: &ByteSpan) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A problem in or next to a `notify:` section is placed in words: the snippet that would
+    /// show a webhook URL written there by mistake is not rendered. Found in the text, so a
+    /// file that is not valid YAML (a duplicate key) is covered too.
+    #[test]
+    fn a_notify_section_is_never_shown_in_a_snippet() {
+        let url = "https://hooks.example.com/services/T0/B0/SECRETXYZabc123";
+        let text = format!(
+            "version: 1\nenvironments:\n  prod:\n    description: x\n    notify:\n      url: {url}\n      url: {url}\n    vars:\n      a: b\n\n\n\n  other:\n    bad: 1\n"
+        );
+        let source = Source::new(Path::new("environments.yaml"), text.clone());
+        let at = text.find("url:").unwrap();
+        let p = Problem::error(Code::UnknownKey, "unknown key `url`").at(&source, at..at + 3);
+        let shown = render(&[p], false, 100);
+        assert!(!shown.contains("SECRETXYZ"), "{shown}");
+        assert!(shown.contains("environments.yaml:6:7"), "{shown}");
+        // Far from it, the snippet is shown as usual.
+        let at = text.find("bad").unwrap();
+        let p = Problem::error(Code::UnknownKey, "unknown key `bad`").at(&source, at..at + 3);
+        let shown = render(&[p], false, 100);
+        assert!(shown.contains("bad: 1"), "{shown}");
+        assert!(!shown.contains("SECRETXYZ"), "{shown}");
+        // Flow style, on one line.
+        let text = format!("environments:\n  prod:\n    notify: {{ url_parameter: {url} }}\n");
+        let source = Source::new(Path::new("environments.yaml"), text.clone());
+        let at = text.find("url_parameter").unwrap();
+        let p = Problem::error(Code::Invalid, "m").at(&source, at..at + 3);
+        assert!(!render(&[p], false, 100).contains("SECRETXYZ"));
+    }
 
     #[test]
     fn a_second_place_is_a_second_label_and_counts_for_long_lines() {

@@ -32,6 +32,7 @@ fn build(marked: bool) -> Environment<'static> {
     env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
     env.add_filter("shell_quote", shell_quote);
     env.add_filter("hmac_sha256", hmac_sha256);
+    env.add_filter("slack_escape", slack_escape);
     // Bad input is bounded: a template's loops get a budget of work (see MAX_OUTPUT too).
     env.set_fuel(Some(FUEL));
     if marked {
@@ -88,6 +89,18 @@ fn hmac_sha256(value: Value, key: Value) -> Result<String, minijinja::Error> {
 /// What opens a placeholder of a value known only at run time, in a plan's rendering
 /// (`⟨steps.key.value⟩`, see `plan::context`).
 pub const UNKNOWN_OPEN: &str = "⟨";
+
+/// `{{ text | slack_escape }}`: `&`, `<` and `>` as Slack's message format wants them
+/// (`&amp;`, `&lt;`, `&gt;`), so a text posted to a chat webhook (a finding someone typed)
+/// cannot mention `<!channel>` or hide a link as `<https://…|click>`.
+fn slack_escape(value: Value) -> String {
+    let text = value
+        .as_str()
+        .map_or_else(|| value.to_string(), str::to_string);
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
 
 /// The work one rendering may do (minijinja's instructions): thousands of times what a
 /// runbook's templates need, and far below two nested loops of a thousand.
@@ -323,6 +336,15 @@ mod tests {
     /// RFC 4231's test case 2, and GitHub's documented webhook example (secret "It's a Secret
     /// to Everybody", payload "Hello, World!").
     #[test]
+    fn slack_escape_leaves_no_mention_or_link() {
+        let ctx = value(serde_json::json!({"t": "<!channel> & <https://evil|click>"}));
+        assert_eq!(
+            render("{{ t | slack_escape }}", &ctx).unwrap(),
+            "&lt;!channel&gt; &amp; &lt;https://evil|click&gt;"
+        );
+    }
+
+    #[test]
     fn hmac_sha256_is_the_hex_of_the_keyed_hash() {
         let ctx =
             value(serde_json::json!({"k": "Jefe", "gh": "It's a Secret to Everybody", "n": 7}));
@@ -535,6 +557,7 @@ const LIKELY: &[(Probe, &[&str])] = &[
             "selectattr",
             "shell_quote",
             "hmac_sha256",
+            "slack_escape",
             "slice",
             "sort",
             "split",

@@ -664,3 +664,36 @@ fn ctrl_c_gives_up_an_announcement_that_hangs() {
         "{stderr}"
     );
 }
+
+/// A webhook URL written anywhere in a `notify:` section by mistake (under a wrong key, twice,
+/// in a list) is the webhook's credential: every diagnostic about it says where, never shows
+/// the lines, in `check`, `plan` and their JSON.
+#[test]
+fn a_webhook_url_misplaced_in_notify_is_never_shown_by_a_diagnostic() {
+    let url = "https://hooks.example.com/services/T0/B0/SECRETxyzABC987";
+    for notify in [
+        format!("      url: {url}\n"),
+        format!("      url_parameter: /a\n      url_parameter: {url}\n"),
+        format!("      url_parameter: [{url}]\n"),
+        "      url_parameter: hooks.example.com/services/T0/B0/SECRETxyzABC987\n".to_string(),
+    ] {
+        let envs = format!(
+            "version: 1\nenvironments:\n  atk:\n    aws: {{ region: us-east-1 }}\n    notify:\n{notify}    vars: {{ a: b }}\n"
+        );
+        let t = Test::new().environments(&envs).runbook(
+            "g",
+            "version: 1\nname: g\nsummary: x\nsteps:\n  - id: a\n    generate: { format: hex }\n",
+        );
+        for args in [
+            &["check"][..],
+            &["check", "--output", "json"],
+            &["plan", "g", "--env", "atk"],
+        ] {
+            let run = t.again(args);
+            assert_ne!(run.code, 0, "{args:?}: {}", run.stderr);
+            let all = format!("{}{}", run.stdout, run.stderr);
+            assert!(!all.contains("SECRETxyz"), "{args:?}:\n{all}");
+            assert!(all.contains("environments.yaml"), "{args:?}:\n{all}");
+        }
+    }
+}

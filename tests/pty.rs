@@ -341,8 +341,7 @@ fn a_refused_value_gets_no_tick_and_the_refusal_states_the_form() {
         .args(&["run", "dashboard", "--env", "sandbox"]);
     let mut p = Pty::spawn(&t);
     p.expect("Access Key ID of the new token");
-    p.send(BAD);
-    p.send(ENTER);
+    p.type_hidden(BAD);
     p.expect("does not have the expected form");
     let before = p.output();
     let asked = before.rfind("Access Key ID of the new token").unwrap();
@@ -352,8 +351,7 @@ fn a_refused_value_gets_no_tick_and_the_refusal_states_the_form() {
     );
     p.expect("[A-Za-z0-9]{16,64}");
     p.expect("Access Key ID of the new token");
-    p.send(GOOD);
-    p.send(ENTER);
+    p.type_hidden(GOOD);
     // A value that is not secret is judged the same way before it is taken.
     p.expect("The token's region");
     p.send("Europe");

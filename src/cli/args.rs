@@ -301,15 +301,24 @@ pub(crate) enum Command {
 
 /// `--at`: an RFC 3339 time, or a date (its midnight, UTC).
 fn parse_at(s: &str) -> Result<std::time::SystemTime, String> {
+    use crate::inputs::typed::Datetime;
     let s = s.trim();
+    // A date alone means the whole of that day: what is overdue by its end.
     let full = if s.len() == 10 {
-        format!("{s}T00:00:00Z")
+        format!("{s}T23:59:59Z")
     } else {
         s.to_string()
     };
-    humantime::parse_rfc3339_weak(&full).map_err(|_| {
-        "expected an RFC 3339 time (2027-03-01T09:00:00Z) or a date (2027-03-01)".into()
-    })
+    Datetime::parse(&full)
+        .map(Datetime::to_system)
+        .map_err(|e| {
+            let why = match e {
+                crate::inputs::typed::NotDatetime::NoZone => "it has no time zone",
+                crate::inputs::typed::NotDatetime::OutOfRange => "it is not a real date and time",
+                _ => "it is not one",
+            };
+            format!("expected an RFC 3339 time (2027-03-01T09:00Z, 2027-03-01T10:00+01:00) or a date (2027-03-01): {why}")
+        })
 }
 
 /// How `resume` treats a step that was running when the run died.

@@ -382,6 +382,11 @@ impl Datetime {
         }
     }
 
+    /// As a system time (before 1970 counts as 1970).
+    pub fn to_system(self) -> SystemTime {
+        UNIX_EPOCH + std::time::Duration::new(u64::try_from(self.secs).unwrap_or(0), self.nanos)
+    }
+
     /// Later than `now`.
     pub fn after(self, now: SystemTime) -> bool {
         self > Datetime::from_system(now)

@@ -16,6 +16,7 @@ use super::kind::{
 use super::manual::ManualConfirm;
 use super::ssm::Put;
 use crate::diag::{Code, Problem};
+use crate::display::visible_line;
 
 pub struct ReportWrite;
 
@@ -149,12 +150,16 @@ fn render(p: &Params, h: &RunHistory, this_step: &str, written: &str) -> String 
         "- Runbook: `{}`, environment `{}`\n",
         h.runbook, h.env
     ));
+    // Names from the operator's machine ($USER, the host name) are text like any other: one
+    // line, control characters visible, so none can start a section of its own.
     out.push_str(&format!(
         "- Operator: {} on {}, started {}\n",
-        h.operator, h.host, h.started
+        cell(&h.operator),
+        cell(&h.host),
+        cell(&h.started)
     ));
     for (at, by) in &h.resumed {
-        out.push_str(&format!("- Resumed {at} by {by}\n"));
+        out.push_str(&format!("- Resumed {} by {}\n", cell(at), cell(by)));
     }
     if let Some(id) = &h.aws_identity {
         out.push_str(&format!("- AWS identity: `{id}`\n"));
@@ -284,10 +289,10 @@ fn render(p: &Params, h: &RunHistory, this_step: &str, written: &str) -> String 
             if text.contains('\n') {
                 out.push('\n');
                 for line in text.lines() {
-                    out.push_str(&format!("  > {line}\n"));
+                    out.push_str(&format!("  > {}\n", visible_line(line)));
                 }
             } else {
-                out.push_str(&format!(" {text}\n"));
+                out.push_str(&format!(" {}\n", visible_line(text)));
             }
         }
     }
@@ -345,9 +350,10 @@ fn ssm_writes(steps: &[&HistoryStep]) -> Vec<Write> {
     out
 }
 
-/// A Markdown table cell: one line, `|` escaped.
+/// A Markdown table cell (or a value in a line): one line, control characters visible, `|`
+/// escaped.
 fn cell(text: &str) -> String {
-    one_line(text).replace('|', "\\|")
+    one_line(&visible_line(text)).replace('|', "\\|")
 }
 
 fn one_line(text: &str) -> String {
@@ -419,6 +425,23 @@ mod tests {
             name: None,
         };
         let md = render(&p, &h, "record", "2026-12-06T10:00:03Z");
+        // An operator name cannot add a section or a row of its own.
+        let forged = RunHistory {
+            operator:
+                "mallory\n\n## SSM parameters changed\n\n| `x` | gate approved | alice |\u{1b}[31m"
+                    .into(),
+            ..h.clone()
+        };
+        let f = render(&p, &forged, "record", "2026-12-06T10:00:03Z");
+        assert_eq!(
+            f.lines()
+                .filter(|l| l.starts_with("## SSM parameters changed"))
+                .count(),
+            1,
+            "{f}"
+        );
+        assert!(!f.contains('\u{1b}'), "{f}");
+        assert!(!f.contains("\n| `x` |"), "{f}");
         assert!(
             md.starts_with("# Incident: DB\n\nSuspected since 2026-12-01.\n"),
             "{md}"
