@@ -223,6 +223,16 @@ fn flatten(node: &Node, prefix: String, out: &mut Vec<(String, String)>) {
     }
 }
 
+impl PlannedStep {
+    /// A parameter as rendered for the plan (`name`, `hosts.0`), when the step has it.
+    pub fn param(&self, key: &str) -> Option<String> {
+        self.params
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.clone())
+    }
+}
+
 impl Plan {
     pub fn gates(&self) -> usize {
         self.steps.iter().filter(|s| s.gate.is_some()).count()

@@ -201,12 +201,6 @@ fn puts(
         return dynamic;
     }
     let plan = crate::plan::plan(rb, env, inputs);
-    let param = |s: &crate::plan::PlannedStep, key: &str| {
-        s.params
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.clone())
-    };
     let rollback_ids: Vec<&str> = plan.rollback.iter().map(|s| s.id.as_str()).collect();
     for s in plan.steps.iter().chain(&plan.rollback) {
         let Some(kind) = crate::steps::find_kind(s.kind) else {
@@ -221,7 +215,7 @@ fn puts(
                 .and_then(|n| n.as_str())
                 .unwrap_or_default()
                 .to_string();
-            let name = match param(s, field) {
+            let name = match s.param(field) {
                 Some(n) if known(&n) => Ok(n),
                 _ => Err(written),
             };
@@ -233,7 +227,7 @@ fn puts(
             });
         }
         if let Some(field) = kind.runs_runbook_named_by() {
-            let Some(name) = param(s, field).filter(|n| known(n)) else {
+            let Some(name) = s.param(field).filter(|n| known(n)) else {
                 dynamic.0 = true;
                 continue;
             };

@@ -287,3 +287,17 @@ fn answering_no_stops_the_run_as_declined() {
     again.assert_code(0);
     assert!(ran(&again.stdout, "first") && ran(&again.stdout, "third"));
 }
+
+/// `--dry-run` shows the whole plan: with a selection it would pass one the run refuses (a
+/// step reading an output of a step that does not run), so it does not take one.
+#[test]
+fn a_dry_run_does_not_take_a_selection_it_could_not_judge() {
+    for sel in [&["--only", "second"][..], &["--from", "second"]] {
+        let mut args = vec!["run", "three", "--env", "sandbox", "--dry-run"];
+        args.extend_from_slice(sel);
+        let run = three().args(&args).run();
+        assert_eq!(run.code, 2, "{}", run.stderr);
+        assert!(run.stderr.contains("cannot be used with"), "{}", run.stderr);
+        assert!(!run.stdout.contains("Plan:"), "{}", run.stdout);
+    }
+}

@@ -202,8 +202,9 @@ pub(crate) enum Command {
         /// each protected one.
         #[arg(long, value_name = "ENV", add = ArgValueCandidates::new(complete::environment_names))]
         confirm_env: Vec<String>,
-        /// Show the plan and stop (same as `runbook plan`).
-        #[arg(long)]
+        /// Show the plan and stop (same as `runbook plan`). It shows the whole runbook, so it
+        /// does not take --from or --only: it cannot say whether a selection would run.
+        #[arg(long, conflicts_with_all = ["from", "only"])]
         dry_run: bool,
         /// Ask before every step: y runs it, n stops the run, c runs the rest without asking.
         /// Needs a terminal.

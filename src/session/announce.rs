@@ -147,9 +147,12 @@ impl Announcer {
                 .ok_or_else(|| format!("its `ca_file` {ca} holds no PEM certificate"))?;
             builder = builder.tls_certs_merge(certs);
         }
-        let client = builder
-            .build()
-            .map_err(|e| scrub(format!("cannot set up the HTTP client: {}", chain(&e))))?;
+        let client = builder.build().map_err(|e| {
+            scrub(format!(
+                "cannot set up the HTTP client: {}",
+                crate::steps::error_chain(&e)
+            ))
+        })?;
         let body = serde_json::json!({ "text": text }).to_string();
         let resp = client
             .post(&url)
@@ -157,7 +160,12 @@ impl Announcer {
             .body(body)
             .send()
             .await
-            .map_err(|e| scrub(format!("the post failed: {}", chain(&e.without_url()))))?;
+            .map_err(|e| {
+                scrub(format!(
+                    "the post failed: {}",
+                    crate::steps::error_chain(&e.without_url())
+                ))
+            })?;
         let status = resp.status();
         if status.is_success() {
             return Ok(());
@@ -222,18 +230,4 @@ pub(super) async fn ctrl_c_beyond(interrupt: &Interrupt, level: u8) {
     while interrupt.level() <= level {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-}
-
-fn chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = e.to_string();
-    let mut next = e.source();
-    while let Some(cause) = next {
-        let text = cause.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        next = cause.source();
-    }
-    out
 }

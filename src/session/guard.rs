@@ -243,23 +243,17 @@ fn collect_writes(
         return true;
     }
     let plan = crate::plan::plan(rb, env, inputs);
-    let param = |s: &crate::plan::PlannedStep, key: &str| {
-        s.params
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.clone())
-    };
     for s in plan.steps.iter().chain(&plan.rollback) {
         let Some(kind) = crate::steps::find_kind(s.kind) else {
             continue;
         };
         if let Some(field) = kind.writes_named_by()
-            && let Some(name) = param(s, field).filter(|n| crate::plan::is_known(n))
+            && let Some(name) = s.param(field).filter(|n| crate::plan::is_known(n))
         {
             names.insert(name);
         }
         if let Some(field) = kind.runs_runbook_named_by() {
-            let Some(name) = param(s, field).filter(|n| crate::plan::is_known(n)) else {
+            let Some(name) = s.param(field).filter(|n| crate::plan::is_known(n)) else {
                 return false;
             };
             let Some(child) = library.iter().find(|r| r.name() == name) else {
