@@ -60,10 +60,19 @@ pub fn normalize(
     match spec.kind {
         InputType::String => Ok(value.to_string()),
         InputType::Integer => integer(value).map(|i| i.to_string()).ok_or_else(|| {
-            refuse(
-                "is not an integer",
-                "give a whole number, e.g. 3 or -1".into(),
-            )
+            // Digits that do not fit are a number, only too big: say so.
+            let digits = value.strip_prefix('-').unwrap_or(value);
+            if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
+                refuse(
+                    "is out of range",
+                    format!("give a whole number from {} to {}", i64::MIN, i64::MAX),
+                )
+            } else {
+                refuse(
+                    "is not an integer",
+                    "give a whole number, e.g. 3 or -1".into(),
+                )
+            }
         }),
         // Any letter case: a template renders a bool as `True`/`False` (a parent runbook
         // giving its own boolean input to a nested one).
@@ -616,19 +625,14 @@ mod tests {
         assert_eq!(norm(&int, "3").as_deref(), Ok("3"));
         assert_eq!(norm(&int, "-12").as_deref(), Ok("-12"));
         assert_eq!(norm(&int, "007").as_deref(), Ok("7"));
-        for bad in [
-            "",
-            "ten",
-            "1.0",
-            "+3",
-            " 3",
-            "3 ",
-            "1e3",
-            "99999999999999999999",
-            "0x10",
-        ] {
+        for bad in ["", "ten", "1.0", "+3", " 3", "3 ", "1e3", "0x10"] {
             let r = norm(&int, bad).unwrap_err();
             assert!(r.message.ends_with("is not an integer"), "{bad}: {r:?}");
+        }
+        for big in ["99999999999999999999", "-9223372036854775809"] {
+            let r = norm(&int, big).unwrap_err();
+            assert!(r.message.ends_with("is out of range"), "{big}: {r:?}");
+            assert!(r.help.contains("9223372036854775807"), "{big}: {r:?}");
         }
         assert_eq!(template_value(&int, "-12"), serde_json::json!(-12));
         let b = spec(InputType::Boolean);
