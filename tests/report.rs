@@ -209,3 +209,52 @@ fn forms(secret: &str) -> Vec<String> {
         hex.to_uppercase(),
     ]
 }
+
+/// A nested runbook's record is its own file, named after the step that ran it: it never
+/// replaces its parent's (or a sibling's) record.
+#[test]
+fn a_nested_record_never_replaces_its_parents() {
+    let child = r#"
+        version: 1
+        name: child
+        summary: Writes its own record
+        steps:
+          - id: record
+            report.write: { title: Child record }
+        "#;
+    let parent = r#"
+        version: 1
+        name: parent
+        summary: Runs the child twice, then writes its record
+        steps:
+          - id: first
+            runbook.run: { name: child }
+          - id: second
+            runbook.run: { name: child }
+          - id: record
+            report.write: { title: Parent record }
+        "#;
+    let t = Test::new()
+        .with_repo_environments()
+        .runbook("child", child)
+        .runbook("parent", parent)
+        .args(&["run", "parent", "--env", "sandbox", "--yes"]);
+    let run = t.run();
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let mut names: Vec<String> = common::walk(&t.state_dir().join("runs"))
+        .iter()
+        .filter(|f| f.extension().is_some_and(|e| e == "md"))
+        .map(|f| f.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["first-report.md", "report.md", "second-report.md"]);
+    let read = |n: &str| {
+        let f = common::walk(&t.state_dir().join("runs"))
+            .into_iter()
+            .find(|f| f.ends_with(n))
+            .unwrap();
+        std::fs::read_to_string(f).unwrap()
+    };
+    assert!(read("report.md").starts_with("# Parent record\n"));
+    assert!(read("first-report.md").starts_with("# Child record\n"));
+}

@@ -413,7 +413,7 @@ impl Recorder for RunJournal {
     fn write_document(&mut self, name: &str, text: &str) -> std::io::Result<PathBuf> {
         let text = &self.mask(text);
         let valid = !name.is_empty()
-            && name.len() <= 64
+            && name.len() <= 200
             && name
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');

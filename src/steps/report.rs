@@ -30,7 +30,8 @@ pub struct Params {
     #[serde(default)]
     pub body: Option<String>,
     /// The file's name in the run's directory of the state directory, without `.md`
-    /// (default: `report`). Letters, digits, `-` and `_`.
+    /// (default: `report`). Letters, digits, `-` and `_`. In a nested runbook the steps that
+    /// run it come first (`rotate-report.md`), so no record replaces another.
     #[serde(default)]
     #[schemars(regex(pattern = r"^[A-Za-z0-9_-]{1,64}$"))]
     pub name: Option<String>,
@@ -114,7 +115,8 @@ impl Kind for ReportWrite {
         let written = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
         // Masked, like every file of the run: a finding that repeats a secret stays out of it.
         let text = record.mask(&render(&p, &history, cx.step_id, &written));
-        let path = record.write_document(p.name(), &text).map_err(|e| {
+        let name = document_name(&history, cx.step_id, p.name());
+        let path = record.write_document(&name, &text).map_err(|e| {
             StepError::new(format!("cannot write the record `{}.md`: {e}", p.name())).with_help(
                 "check the state directory (disk full, permissions), then `runbook resume`",
             )
@@ -297,6 +299,34 @@ fn render(p: &Params, h: &RunHistory, this_step: &str, written: &str) -> String 
         }
     }
     out
+}
+
+/// The file's name: `name`, after the steps that run this one's runbook when it is nested
+/// (`rotate-report` for `rotate/record`), so a nested runbook's record never replaces its
+/// parent's or a sibling's.
+fn document_name(h: &RunHistory, this_step: &str, name: &str) -> String {
+    let full = h.events.iter().rev().find_map(|e| match e {
+        HistoryEvent::Step(s) if s.ended.is_none() && is_step(&s.id, this_step) => {
+            Some(s.id.as_str())
+        }
+        _ => None,
+    });
+    match full.and_then(|id| id.rsplit_once('/')) {
+        Some((prefix, _)) => {
+            let prefix: String = prefix
+                .chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() || c == '_' {
+                        c
+                    } else {
+                        '-'
+                    }
+                })
+                .collect();
+            format!("{prefix}-{name}")
+        }
+        None => name.to_string(),
+    }
 }
 
 /// Whether `id` (with its nesting prefix) is the step `step`.
