@@ -249,7 +249,7 @@ fn a_failing_first_environment_stops_the_second_and_says_how_to_go_on() {
             series [RUN-ID] of rotate: 0 of 2 environments done
               first   failed (run [RUN-ID])
               second  not started
-            to go on: `runbook resume [RUN-ID]`, then `runbook run rotate --env second --input 'reason=leak at 9'`
+            to go on: `runbook resume [RUN-ID] --yes`, then `runbook run rotate --env second --input 'reason=leak at 9' --yes --confirm-env second`
             ",
         );
     let run = t.status(1);
@@ -265,7 +265,7 @@ fn a_failing_first_environment_stops_the_second_and_says_how_to_go_on() {
     assert!(run.stderr.starts_with(&format!("series {series}: ")));
     assert!(
         run.stderr
-            .contains(&format!("to go on: `runbook resume {id}`"))
+            .contains(&format!("to go on: `runbook resume {id} --yes`"))
     );
     run.abandon_unfinished();
 }
@@ -815,7 +815,7 @@ fn a_rolled_back_first_environment_stops_the_second() {
     let id = runs(&t)[0]["run_id"].as_str().unwrap().to_string();
     assert!(
         run.stderr.ends_with(&format!(
-            "  first   rolled-back (run {id})\n  second  not started\nto go on: `runbook run undo --env first --env second`\n"
+            "  first   rolled-back (run {id})\n  second  not started\nto go on: `runbook run undo --env first --env second --yes --confirm-env second`\n"
         )),
         "{}",
         run.stderr

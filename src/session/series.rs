@@ -293,7 +293,16 @@ impl Session {
                 }
             }
         }
-        let go_on = go_on(rb.name(), &environments, resumable.as_deref(), start.inputs);
+        let go_on = go_on(
+            rb.name(),
+            &environments,
+            resumable.as_deref(),
+            start.inputs,
+            &Approvals {
+                yes: start.approval.yes,
+                confirm_envs,
+            },
+        );
         Ok((
             SeriesReport {
                 series: series.id.clone(),
@@ -306,14 +315,38 @@ impl Session {
     }
 }
 
+/// The approvals a series was given, which the commands that go on repeat: without them, a
+/// command run where nobody can answer (CI) would stop at the first gate.
+struct Approvals<'a> {
+    yes: bool,
+    confirm_envs: &'a [String],
+}
+
+impl Approvals<'_> {
+    /// `--yes` and the `--confirm-env` of these environments, as given.
+    fn flags<'e>(&self, envs: impl IntoIterator<Item = &'e str>) -> String {
+        let mut out = String::new();
+        if self.yes {
+            out.push_str(" --yes");
+        }
+        for env in envs {
+            if self.confirm_envs.iter().any(|c| c == env) {
+                out.push_str(&format!(" --confirm-env {}", quote(env)));
+            }
+        }
+        out
+    }
+}
+
 /// The commands that finish what a series left: `resume` of the run that stopped when it can
 /// be resumed, then a new series of the environments after it (or from it, when its run is
-/// over: rolled back, refused, declined before any change).
+/// over: rolled back, refused, declined before any change), with the approvals it was given.
 fn go_on(
     runbook: &str,
     envs: &[SeriesEnv],
     resumable: Option<&str>,
     inputs: &[String],
+    approvals: &Approvals<'_>,
 ) -> Vec<String> {
     let Some(stopped) = envs.iter().position(|e| e.status != "done") else {
         return Vec::new();
@@ -321,7 +354,10 @@ fn go_on(
     let mut commands = Vec::new();
     let rest = match resumable {
         Some(id) => {
-            commands.push(format!("runbook resume {id}"));
+            commands.push(format!(
+                "runbook resume {id}{}",
+                approvals.flags([envs[stopped].env.as_str()])
+            ));
             &envs[stopped + 1..]
         }
         None => &envs[stopped..],
@@ -334,6 +370,7 @@ fn go_on(
         for i in inputs {
             c.push_str(&format!(" --input {}", quote(i)));
         }
+        c.push_str(&approvals.flags(rest.iter().map(|e| e.env.as_str())));
         commands.push(c);
     }
     commands
@@ -356,6 +393,11 @@ fn quote(word: &str) -> String {
 mod tests {
     use super::*;
 
+    const NONE: Approvals<'static> = Approvals {
+        yes: false,
+        confirm_envs: &[],
+    };
+
     fn env(name: &str, status: &str) -> SeriesEnv {
         SeriesEnv {
             env: name.into(),
@@ -377,7 +419,8 @@ mod tests {
                 "db-password",
                 &envs,
                 Some("20260101-000000-abcd"),
-                &["reason=leak at 9".into()]
+                &["reason=leak at 9".into()],
+                &NONE
             ),
             [
                 "runbook resume 20260101-000000-abcd",
@@ -385,15 +428,29 @@ mod tests {
             ]
         );
         assert_eq!(
-            go_on("db-password", &envs, None, &[]),
+            go_on("db-password", &envs, None, &[], &NONE),
             ["runbook run db-password --env production --env eu"]
         );
         let done = [env("staging", "done"), env("production", "done")];
-        assert!(go_on("db-password", &done, None, &[]).is_empty());
+        assert!(go_on("db-password", &done, None, &[], &NONE).is_empty());
         let last = [env("staging", "done"), env("production", "failed")];
         assert_eq!(
-            go_on("x", &last, Some("20260101-000000-abcd"), &[]),
+            go_on("x", &last, Some("20260101-000000-abcd"), &[], &NONE),
             ["runbook resume 20260101-000000-abcd"]
+        );
+        // The approvals given go on with the commands: `--yes`, and each protected
+        // environment's `--confirm-env` where that environment is.
+        let confirm = ["production".to_string(), "eu".to_string()];
+        let given = Approvals {
+            yes: true,
+            confirm_envs: &confirm,
+        };
+        assert_eq!(
+            go_on("x", &envs, Some("20260101-000000-abcd"), &[], &given),
+            [
+                "runbook resume 20260101-000000-abcd --yes --confirm-env production",
+                "runbook run x --env eu --yes --confirm-env eu"
+            ]
         );
     }
 
