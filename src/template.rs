@@ -97,6 +97,11 @@ fn slack_escape(value: Value) -> String {
     let text = value
         .as_str()
         .map_or_else(|| value.to_string(), str::to_string);
+    slack_escaped(&text)
+}
+
+/// `text` with `&`, `<` and `>` escaped as Slack's message format wants them.
+pub fn slack_escaped(text: &str) -> String {
     text.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")

@@ -258,3 +258,50 @@ fn a_nested_record_never_replaces_its_parents() {
     assert!(read("report.md").starts_with("# Parent record\n"));
     assert!(read("first-report.md").starts_with("# Child record\n"));
 }
+
+/// A secret the record's text reads (a secret input in its body, changed by a filter or not)
+/// is masked in the file and in the `text` the run passes on, like everywhere else.
+#[test]
+fn a_secret_in_the_records_text_is_masked_in_the_file() {
+    let secret = "tok-PLANTED-r3cord-4491";
+    let t = Test::new()
+        .with_repo_environments()
+        .runbook(
+            "leaky",
+            r#"
+            version: 1
+            name: leaky
+            summary: A record whose author templated a secret into it
+            inputs:
+              token: { description: An API token, secret: true }
+            steps:
+              - id: record
+                report.write:
+                  title: Record
+                  body: "token {{ inputs.token }} and {{ inputs.token | upper }}"
+              - id: echo
+                title: "{{ steps.record.text | length }}"
+                generate: { format: hex }
+            "#,
+        )
+        .env("RUNBOOK_INPUT_TOKEN", secret)
+        .args(&["run", "leaky", "--env", "sandbox", "--yes"]);
+    let run = t.run();
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let record: String = common::walk(&t.state_dir().join("runs"))
+        .iter()
+        .filter(|f| f.ends_with("report.md"))
+        .map(|f| std::fs::read_to_string(f).unwrap())
+        .collect();
+    assert!(record.contains("token ••••••"), "{record}");
+    for form in forms(secret) {
+        assert!(
+            !record.contains(&form),
+            "a form of the secret is in the record"
+        );
+        assert!(
+            !common::contains(&run.all_bytes(), &form),
+            "a form of the secret was written"
+        );
+    }
+}

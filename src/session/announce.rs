@@ -29,6 +29,8 @@ pub(super) struct Announcer {
     run_id: String,
     operator: String,
     resumed: bool,
+    /// The webhook's URL, once read (the start and the end of a run post to the same one).
+    url: tokio::sync::OnceCell<String>,
 }
 
 impl Announcer {
@@ -52,18 +54,15 @@ impl Announcer {
             run_id: run_id.to_string(),
             operator: crate::engine::operator(),
             resumed,
+            url: tokio::sync::OnceCell::new(),
         })
     }
 
     /// Who and what, in every message. Slack reads `<…>` as a link or a mention
     /// (`<!channel>`) and `&` as an entity: the three are escaped as its format asks.
     fn about(&self) -> String {
-        let esc = |s: &str| {
-            s.replace('&', "&amp;")
-                .replace('<', "&lt;")
-                .replace('>', "&gt;")
-                .replace('`', "'")
-        };
+        // A backquote would end the code span a name is shown in.
+        let esc = |s: &str| crate::template::slack_escaped(s).replace('`', "'");
         format!(
             "`{}` on `{}` (run {}, by {})",
             esc(&self.runbook),
@@ -126,7 +125,7 @@ impl Announcer {
     }
 
     async fn send(&self, text: &str) -> Result<(), String> {
-        let url = self.url().await?;
+        let url = self.url.get_or_try_init(|| self.read_url()).await?.clone();
         // Whatever goes wrong below is said without the URL or any piece of it.
         let masked = Redactor::new();
         masked.add(&url);
@@ -138,13 +137,8 @@ impl Announcer {
             .timeout(POST_TIMEOUT)
             .connect_timeout(POST_TIMEOUT)
             .redirect(reqwest::redirect::Policy::none());
-        if let Some(ca) = &self.spec.ca_file {
-            let pem =
-                std::fs::read(ca).map_err(|e| format!("cannot read its `ca_file` {ca}: {e}"))?;
-            let certs = reqwest::Certificate::from_pem_bundle(&pem)
-                .ok()
-                .filter(|c| !c.is_empty())
-                .ok_or_else(|| format!("its `ca_file` {ca} holds no PEM certificate"))?;
+        if let Some(ca) = self.spec.ca_file.as_deref().filter(|c| !c.is_empty()) {
+            let certs = crate::steps::http::client::read_ca(ca).map_err(|e| e.to_string())?;
             builder = builder.tls_certs_merge(certs);
         }
         let client = builder.build().map_err(|e| {
@@ -196,7 +190,7 @@ impl Announcer {
     }
 
     /// The webhook's URL, read from SSM (decrypted).
-    async fn url(&self) -> Result<String, String> {
+    async fn read_url(&self) -> Result<String, String> {
         let name = &self.spec.url_parameter;
         let resources = crate::steps::Resources::default();
         let ssm = crate::aws::client_in(&self.env, &resources)

@@ -348,7 +348,7 @@ pub(crate) fn read_pem(path: &str) -> Result<Vec<u8>, crate::load::file::Refused
     )
 }
 
-pub(super) fn read_ca(path: &str) -> Result<Vec<reqwest::Certificate>, StepError> {
+pub(crate) fn read_ca(path: &str) -> Result<Vec<reqwest::Certificate>, StepError> {
     let pem =
         read_pem(path).map_err(|e| StepError::new(format!("cannot read `ca_file` {path}: {e}")))?;
     let certs = reqwest::Certificate::from_pem_bundle(&pem)
