@@ -59,6 +59,7 @@ pub async fn describe_many(
                 ssm.client
                     .describe_parameters()
                     .parameter_filters(filter.clone())
+                    .max_results(NAMES_PER_CALL as i32)
                     .set_next_token(token.clone())
                     .send()
             })
@@ -82,8 +83,20 @@ pub async fn describe_many(
                 break;
             }
         }
+        // Names left unread would show as never set: a wrong answer, not a partial one.
+        if token.is_some() {
+            return Err(unfinished(action, &what));
+        }
     }
     Ok(found)
+}
+
+/// SSM still had pages after [`MAX_PAGES`] of them.
+fn unfinished(action: &str, what: &str) -> StepError {
+    StepError::new(format!(
+        "{action} of `{what}` still had more pages after {MAX_PAGES}: the answer would be incomplete"
+    ))
+    .with_help("try again; if it persists, SSM is answering with empty pages (report it)")
 }
 
 /// Every version of `name` SSM keeps, oldest first, without values.
@@ -101,6 +114,7 @@ pub async fn history(
             ssm.client
                 .get_parameter_history()
                 .name(name)
+                .max_results(50)
                 .with_decryption(false)
                 .set_next_token(token.clone())
                 .send()
@@ -118,6 +132,9 @@ pub async fn history(
         if token.is_none() {
             break;
         }
+    }
+    if token.is_some() {
+        return Err(unfinished(action, name));
     }
     versions.sort_by_key(|v| v.version);
     Ok(versions)

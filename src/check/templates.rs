@@ -267,12 +267,7 @@ fn notify_unguarded(
     if !rest.starts_with('.') {
         return None;
     }
-    if step
-        .common
-        .when
-        .as_deref()
-        .is_some_and(|w| w.contains("env.notify"))
-    {
+    if step.common.when.as_deref().is_some_and(requires_notify) {
         return None;
     }
     let env = scope.envs.list.iter().find(|e| e.doc.notify.is_none())?;
@@ -286,6 +281,16 @@ fn notify_unguarded(
             env.name
         )),
     ))
+}
+
+/// Whether a `when:` runs its step only where `env.notify` is set: `env.notify` itself, or
+/// one of the terms it joins with `and`. (`not env.notify`, or a var named `env.notify_x`,
+/// does not.)
+fn requires_notify(when: &str) -> bool {
+    let words: Vec<&str> = when.split_whitespace().collect();
+    words
+        .split(|w| *w == "and")
+        .any(|term| term == ["env.notify"])
 }
 
 /// A value the operator or a run decides (an input without `choices`, a step's output) put
@@ -437,4 +442,29 @@ fn is_whole_secret(text: &str, secret: &str) -> bool {
         return false;
     };
     inner.trim_matches(['-', '+', ' ', '\t', '\n']) == secret
+}
+
+#[cfg(test)]
+mod tests {
+    use super::requires_notify;
+
+    #[test]
+    fn only_a_when_that_requires_env_notify_guards_a_read_of_it() {
+        for yes in [
+            "env.notify",
+            " env.notify ",
+            "env.notify and inputs.x",
+            "inputs.x and env.notify",
+        ] {
+            assert!(requires_notify(yes), "{yes}");
+        }
+        for no in [
+            "not env.notify",
+            "env.notify_channel",
+            "env.notify or inputs.x",
+            "inputs.x",
+        ] {
+            assert!(!requires_notify(no), "{no}");
+        }
+    }
 }

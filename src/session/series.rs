@@ -385,7 +385,7 @@ fn quote(word: &str) -> String {
     if plain {
         word.to_string()
     } else {
-        format!("'{}'", word.replace('\'', r"'\''"))
+        crate::template::sh_quote(word)
     }
 }
 
