@@ -732,6 +732,9 @@ fn a_secret_input_serves_every_environment_and_is_never_shown() {
                       url: "{http}/echo"
                       headers: {{ Authorization: "Bearer {{{{ inputs.token }}}}" }}
                       json: {{ env: "{{{{ env.name }}}}" }}
+                      # The server got the token, in each environment's run.
+                      expect_json:
+                        - {{ path: headers.authorization, equals: "Bearer {{{{ inputs.token }}}}" }}
                 "#
             ),
         )

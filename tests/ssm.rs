@@ -501,3 +501,49 @@ fn check_time_name_and_unencrypted_secret_warnings() {
     );
     assert!(text.contains("chk.yaml:15:"), "{text}");
 }
+
+/// `public: true` reads a SecureString that is not a secret (an access key id kept beside its
+/// secret key) and shows it in clear; `secret: true` masks a plain String (a webhook URL
+/// someone stored without encryption). Without either, the type decides.
+#[test]
+fn public_and_secret_override_what_the_parameters_type_says() {
+    let sb = common::sandbox();
+    let id_name = unique("key-id");
+    let url_name = unique("hook-url");
+    let id_value = planted("id");
+    let url_value = planted("url");
+    seed(&sb, &id_name, &id_value, "SecureString");
+    seed(&sb, &url_name, &url_value, "String");
+    let runbook = format!(
+        r#"
+        version: 1
+        name: types
+        summary: a public SecureString and a secret String
+        steps:
+          - id: key_id
+            ssm.get: {{ name: {id_name}, public: true }}
+          - id: url
+            ssm.get: {{ name: {url_name}, secret: true }}
+        "#
+    );
+    let t = test(&sb)
+        .runbook("types", &runbook)
+        .args(&["run", "types", "--env", "sandbox", "--output", "json"]);
+    let run = t.run();
+    run.assert_code(0);
+    let outputs = |id: &str| -> serde_json::Value {
+        run.stdout
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find(|e| e["event"] == "step_finished" && e["id"] == id)
+            .unwrap_or_else(|| panic!("{id} finished:\n{}", run.stdout))["outputs"]
+            .clone()
+    };
+    assert_eq!(
+        outputs("key_id")["value"],
+        id_value.as_str(),
+        "shown in clear"
+    );
+    assert_eq!(outputs("url")["value"], "••••••", "masked");
+    assert!(!contains(&run, &url_value), "the secret String leaked");
+}
