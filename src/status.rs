@@ -528,7 +528,7 @@ pub async fn status(
     }
     let resources = Resources::default();
     let list: Vec<String> = names.keys().cloned().collect();
-    let meta = crate::aws::meta::describe_many(env, &resources, &list).await?;
+    let meta = crate::aws::meta::describe_many(env, &resources, &list, &|_| {}).await?;
     let runs = state.map_or_else(HashMap::new, |s| last_runs(s, library, env));
     let mut rows = Vec::new();
     for (name, writers) in names {

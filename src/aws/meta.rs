@@ -4,7 +4,7 @@
 //! what it returns of a value is dropped unread.
 
 use std::collections::HashMap;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use aws_sdk_ssm::types::ParameterStringFilter;
 
@@ -27,9 +27,7 @@ const NAMES_PER_CALL: usize = 50;
 const MAX_PAGES: usize = 40;
 
 fn time(t: Option<&aws_sdk_ssm::primitives::DateTime>) -> Option<SystemTime> {
-    let t = t?;
-    let secs = u64::try_from(t.secs()).ok()?;
-    Some(SystemTime::UNIX_EPOCH + Duration::new(secs, t.subsec_nanos()))
+    SystemTime::try_from(*t?).ok()
 }
 
 /// The latest version of each of `names` on `env` that exists (a name missing from the map
@@ -38,6 +36,7 @@ pub async fn describe_many(
     env: &Environment,
     resources: &Resources,
     names: &[String],
+    progress: &(dyn Fn(&str) + Send + Sync),
 ) -> Result<HashMap<String, Version>, StepError> {
     let ssm = client_in(env, resources).await?;
     let action = "ssm:DescribeParameters";
@@ -55,7 +54,7 @@ pub async fn describe_many(
             .map_err(|e| StepError::new(format!("cannot describe `{what}`: {e}")))?;
         let mut token: Option<String> = None;
         for _ in 0..MAX_PAGES {
-            let out = throttled(&|_| {}, FIRST_DELAY, action, || {
+            let out = throttled(progress, FIRST_DELAY, action, || {
                 ssm.client
                     .describe_parameters()
                     .parameter_filters(filter.clone())

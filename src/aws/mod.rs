@@ -149,28 +149,9 @@ pub(crate) async fn check_credentials(cx: &RunCx<'_>) -> Result<String, StepErro
 /// `runbook preflight`: a parameter's metadata (never its value) through
 /// `ssm:DescribeParameters`: its version, or None when it does not exist.
 pub(crate) async fn describe(cx: &RunCx<'_>, name: &str) -> Result<Option<i64>, StepError> {
-    use aws_sdk_ssm::types::ParameterStringFilter;
-    let ssm = client(cx).await?;
-    let action = "ssm:DescribeParameters";
-    let filter = ParameterStringFilter::builder()
-        .key("Name")
-        .option("Equals")
-        .values(name)
-        .build()
-        .map_err(|e| StepError::new(format!("cannot describe `{name}`: {e}")))?;
-    let out = throttled(cx.progress, FIRST_DELAY, action, || {
-        ssm.client
-            .describe_parameters()
-            .parameter_filters(filter.clone())
-            .send()
-    })
-    .await
-    .map_err(|e| ssm.error(e, action, name, None))?;
-    Ok(out
-        .parameters()
-        .iter()
-        .find(|p| p.name() == Some(name))
-        .map(|p| p.version()))
+    // One name through the paging of many: an empty page with a next token is not "missing".
+    let found = meta::describe_many(cx.env, cx.resources, &[name.to_string()], cx.progress).await?;
+    Ok(found.get(name).map(|v| v.version))
 }
 
 /// Error codes that mean "slow down": safe to send again, nothing was changed.
