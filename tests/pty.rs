@@ -1131,3 +1131,36 @@ fn notices(sb: &common::Sandbox) -> Vec<serde_json::Value> {
         .filter_map(|l| serde_json::from_str(l).ok())
         .collect()
 }
+
+/// Ctrl-C at a hidden prompt of a manual step ends the question and the run (130), says so on
+/// the prompt's line, and leaves the step not done. (A line-mode hidden read let the run's
+/// Ctrl-C handler take the signal while the read went on waiting: the prompt stayed.)
+#[test]
+fn ctrl_c_at_a_hidden_prompt_stops_the_run() {
+    let t = Test::new()
+        .with_repo_environments()
+        .runbook(
+            "dashboard",
+            r#"
+            version: 1
+            name: dashboard
+            summary: Collect a token
+            steps:
+              - id: create_token
+                manual.confirm:
+                  instructions: Create an API token in the dashboard.
+                  collect:
+                    token: { description: Paste the new token, secret: true }
+            "#,
+        )
+        .args(&["run", "dashboard", "--env", "sandbox", "--no-preflight"]);
+    let mut p = Pty::spawn(&t);
+    p.expect("Paste the new token");
+    p.type_hidden("\u{3}");
+    assert_eq!(p.finish(), 130, "{}", p.output());
+    assert!(
+        p.output().contains("not answered (Ctrl-C)"),
+        "{}",
+        p.output()
+    );
+}

@@ -7,7 +7,7 @@ use std::io::IsTerminal;
 
 use console::{Term, style};
 use dialoguer::theme::ColorfulTheme;
-use dialoguer::{Confirm, Input, Password, Select};
+use dialoguer::{Confirm, Input, Select};
 
 use crate::display::{visible, visible_line};
 use crate::steps::{PromptError, Prompter, StepAnswer};
@@ -48,6 +48,80 @@ fn not_answered(term: &Term, prompt: &str) -> PromptError {
     ));
     let _ = term.show_cursor();
     PromptError::Interrupted
+}
+
+/// One hidden line, read key by key with the terminal in raw mode, so Ctrl-C is a key that
+/// ends the question, not a signal a run's handler takes while a line-mode read of the
+/// terminal goes on waiting (dialoguer's `Password` reads a line: Ctrl-C during a run was
+/// caught and the prompt stayed). Nothing is echoed; Backspace takes a character back.
+fn read_hidden(term: &Term, prompt: &str) -> Result<String, PromptError> {
+    use console::Key;
+    let _ = term.write_str(&format!(
+        "{} {prompt} {} ",
+        style("?").yellow(),
+        style("›").dim()
+    ));
+    let mut value = String::new();
+    loop {
+        match term.read_key() {
+            Ok(Key::Enter) => break,
+            Ok(Key::Backspace) => {
+                value.pop();
+            }
+            Ok(Key::Char(c)) if !c.is_control() => value.push(c),
+            Ok(Key::CtrlC) | Err(_) => return Err(not_answered(term, prompt)),
+            Ok(_) => {}
+        }
+    }
+    // The line is the question's until it is judged (`ask_hidden` marks it).
+    let _ = term.clear_line();
+    Ok(value)
+}
+
+/// A hidden value `check` accepts (a refusal says why, then asks again), typed twice when
+/// `twice` and asked again while the two differ. An empty value is asked again.
+fn ask_hidden(
+    term: &Term,
+    label: &str,
+    twice: bool,
+    check: &dyn Fn(&String) -> Result<(), String>,
+) -> Result<String, PromptError> {
+    loop {
+        let value = read_hidden(term, label)?;
+        let refused = if value.is_empty() {
+            Some("a value is needed".to_string())
+        } else {
+            check(&value).err()
+        };
+        if let Some(why) = refused {
+            let _ = term.write_line(&format!(
+                "{} {label} {} {why}",
+                style("✘").red(),
+                style("·").dim()
+            ));
+            continue;
+        }
+        if twice {
+            let again = read_hidden(
+                term,
+                &format!("{label} (again, to be sure it is typed right)"),
+            )?;
+            if again != value {
+                let _ = term.write_line(&format!(
+                    "{} {label} {} the two entries differ; type it again, twice",
+                    style("✘").red(),
+                    style("·").dim()
+                ));
+                continue;
+            }
+        }
+        let _ = term.write_line(&format!(
+            "{} {label} {} ********",
+            style("✔").green(),
+            style("·").dim()
+        ));
+        return Ok(value);
+    }
 }
 
 impl Prompter for TerminalPrompter {
@@ -128,11 +202,7 @@ impl Prompter for TerminalPrompter {
         }
         let term = Term::stderr();
         if secret {
-            return Password::with_theme(&self.theme)
-                .with_prompt(label.as_ref())
-                .allow_empty_password(false)
-                .interact_on(&term)
-                .map_err(|_| not_answered(&term, &label));
+            return ask_hidden(&term, &label, false, &|_| Ok(()));
         }
         let mut input = Input::<String>::with_theme(&self.theme);
         match default {
@@ -160,27 +230,19 @@ impl Prompter for TerminalPrompter {
         check: &(dyn Fn(&str) -> Result<(), String> + Sync),
     ) -> Result<String, PromptError> {
         let label = visible_line(label).into_owned();
+        // Ctrl-C leaves no stale prompt line and no hidden cursor (see `not_answered`).
+        let term = Term::stderr();
         // dialoguer judges the value before it draws its mark of acceptance: a refused value
         // gets the refusal (`✘ …`) and the question again, never a tick first.
         let judge = |v: &String| check(v).map_err(|why| visible(&why).into_owned());
         if secret {
-            let mut password = Password::with_theme(&self.theme)
-                .with_prompt(label.clone())
-                .allow_empty_password(false)
-                .validate_with(judge);
-            if twice {
-                password = password.with_confirmation(
-                    format!("{label} (again, to be sure it is typed right)"),
-                    "the two entries differ; type it again, twice",
-                );
-            }
-            return password.interact().map_err(map_err);
+            return ask_hidden(&term, &label, twice, &judge);
         }
         Input::<String>::with_theme(&self.theme)
-            .with_prompt(label)
+            .with_prompt(label.clone())
             .validate_with(|v: &String| judge(v))
-            .interact_text()
-            .map_err(map_err)
+            .interact_text_on(&term)
+            .map_err(|_| not_answered(&term, &label))
     }
 
     fn show(&self, markdown: &str) {

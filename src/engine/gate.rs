@@ -210,8 +210,10 @@ impl Prompter for MaskedPrompter<'_> {
         let l = self.bus.redactor.redact(label).into_owned();
         // What a refusal says is masked like every other text.
         let masked = |v: &str| check(v).map_err(|why| self.bus.redactor.redact(&why).into_owned());
-        self.bus
-            .suspend(|| self.inner.ask_checked(&l, secret, twice, &masked))
+        self.interrupt.asking(|| {
+            self.bus
+                .suspend(|| self.inner.ask_checked(&l, secret, twice, &masked))
+        })
     }
     fn show(&self, markdown: &str) {
         let m = self.bus.redactor.redact(markdown).into_owned();

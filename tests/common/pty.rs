@@ -46,8 +46,8 @@ impl Pty {
     }
 
     /// Type `text` and Enter into a hidden prompt (a secret), once the program reads it.
-    /// Keys sent before can be lost: the hidden read turns echo off with `TCSAFLUSH`, which
-    /// discards input not yet read. (A pty spawned here starts with echo off, so the echo flag
+    /// Keys sent before a line-mode hidden read can be lost (it turns echo off with
+    /// `TCSAFLUSH`, which discards input not yet read); waiting costs nothing otherwise. (A pty spawned here starts with echo off, so the echo flag
     /// cannot tell; a thread of the program blocked reading the terminal can.)
     pub fn type_hidden(&mut self, text: &str) {
         let pid = self.session.get_process().pid().as_raw();
@@ -57,8 +57,13 @@ impl Pty {
                 .flatten()
                 .flatten()
                 .any(|t| {
-                    std::fs::read_to_string(t.path().join("wchan"))
-                        .is_ok_and(|w| matches!(w.trim(), "wait_woken" | "n_tty_read"))
+                    std::fs::read_to_string(t.path().join("wchan")).is_ok_and(|w| {
+                        // A line read (`n_tty_read`), or a key read in raw mode, which
+                        // polls the terminal first.
+                        let w = w.trim();
+                        matches!(w, "wait_woken" | "n_tty_read")
+                            || w.starts_with("poll_schedule_timeout")
+                    })
                 })
         };
         let start = std::time::Instant::now();
