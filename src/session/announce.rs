@@ -138,7 +138,7 @@ impl Announcer {
             .connect_timeout(POST_TIMEOUT)
             .redirect(reqwest::redirect::Policy::none());
         if let Some(ca) = self.spec.ca_file.as_deref().filter(|c| !c.is_empty()) {
-            let certs = crate::steps::http::client::read_ca(ca).map_err(|e| e.to_string())?;
+            let certs = crate::steps::read_ca(ca).map_err(|e| e.to_string())?;
             builder = builder.tls_certs_merge(certs);
         }
         let client = builder.build().map_err(|e| {

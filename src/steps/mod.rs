@@ -27,6 +27,8 @@ use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 /// Mask in plans: a value that is a secret.
 pub use crate::secret::MASK;
 pub use common::{error_chain, expand_tilde, first_line, whole_text};
+/// The CAs of a `ca_file`, read as the HTTP kinds read it (for a post made outside a step).
+pub(crate) use http::client::read_ca;
 pub use kind::*;
 
 /// Every step kind this binary knows, in the order `runbook schema` and docs list them.
