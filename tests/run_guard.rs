@@ -842,6 +842,7 @@ fn a_live_run_that_writes_the_same_parameter_refuses_another_runbook() {
                 version: 1
                 name: waiting
                 summary: Write one parameter after a gate
+                rotation: every 90 days
                 steps:
                   - id: key
                     generate: {{ format: hex, bytes: 16 }}
@@ -854,7 +855,9 @@ fn a_live_run_that_writes_the_same_parameter_refuses_another_runbook() {
         .runbook("other", &writer("other", &http, shared))
         .args(&["run", "waiting", "--env", "sandbox"]);
     let mut p = Pty::spawn(&t);
-    p.expect("Write it now?");
+    // The question itself, not a warning's snippet of the file that holds its text: only at
+    // the gate does the run hold its lock.
+    p.expect("Write it now? (y/n)");
     for args in [
         vec!["run", "other", "--env", "sandbox", "--yes"],
         vec!["run", "other", "--env", "sandbox", "--yes", "--new"],
